@@ -1,0 +1,1 @@
+"""Application core without widgets: CLI, frame sources, sessions, voice, settings, exports."""

@@ -1,0 +1,93 @@
+"""`streamo-live` command line: gui | narrate | data | bench.
+
+Subcommands import their heavy dependencies lazily so `streamo-live data ...` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+
+class CliError(Exception):
+    """An error the user can act on; printed without a traceback, exit code 2."""
+
+
+def _cmd_to_stream(args: argparse.Namespace) -> int:
+    from model import protocol
+
+    samples = protocol.load_raw_annotations(args.input)
+    out = protocol.to_stream(samples, video_prefix=args.video_prefix, fps=args.fps)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    # Write next to the target and rename, so an interrupted run never leaves half a file.
+    tmp = output.with_name(output.name + ".part")
+    tmp.write_text(protocol.dump_stream(out), encoding="utf-8")
+    tmp.replace(output)
+    print(f"converted {len(out)} of {len(samples)} samples -> {output}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="streamo-live", description="Streamo Live: a local streaming video assistant")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command")
+
+    data = sub.add_parser("data", help="dataset tools")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    ts = data_sub.add_parser("to-stream", help="convert raw Streamo annotations to the stream (multi-turn) format")
+    ts.add_argument("--input", required=True, help="raw annotation JSON (a list of samples or one sample)")
+    ts.add_argument("--output", required=True, help="output JSON in the stream format")
+    ts.add_argument("--video-prefix", default=None, help="folder joined in front of each video_path")
+    ts.add_argument("--fps", type=float, default=1, help="turns per second of video (default 1)")
+    ts.set_defaults(func=_cmd_to_stream)
+
+    for register in _extra_commands():
+        register(sub)
+    return parser
+
+
+def _extra_commands():
+    """Subcommands that live in their own modules (each exposes register(subparsers))."""
+    import importlib
+
+    for name in ("app.narrate", "app.gui_cmd"):
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as e:
+            if e.name != name:
+                raise
+            continue
+        yield module.register
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
+    )
+    if args.command is None:
+        if "gui" in parser._subparsers._group_actions[0].choices:  # no arguments: the desktop app
+            args = parser.parse_args(["gui"])
+        else:
+            parser.print_help()
+            return 0
+    from model.errors import ModelLoadError
+    from model.protocol import AnnotationError
+
+    try:
+        return int(args.func(args) or 0)
+    except (CliError, AnnotationError, ModelLoadError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

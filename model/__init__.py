@@ -1,0 +1,1 @@
+"""Everything about the network: protocol, loading, engine, kernels, training."""

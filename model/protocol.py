@@ -1,0 +1,299 @@
+"""The Streamo streaming protocol: state tokens, the system prompt, turn rendering and the
+raw-annotation -> stream-format conversion (shared/streamo/PROTOCOL.md, sections 1-3).
+
+This module is the one place that renders a turn and the one place that maps raw
+annotations to turns; training, inference and the data CLI all go through it.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+SILENCE = "</Silence>"
+STANDBY = "</Standby>"
+RESPONSE = "</Response>"
+STATE_TOKENS: tuple[str, str, str] = (SILENCE, STANDBY, RESPONSE)
+# Plain-text pieces whose embedding rows initialise each new state token (PROTOCOL.md section 1).
+STATE_TOKEN_WORDS: dict[str, str] = {SILENCE: "Silence", STANDBY: "Standby", RESPONSE: "Response"}
+
+DEFAULT_QUESTION = "Find all significant events in the video and describe them."
+
+# Placeholders: stored data uses <stream>; frames extracted at 1 fps turn it into <image>.
+STREAM_PLACEHOLDER = "<stream>"
+IMAGE_PLACEHOLDER = "<image>"
+
+# Qwen2.5-VL chat template pieces (what apply_chat_template renders for string content).
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+VISION_START = "<|vision_start|>"
+VISION_END = "<|vision_end|>"
+IMAGE_PAD = "<|image_pad|>"
+VIDEO_PAD = "<|video_pad|>"
+ENDOFTEXT = "<|endoftext|>"
+CHAT_SPECIAL_TOKENS: tuple[str, ...] = (
+    ENDOFTEXT,
+    IM_START,
+    IM_END,
+    VISION_START,
+    VISION_END,
+    IMAGE_PAD,
+    VIDEO_PAD,
+)
+IMAGE_TEXT = f"{VISION_START}{IMAGE_PAD}{VISION_END}"
+
+
+def _load_system_prompt() -> str:
+    # Byte for byte from shared/streamo/system_prompt.txt; newline="" keeps it untouched.
+    with resources.files("model").joinpath("system_prompt.txt").open(encoding="utf-8", newline="") as f:
+        return f.read()
+
+
+SYSTEM_PROMPT: str = _load_system_prompt()
+
+
+class AnnotationError(ValueError):
+    """Raw annotations that cannot be converted (malformed JSON or a wrong schema)."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Turn rendering
+
+
+def format_seconds(x: float) -> str:
+    """'3' for whole seconds, '3.5' otherwise (2 fps streams have half-second intervals)."""
+    return str(int(x)) if float(x).is_integer() else f"{x:g}"
+
+
+def interval_label(start: float, end: float) -> str:
+    return f"<{format_seconds(start)}s-{format_seconds(end)}s>"
+
+
+def user_turn_content(
+    start: float, end: float, question: str | None = None, placeholder: str = IMAGE_PLACEHOLDER
+) -> str:
+    """The content of one user turn: ``[question\\n]<Xs-Ys>\\n<image>``."""
+    body = f"{interval_label(start, end)}\n{placeholder}"
+    return f"{question}\n{body}" if question else body
+
+
+def assistant_turn_content(state: str, text: str = "") -> str:
+    """Exactly one state token; only </Response> is followed by one space and the answer."""
+    if state not in STATE_TOKENS:
+        raise ValueError(f"unknown state {state!r}; expected one of {STATE_TOKENS}")
+    if state == RESPONSE and text:
+        return f"{RESPONSE} {text}"
+    return state
+
+
+def parse_assistant_content(content: str) -> tuple[str, str]:
+    """Inverse of assistant_turn_content: (state, answer text)."""
+    for state in STATE_TOKENS:
+        if content.startswith(state):
+            return state, content[len(state) :].strip()
+    raise ValueError(f"assistant turn does not start with a state token: {content[:40]!r}")
+
+
+def render_message(role: str, content: str) -> str:
+    """One chat message as the Qwen2.5-VL template renders string content; <image> and
+    <stream> placeholders become one vision block each (the processor expands the pad)."""
+    content = content.replace(STREAM_PLACEHOLDER, IMAGE_TEXT).replace(IMAGE_PLACEHOLDER, IMAGE_TEXT)
+    return f"{IM_START}{role}\n{content}{IM_END}\n"
+
+
+ASSISTANT_PREFIX = f"{IM_START}assistant\n"
+# What follows the assistant content to close the turn; training labels cover it too.
+ASSISTANT_SUFFIX = f"{IM_END}\n"
+
+
+def render_conversation(messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
+    text = "".join(render_message(m["role"], m["content"]) for m in messages)
+    return text + (ASSISTANT_PREFIX if add_generation_prompt else "")
+
+
+def count_images(messages: Iterable[dict[str, str]]) -> int:
+    return sum(m["content"].count(STREAM_PLACEHOLDER) + m["content"].count(IMAGE_PLACEHOLDER) for m in messages)
+
+
+# ---------------------------------------------------------------------------------------------
+# Raw annotations -> stream format (PROTOCOL.md section 3, rule for rule)
+
+_CLOCK = re.compile(r"^\s*(\d+(?:\.\d+)?)(?::(\d+(?:\.\d+)?)){1,2}\s*$")
+
+
+def parse_time(value: Any, fps: float = 1) -> int | None:
+    """Rule 2. Empty or null -> None; a JSON number -> int(x) (not scaled by fps, as the
+    official converter does); a string -> int, else int(float * fps), else MM:SS / HH:MM:SS."""
+    if value is None or value == "":
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    if not isinstance(value, str):
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        pass
+    try:
+        return int(float(value) * fps)
+    except ValueError:
+        pass
+    if _CLOCK.match(value):
+        parts = [float(p) for p in value.strip().split(":")]
+        seconds = 0.0
+        for p in parts:
+            seconds = seconds * 60 + p
+        return int(seconds * fps)
+    return None
+
+
+def time_to_turn(t: int) -> int:
+    """Rule 3: time T is the turn <T-1s-Ts>; T <= 0 is the first turn."""
+    return t - 1 if t > 0 else 0
+
+
+def turn_count(total_frames: int, video_fps: float, fps: float = 1) -> int:
+    """Rule 1: n = total_frames // max(1, int(video_fps / fps))."""
+    return int(total_frames) // max(1, int(video_fps / fps))
+
+
+def _entries(sample: dict, key: str, index: int) -> list[dict]:
+    value = sample.get(key)
+    if value is None:
+        return []
+    if isinstance(value, dict):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise AnnotationError(f"sample {index}: '{key}' must be a list of objects, got {type(value).__name__}")
+    return value
+
+
+def _content(entry: dict, key: str, index: int) -> str:
+    content = entry.get("content")
+    if content is None:
+        return ""
+    if not isinstance(content, str):
+        raise AnnotationError(f"sample {index}: a '{key}' entry has non-string content {content!r}")
+    return content
+
+
+def convert_sample(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -> dict:
+    """Rules 4-9 for one raw sample whose video has ``n_turns`` turns."""
+    if not isinstance(sample, dict):
+        raise AnnotationError(f"sample {index}: expected an object, got {type(sample).__name__}")
+    video_path = sample.get("video_path")
+    if not isinstance(video_path, str) or not video_path:
+        raise AnnotationError(f"sample {index}: 'video_path' is missing or not a string")
+    questions = _entries(sample, "question", index)
+    responses = _entries(sample, "response", index)
+
+    states = [SILENCE] * n_turns  # rule 4
+    asked: dict[int, str] = {}
+    for q in questions:  # rule 5
+        content, t = _content(q, "question", index), parse_time(q.get("time"), fps)
+        if content and t is not None:
+            turn = time_to_turn(t)
+            if 0 <= turn < n_turns:
+                asked[turn] = content
+    for r in responses:  # rule 6
+        content = _content(r, "response", index)
+        st, end = parse_time(r.get("st_time"), fps), parse_time(r.get("end_time"), fps)
+        if st is not None and end is not None:
+            first, last = time_to_turn(st), time_to_turn(end)
+            for turn in range(max(0, first), min(n_turns - 1, last) + 1):
+                states[turn] = STANDBY
+            after = last + 1
+            if 0 <= after < n_turns and content:
+                states[after] = assistant_turn_content(RESPONSE, content)
+        else:
+            t = parse_time(r.get("time"), fps)
+            if t is not None:
+                turn = time_to_turn(t)
+                if 0 <= turn < n_turns and content:
+                    states[turn] = assistant_turn_content(RESPONSE, content)
+    if 0 not in asked and n_turns > 0:  # rule 7
+        first = _content(questions[0], "question", index) if questions else ""
+        asked[0] = first or DEFAULT_QUESTION
+
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for i in range(n_turns):  # rule 8
+        messages.append({"role": "user", "content": user_turn_content(i, i + 1, asked.get(i), STREAM_PLACEHOLDER)})
+        messages.append({"role": "assistant", "content": states[i]})
+    out: dict[str, Any] = {"messages": messages, "videos": [video_path]}  # rule 9
+    for key in ("video_name", "task_type", "source"):
+        if sample.get(key):
+            out[key] = sample[key]
+    return out
+
+
+@dataclass(frozen=True)
+class VideoMeta:
+    total_frames: int
+    fps: float
+
+
+def probe_video(path: str | Path) -> VideoMeta | None:
+    """Frame count and frame rate of a video file, or None when it is missing or unreadable."""
+    import cv2  # local: the protocol's pure parts need no OpenCV
+
+    path = Path(path)
+    if not path.is_file():
+        return None
+    cap = cv2.VideoCapture(str(path))
+    try:
+        if not cap.isOpened():
+            return None
+        frames, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS))
+    finally:
+        cap.release()
+    if frames <= 0 or fps <= 0:
+        return None
+    return VideoMeta(frames, fps)
+
+
+def load_raw_annotations(path: str | Path) -> list[dict]:
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise AnnotationError(f"{path}: no such file") from None
+    except json.JSONDecodeError as e:
+        raise AnnotationError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        raise AnnotationError(f"{path}: expected a JSON list of samples or one sample object")
+    return data
+
+
+def to_stream(
+    samples: list[dict],
+    video_prefix: str | Path | None = None,
+    fps: float = 1,
+    probe: Callable[[Path], VideoMeta | None] = probe_video,
+) -> list[dict]:
+    """Convert raw samples; a missing or unreadable video skips its sample with a warning."""
+    out = []
+    for i, sample in enumerate(samples):
+        if not isinstance(sample, dict) or not isinstance(sample.get("video_path"), str):
+            convert_sample(sample, 0, fps, i)  # raises the schema error naming the sample
+        path = Path(video_prefix) / sample["video_path"] if video_prefix else Path(sample["video_path"])
+        meta = probe(path)
+        if meta is None:
+            log.warning("sample %d: skipped, video %s is missing or unreadable", i, path)
+            continue
+        out.append(convert_sample(sample, turn_count(meta.total_frames, meta.fps, fps), fps, i))
+    return out
+
+
+def dump_stream(samples: list[dict]) -> str:
+    """The official files' formatting (2-space indent, UTF-8 kept)."""
+    return json.dumps(samples, indent=2, ensure_ascii=False)

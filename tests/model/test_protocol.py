@@ -1,0 +1,151 @@
+import json
+import logging
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from model import protocol as P
+
+DATA = Path(__file__).resolve().parents[1] / "data" / "streamo"
+SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "streamo"
+
+
+def write_video(path: Path, n_frames: int, fps: float, size=(32, 24)) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    for i in range(n_frames):
+        w.write(np.full((size[1], size[0], 3), i % 255, np.uint8))
+    w.release()
+    return path
+
+
+def test_system_prompt_is_byte_for_byte():
+    raw = (DATA.parent.parent.parent / "model" / "system_prompt.txt").read_bytes()
+    assert P.SYSTEM_PROMPT.encode("utf-8") == raw
+    assert P.SYSTEM_PROMPT.startswith("\nYou are a helpful assistant") and P.SYSTEM_PROMPT.endswith("</Response>.\n")
+    if (SHARED / "system_prompt.txt").exists():
+        assert raw == (SHARED / "system_prompt.txt").read_bytes()
+
+
+def test_bundled_examples_match_shared():
+    if not SHARED.exists():
+        pytest.skip("../shared/streamo not beside the checkout")
+    for name in ("example_raw.json", "example_stream.json"):
+        assert (DATA / name).read_bytes() == (SHARED / name).read_bytes()
+
+
+def test_to_stream_cli_reproduces_official_example(tmp_path, capsys):
+    raw = json.loads((DATA / "example_raw.json").read_text())
+    expected = (DATA / "example_stream.json").read_text()
+    n_turns = (len(json.loads(expected)[0]["messages"]) - 1) // 2
+    assert n_turns == 76
+    # 2 fps file: the converter must divide the frame count by int(video_fps / fps).
+    write_video(tmp_path / "videos" / raw[0]["video_path"], n_frames=2 * n_turns + 1, fps=2)
+    out = tmp_path / "out.json"
+    rc = cli_main(["data", "to-stream", "--input", str(DATA / "example_raw.json"), "--output", str(out),
+                   "--video-prefix", str(tmp_path / "videos")])
+    assert rc == 0
+    assert out.read_text() == expected  # byte for byte, formatting included
+    assert "converted 2 of 2" in capsys.readouterr().out
+
+
+def test_parse_time_rules():
+    assert P.parse_time(None) is None and P.parse_time("") is None
+    assert P.parse_time(5) == 5 and P.parse_time(5.9) == 5
+    assert P.parse_time(5.9, fps=2) == 5  # JSON numbers are not scaled (official quirk)
+    assert P.parse_time("7") == 7 and P.parse_time("7", fps=2) == 7
+    assert P.parse_time("5.5", fps=2) == 11 and P.parse_time("5.5") == 5
+    assert P.parse_time("01:30") == 90 and P.parse_time("1:00:01") == 3601
+    assert P.parse_time("00:10", fps=2) == 20
+    assert P.parse_time("soon") is None and P.parse_time("1:2:3:4") is None and P.parse_time([1]) is None
+    assert [P.time_to_turn(t) for t in (-3, 0, 1, 5)] == [0, 0, 0, 4]
+    assert P.turn_count(301, 30, 1) == 10 and P.turn_count(300, 30, 2) == 20 and P.turn_count(10, 0.5, 1) == 10
+
+
+def turns(sample):
+    msgs = sample["messages"]
+    return [(u["content"], a["content"]) for u, a in zip(msgs[1::2], msgs[2::2], strict=True)]
+
+
+def test_conversion_edge_cases():
+    raw = {
+        "video_path": "v.mp4",
+        "question": [
+            {"content": "first?", "time": "3"},
+            {"content": "replaced", "time": 3},
+            {"content": "outside", "time": 99},
+            {"content": "", "time": 2},
+        ],
+        "response": [
+            {"content": "clipped end", "st_time": 4, "end_time": 50},  # standby to the end, no response
+            {"content": "a", "time": "00:02"},
+            {"content": "b", "st_time": "1", "end_time": "1"},  # overwrites turn 0 and writes turn 1
+            {"content": "", "time": 6},  # empty content writes nothing
+        ],
+        "video_name": "",
+        "source": "mine",
+    }
+    out = P.convert_sample(raw, n_turns=7)
+    t = turns(out)
+    assert t[0] == ("first?\n<0s-1s>\n<stream>", P.STANDBY)  # rule 7: first question's content
+    assert t[1] == ("<1s-2s>\n<stream>", "</Response> b")
+    assert t[2] == ("replaced\n<2s-3s>\n<stream>", P.SILENCE)
+    assert [a for _, a in t[3:]] == [P.STANDBY] * 4
+    assert out["videos"] == ["v.mp4"] and out["source"] == "mine" and "video_name" not in out
+    assert out["messages"][0] == {"role": "system", "content": P.SYSTEM_PROMPT}
+
+
+def test_default_question_and_no_question_on_turn0():
+    out = P.convert_sample({"video_path": "v.mp4", "question": [{"content": "", "time": 1}]}, 3)
+    assert turns(out)[0][0] == f"{P.DEFAULT_QUESTION}\n<0s-1s>\n<stream>"
+    out = P.convert_sample({"video_path": "v.mp4", "question": [{"content": "late?", "time": 100}]}, 3)
+    assert turns(out)[0][0] == "late?\n<0s-1s>\n<stream>"  # dropped from its turn, still on turn 0
+    assert all(a == P.SILENCE for _, a in turns(out))
+
+
+def test_missing_video_is_skipped_with_warning(tmp_path, caplog):
+    write_video(tmp_path / "ok.mp4", 4, 1)
+    samples = [{"video_path": "missing.mp4"}, {"video_path": "ok.mp4"}]
+    with caplog.at_level(logging.WARNING):
+        out = P.to_stream(samples, video_prefix=tmp_path)
+    assert len(out) == 1 and out[0]["videos"] == ["ok.mp4"] and len(out[0]["messages"]) == 1 + 2 * 4
+    assert "missing.mp4" in caplog.text and "sample 0" in caplog.text
+
+
+def test_corrupt_video_is_skipped(tmp_path):
+    (tmp_path / "bad.mp4").write_bytes(b"\x00not a video" * 100)
+    assert P.to_stream([{"video_path": "bad.mp4"}], video_prefix=tmp_path) == []
+
+
+def test_malformed_inputs_give_clear_errors(tmp_path, capsys):
+    bad = tmp_path / "bad.json"
+    bad.write_text("[{oops")
+    assert cli_main(["data", "to-stream", "--input", str(bad), "--output", str(tmp_path / "o.json")]) == 2
+    err = capsys.readouterr().err
+    assert "bad.json" in err and "not valid JSON" in err
+    assert not (tmp_path / "o.json").exists()
+
+    wrong = tmp_path / "wrong.json"
+    wrong.write_text(json.dumps([{"video_path": "a.mp4"}, {"video_path": "b.mp4", "question": "what?"}]))
+    write_video(tmp_path / "a.mp4", 2, 1)
+    write_video(tmp_path / "b.mp4", 2, 1)
+    assert cli_main(["data", "to-stream", "--input", str(wrong), "--output", str(tmp_path / "o.json"),
+                     "--video-prefix", str(tmp_path)]) == 2
+    assert "sample 1" in capsys.readouterr().err
+    with pytest.raises(P.AnnotationError, match="sample 3: 'video_path'"):
+        P.convert_sample({"video": 1}, 1, index=3)
+
+
+def test_turn_rendering_round_trip():
+    assert P.user_turn_content(3, 4) == "<3s-4s>\n<image>"
+    assert P.user_turn_content(3.5, 4, "why?") == "why?\n<3.5s-4s>\n<image>"
+    assert P.assistant_turn_content(P.RESPONSE, "done.") == "</Response> done."
+    assert P.assistant_turn_content(P.STANDBY) == "</Standby>"
+    assert P.parse_assistant_content("</Response> done.") == (P.RESPONSE, "done.")
+    with pytest.raises(ValueError):
+        P.assistant_turn_content("</Talk>")
+    text = P.render_conversation([{"role": "user", "content": "<0s-1s>\n<stream>"}], add_generation_prompt=True)
+    assert text == "<|im_start|>user\n<0s-1s>\n<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"
