@@ -1,0 +1,472 @@
+"""Loading a Qwen2.5-VL (or Qwen3-VL) checkpoint for Streamo: precision, state tokens, adapter.
+
+``load_model`` takes a Hugging Face id, a local folder or ``"demo"`` and returns a LoadedModel.
+Everything that can go wrong with user input (a missing folder, no weights, a truncated
+safetensors file, an unsupported architecture, a broken adapter, no GPU for 4-bit) raises a
+ModelLoadError naming the path and what to do.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import protocol as P
+from model.errors import ModelLoadError
+
+log = logging.getLogger(__name__)
+
+SUPPORTED_MODEL_TYPES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
+PRECISIONS = ("auto", "4bit", "8bit", "bf16", "fp16", "fp32")
+DEMO_MODEL = "demo"
+
+
+@dataclass(frozen=True)
+class ModelChoice:
+    """A known checkpoint. Sizes are approximate, for the model manager and the default pick."""
+
+    model_id: str
+    params_b: float
+    download_gb: float  # bf16 safetensors on the hub
+    vram_4bit_gb: float  # weights in NF4 + vision tower + a 300-turn context, approximate
+    vram_bf16_gb: float
+    note: str = ""
+
+
+KNOWN_MODELS: tuple[ModelChoice, ...] = (
+    ModelChoice("Qwen/Qwen2.5-VL-7B-Instruct", 8.3, 16.6, 7.5, 18.5, "best quality; the paper's Streamo-7B base"),
+    ModelChoice("Qwen/Qwen2.5-VL-3B-Instruct", 3.8, 7.5, 3.5, 9.0, "for GPUs with less than ~10 GB free"),
+    ModelChoice("Qwen/Qwen3-VL-4B-Instruct", 4.4, 8.9, 4.0, 10.5, "newer base; the paper reports a variant"),
+)
+DEFAULT_7B, DEFAULT_3B = KNOWN_MODELS[0].model_id, KNOWN_MODELS[1].model_id
+
+
+def default_model_id(free_gpu_bytes: int | None = None) -> str:
+    """7B in 4-bit where the GPU has about 10 GB free, 3B otherwise (and on CPU)."""
+    if free_gpu_bytes is None and torch.cuda.is_available():
+        free_gpu_bytes, _ = torch.cuda.mem_get_info()
+    return DEFAULT_7B if (free_gpu_bytes or 0) >= 10 * 1024**3 else DEFAULT_3B
+
+
+@dataclass
+class LoadedModel:
+    model: Any  # a transformers PreTrainedModel (possibly wrapped by peft)
+    processor: Any
+    tokenizer: Any
+    device: torch.device
+    dtype: torch.dtype  # compute dtype
+    precision: str  # what actually runs: 4bit | 8bit | bf16 | fp16 | fp32
+    source: str  # the id or folder it came from
+    path: Path  # the local folder
+    model_type: str
+    state_token_ids: dict[str, int]
+    added_state_tokens: list[str] = field(default_factory=list)
+    adapter: Path | None = None
+    kernel_path: str = "torch"
+    is_demo: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def state_ids(self) -> list[int]:
+        """Ids in protocol order: Silence, Standby, Response."""
+        return [self.state_token_ids[t] for t in P.STATE_TOKENS]
+
+
+# ---------------------------------------------------------------------------------------------
+# Checking a folder before transformers sees it (its own errors rarely name the file)
+
+
+def check_safetensors(path: Path) -> None:
+    """Raise ModelLoadError if the file's header is unreadable or the data is cut short."""
+    size = path.stat().st_size
+    try:
+        with path.open("rb") as f:
+            head = f.read(8)
+            if len(head) < 8:
+                raise ValueError("shorter than its 8-byte header")
+            (n,) = struct.unpack("<Q", head)
+            if n > size - 8 or n > 100 * 1024**2:
+                raise ValueError(f"header length {n} exceeds the file size {size}")
+            header = json.loads(f.read(n))
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ModelLoadError(
+            f"{path}: not a valid safetensors file ({e}). The download may be incomplete: delete the file "
+            "and download the model again."
+        ) from None
+    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+    if 8 + n + end > size:
+        raise ModelLoadError(
+            f"{path}: truncated safetensors file ({size} bytes, its header promises {8 + n + end}). "
+            "Delete it and download the model again."
+        )
+
+
+def check_model_folder(path: Path) -> str:
+    """Validate a local checkpoint folder; returns its model_type."""
+    if not path.exists():
+        raise ModelLoadError(f"model folder {path} does not exist. Pick an existing folder or a Hugging Face id.")
+    if not path.is_dir():
+        raise ModelLoadError(f"{path} is a file; a model is a folder with config.json and *.safetensors.")
+    config = path / "config.json"
+    if not config.is_file():
+        raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model folder.")
+    try:
+        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type", "")
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise ModelLoadError(f"{config}: unreadable JSON ({e}).") from None
+    if model_type not in SUPPORTED_MODEL_TYPES or not _transformers_has(model_type):
+        names = ", ".join(f"{v} ({k})" for k, v in SUPPORTED_MODEL_TYPES.items() if _transformers_has(k))
+        raise ModelLoadError(
+            f"{path}: unsupported architecture '{model_type or 'unknown'}'. Streamo Live runs {names} checkpoints."
+        )
+    weights = sorted(path.glob("*.safetensors"))
+    if not weights:
+        legacy = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
+        hint = f" It has {', '.join(legacy[:3])}: only safetensors weights are loaded (no pickles)." if legacy else ""
+        raise ModelLoadError(f"{path} has no *.safetensors weights.{hint}")
+    for w in weights:
+        check_safetensors(w)
+    return model_type
+
+
+def _transformers_has(model_type: str) -> bool:
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return model_type in CONFIG_MAPPING_NAMES
+
+
+# ---------------------------------------------------------------------------------------------
+# Downloads (huggingface_hub cache); never used by tests
+
+
+class DownloadCancelled(Exception):
+    pass
+
+
+ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current file)
+_WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "tokenizer*", "*.model"]
+
+
+def is_offline() -> bool:
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def cached_model_path(repo_id: str) -> Path | None:
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=_WEIGHT_PATTERNS, local_files_only=True))
+    except Exception:  # noqa: BLE001 - any miss means "not cached"
+        return None
+
+
+def download_model(
+    repo_id: str,
+    progress: ProgressFn | None = None,
+    cancel: threading.Event | None = None,
+    revision: str | None = None,
+) -> Path:
+    """Download a checkpoint into the huggingface_hub cache with byte progress.
+
+    Interrupted downloads resume (the hub keeps ``.incomplete`` files); ``cancel`` stops
+    between chunks. Honours HF_HUB_OFFLINE: offline, only the cache is used.
+    """
+    from huggingface_hub import HfApi, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError
+    from tqdm.auto import tqdm
+
+    cached = cached_model_path(repo_id)
+    if is_offline():
+        if cached is None:
+            raise ModelLoadError(
+                f"{repo_id} is not in the local cache and HF_HUB_OFFLINE is set. Download it on a connected "
+                "machine, or choose a local model folder."
+            )
+        return cached
+    try:
+        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+    except Exception as e:  # noqa: BLE001 - network, auth and 404 all end here
+        if cached is not None:
+            log.warning("could not reach the hub (%s); using the cached copy of %s", e, repo_id)
+            return cached
+        raise ModelLoadError(
+            f"could not download {repo_id}: {e}. Check the connection or the id, or choose a local folder."
+        ) from None
+    import fnmatch
+
+    files = [
+        s for s in info.siblings if any(fnmatch.fnmatch(s.rfilename.split("/")[-1], p) for p in _WEIGHT_PATTERNS)
+    ]
+    total = sum(s.size or 0 for s in files)
+    done = 0
+
+    class _Bar(tqdm):  # one per file; forwards bytes to the callback, stops on cancel
+        def __init__(self, *a, **k):
+            k["disable"] = True
+            super().__init__(*a, **k)
+
+        def update(self, n=1):
+            nonlocal done
+            if cancel is not None and cancel.is_set():
+                raise DownloadCancelled(f"download of {repo_id} cancelled")
+            done += n or 0
+            if progress:
+                progress(done, total, current)
+            return super().update(n)
+
+    for s in files:
+        current = s.rfilename
+        if cancel is not None and cancel.is_set():
+            raise DownloadCancelled(f"download of {repo_id} cancelled")
+        before = done
+        try:
+            path = hf_hub_download(repo_id, s.rfilename, revision=info.sha, tqdm_class=_Bar)
+        except HfHubHTTPError as e:
+            raise ModelLoadError(f"download of {repo_id}/{s.rfilename} failed: {e}") from None
+        done = before + (s.size or 0)  # cached files and resumed parts count as done
+        if progress:
+            progress(done, total, current)
+    return Path(path).parent if files else Path(cached or ".")
+
+
+# ---------------------------------------------------------------------------------------------
+# State tokens
+
+
+def ensure_state_tokens(model: Any, tokenizer: Any) -> list[str]:
+    """Add the three state tokens when missing and initialise their embedding and lm_head rows
+    from the mean of the rows of the plain-text pieces of Silence / Standby / Response.
+
+    Qwen2.5-VL's embedding has spare rows beyond its tokenizer, so new ids usually land there
+    without a resize. Returns the tokens that were added.
+    """
+    from tokenizers import AddedToken
+
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in P.STATE_TOKENS if t not in vocab]
+    if not missing:
+        return []
+    tokenizer.add_tokens([AddedToken(t, special=True, normalized=False) for t in missing], special_tokens=True)
+    emb = model.get_input_embeddings()
+    if len(tokenizer) > emb.weight.shape[0]:
+        model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
+        emb = model.get_input_embeddings()
+    heads = [emb.weight]
+    out = model.get_output_embeddings()
+    if out is not None and out.weight.data_ptr() != emb.weight.data_ptr():
+        heads.append(out.weight)
+    with torch.no_grad():
+        for token in missing:
+            new_id = tokenizer.convert_tokens_to_ids(token)
+            pieces = tokenizer(P.STATE_TOKEN_WORDS[token], add_special_tokens=False)["input_ids"]
+            for w in heads:
+                w[new_id] = w[pieces].float().mean(0).to(w.dtype)
+    return missing
+
+
+def state_token_ids(tokenizer: Any) -> dict[str, int]:
+    ids = {}
+    for t in P.STATE_TOKENS:
+        enc = tokenizer(t, add_special_tokens=False)["input_ids"]
+        if len(enc) != 1:
+            raise ModelLoadError(f"the tokenizer splits the state token {t} into {len(enc)} pieces")
+        ids[t] = enc[0]
+    return ids
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ModelLoadError(f"device {device} was asked for but no CUDA GPU is available; use --device cpu.")
+    return dev
+
+
+def resolve_precision(precision: str, device: torch.device, warnings: list[str]) -> str:
+    if precision not in PRECISIONS:
+        raise ModelLoadError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
+    if device.type == "cpu":
+        if precision in ("4bit", "8bit"):
+            warnings.append(f"{precision} needs a CUDA GPU; running fp32 on the CPU instead")
+            precision = "fp32"
+        elif precision == "auto":
+            precision = "fp32"
+        warnings.append("running on the CPU: expect seconds per step with a real model")
+        return precision
+    return "4bit" if precision == "auto" else precision
+
+
+_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
+
+
+def _quantization(precision: str):
+    from transformers import BitsAndBytesConfig
+
+    if precision == "4bit":
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type="nf4",
+            bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=torch.bfloat16,
+            llm_int8_skip_modules=["visual", "lm_head"],  # vision tower and the state rows stay exact
+        )
+    if precision == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True, llm_int8_skip_modules=["visual", "lm_head"])
+    return None
+
+
+def demo_checkpoint_dir() -> Path:
+    base = os.environ.get("STREAMO_LIVE_DATA") or os.path.join(
+        os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share")), "streamo-live"
+    )
+    return Path(base) / "demo-model"
+
+
+def ensure_demo_checkpoint() -> Path:
+    """The tiny offline checkpoint, built once into the user's data folder."""
+    from model.tiny import build_tiny_checkpoint
+
+    path = demo_checkpoint_dir()
+    if not (path / "streamo_tiny.json").is_file():
+        tmp = path.with_name(path.name + ".part")
+        import shutil
+
+        shutil.rmtree(tmp, ignore_errors=True)
+        build_tiny_checkpoint(tmp, seed=0)
+        shutil.rmtree(path, ignore_errors=True)
+        tmp.rename(path)
+    return path
+
+
+def resolve_source(source: str | Path, progress: ProgressFn | None = None) -> tuple[Path, bool]:
+    """(local folder, is_demo) for a hub id, a folder or 'demo'."""
+    s = str(source)
+    if s == DEMO_MODEL:
+        return ensure_demo_checkpoint(), True
+    p = Path(s).expanduser()
+    looks_like_id = s.count("/") == 1 and not s.startswith((".", "/", "~")) and not p.exists()
+    if looks_like_id:
+        return download_model(s, progress=progress), False
+    return p, False
+
+
+def load_adapter(model: Any, adapter: Path) -> Any:
+    adapter = Path(adapter).expanduser()
+    if not (adapter / "adapter_config.json").is_file():
+        raise ModelLoadError(f"adapter folder {adapter} has no adapter_config.json (expected a PEFT LoRA folder)")
+    weights = adapter / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise ModelLoadError(f"adapter folder {adapter} has no adapter_model.safetensors")
+    check_safetensors(weights)
+    from peft import PeftModel
+
+    try:
+        return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+    except Exception as e:  # noqa: BLE001 - shape mismatches, wrong base model, bad config
+        raise ModelLoadError(f"could not apply the adapter in {adapter}: {e}. Was it trained on this model?") from e
+
+
+def load_model(
+    source: str | Path,
+    *,
+    precision: str = "auto",
+    device: str = "auto",
+    adapter: str | Path | None = None,
+    kernels: str = "auto",
+    progress: ProgressFn | None = None,
+    min_pixels: int = 3136,
+    max_pixels: int = 100352,
+) -> LoadedModel:
+    """Load a checkpoint ready for the streaming engine.
+
+    CUDA: 4-bit NF4 with double quantisation (compute bf16) by default, or 8bit/bf16/fp16.
+    CPU: fp32 (or bf16). ``kernels``: "auto"/"triton" swap in our Triton kernels where they
+    apply (CUDA, 4-bit), "off" keeps bitsandbytes/torch.
+    """
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    warnings: list[str] = []
+    path, is_demo = resolve_source(source, progress)
+    model_type = check_model_folder(path)
+    dev = resolve_device(device)
+    precision = resolve_precision(precision, dev, warnings)
+    dtype = torch.bfloat16 if precision in ("4bit", "8bit") else _DTYPES[precision]
+    kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
+    quant = _quantization(precision)
+    if quant is not None:
+        kwargs["quantization_config"] = quant
+        kwargs["device_map"] = {"": dev.index or 0}
+    try:
+        processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+    except torch.OutOfMemoryError as e:
+        raise ModelLoadError(
+            f"out of GPU memory loading {path} in {precision}: {e}. Choose 4-bit, a smaller model "
+            f"({DEFAULT_3B}), or close other GPU programs."
+        ) from None
+    except (OSError, ValueError, KeyError, RuntimeError) as e:
+        raise ModelLoadError(f"could not load the model in {path}: {e}") from e
+    if quant is None:
+        model.to(dev)
+    model.eval()
+    for w in warnings:
+        log.warning(w)
+    tokenizer = processor.tokenizer
+    added = ensure_state_tokens(model, tokenizer)
+    if added:
+        log.info("added state tokens %s, initialised from their words' embeddings", added)
+    ids = state_token_ids(tokenizer)
+    processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
+
+    loaded = LoadedModel(
+        model=model,
+        processor=processor,
+        tokenizer=tokenizer,
+        device=dev,
+        dtype=dtype,
+        precision=precision,
+        source=str(source),
+        path=path,
+        model_type=model_type,
+        state_token_ids=ids,
+        added_state_tokens=added,
+        is_demo=is_demo,
+        warnings=warnings,
+    )
+    if adapter:
+        loaded.model = load_adapter(model, Path(adapter)).eval()
+        loaded.adapter = Path(adapter)
+    loaded.kernel_path = apply_kernel_switch(loaded, kernels)
+    return loaded
+
+
+def apply_kernel_switch(loaded: LoadedModel, kernels: str = "auto") -> str:
+    """Swap in the Triton kernels where they apply; returns a label of the path that runs."""
+    base = "bitsandbytes" if loaded.precision in ("4bit", "8bit") else "torch"
+    if kernels == "off" or loaded.device.type != "cuda" or loaded.precision != "4bit":
+        return base
+    try:
+        from model.kernels.patch import apply_kernels
+    except ImportError as e:  # triton missing on this platform
+        loaded.warnings.append(f"Triton kernels unavailable ({e}); using {base}")
+        return base
+    report = apply_kernels(loaded.model, mode="triton")
+    for skipped in report.skipped[:5]:
+        log.info("kernel not applied: %s", skipped)
+    return report.path

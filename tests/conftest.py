@@ -1,0 +1,41 @@
+"""Shared fixtures: an isolated data folder, no hub access, and the tiny offline checkpoint
+built once per test session and loaded through the real loading code."""
+
+import os
+import tempfile
+from pathlib import Path
+
+# Before anything imports huggingface_hub or Qt: tests never reach a hub, never touch the
+# user's data folder, and render offscreen.
+_DATA = tempfile.mkdtemp(prefix="streamo-live-test-data-")
+os.environ["STREAMO_LIVE_DATA"] = _DATA
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import pytest  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def tiny_ckpt(tmp_path_factory) -> Path:
+    from model.tiny import build_tiny_checkpoint
+
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "ckpt", seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_ckpt):
+    """The tiny model loaded on the CPU in fp32. Shared: tests must not modify it."""
+    import torch
+
+    from model.loading import load_model
+
+    torch.manual_seed(0)
+    return load_model(tiny_ckpt, precision="fp32", device="cpu")
+
+
+@pytest.fixture(scope="session")
+def sample_clip() -> Path:
+    return REPO / "assets" / "sample.mp4"
