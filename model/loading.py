@@ -205,9 +205,7 @@ def download_model(
         ) from None
     import fnmatch
 
-    files = [
-        s for s in info.siblings if any(fnmatch.fnmatch(s.rfilename.split("/")[-1], p) for p in _WEIGHT_PATTERNS)
-    ]
+    files = [s for s in info.siblings if any(fnmatch.fnmatch(s.rfilename.split("/")[-1], p) for p in _WEIGHT_PATTERNS)]
     total = sum(s.size or 0 for s in files)
     done = 0
 

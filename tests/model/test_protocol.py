@@ -45,8 +45,18 @@ def test_to_stream_cli_reproduces_official_example(tmp_path, capsys):
     # 2 fps file: the converter must divide the frame count by int(video_fps / fps).
     write_video(tmp_path / "videos" / raw[0]["video_path"], n_frames=2 * n_turns + 1, fps=2)
     out = tmp_path / "out.json"
-    rc = cli_main(["data", "to-stream", "--input", str(DATA / "example_raw.json"), "--output", str(out),
-                   "--video-prefix", str(tmp_path / "videos")])
+    rc = cli_main(
+        [
+            "data",
+            "to-stream",
+            "--input",
+            str(DATA / "example_raw.json"),
+            "--output",
+            str(out),
+            "--video-prefix",
+            str(tmp_path / "videos"),
+        ]
+    )
     assert rc == 0
     assert out.read_text() == expected  # byte for byte, formatting included
     assert "converted 2 of 2" in capsys.readouterr().out
@@ -132,8 +142,21 @@ def test_malformed_inputs_give_clear_errors(tmp_path, capsys):
     wrong.write_text(json.dumps([{"video_path": "a.mp4"}, {"video_path": "b.mp4", "question": "what?"}]))
     write_video(tmp_path / "a.mp4", 2, 1)
     write_video(tmp_path / "b.mp4", 2, 1)
-    assert cli_main(["data", "to-stream", "--input", str(wrong), "--output", str(tmp_path / "o.json"),
-                     "--video-prefix", str(tmp_path)]) == 2
+    assert (
+        cli_main(
+            [
+                "data",
+                "to-stream",
+                "--input",
+                str(wrong),
+                "--output",
+                str(tmp_path / "o.json"),
+                "--video-prefix",
+                str(tmp_path),
+            ]
+        )
+        == 2
+    )
     assert "sample 1" in capsys.readouterr().err
     with pytest.raises(P.AnnotationError, match="sample 3: 'video_path'"):
         P.convert_sample({"video": 1}, 1, index=3)
@@ -148,4 +171,7 @@ def test_turn_rendering_round_trip():
     with pytest.raises(ValueError):
         P.assistant_turn_content("</Talk>")
     text = P.render_conversation([{"role": "user", "content": "<0s-1s>\n<stream>"}], add_generation_prompt=True)
-    assert text == "<|im_start|>user\n<0s-1s>\n<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"
+    assert (
+        text
+        == "<|im_start|>user\n<0s-1s>\n<|vision_start|><|image_pad|><|vision_end|><|im_end|>\n<|im_start|>assistant\n"
+    )
