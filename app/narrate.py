@@ -8,7 +8,9 @@ Ctrl-C (or a crash) keeps everything up to the last finished second.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,6 +95,27 @@ def step_record(result, wall_time: float) -> dict:
         "rebuilt": result.rebuilt,
         "wall_time": wall_time,
     }
+
+
+class _StopOnInterrupt:
+    """First Ctrl-C: finish the current second, then stop. A second Ctrl-C stops at once.
+    Either way the files hold every finished second and nothing half-written."""
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
 
 
 def _clock(seconds: float) -> str:
@@ -202,9 +225,10 @@ def _loop(args, source, engine, asks: list[tuple[float, str]]) -> int:
         streamed = True
         printer.token(t, piece)
 
+    stop = _StopOnInterrupt()
     try:
         for frame in source.frames(fps=args.fps):
-            if args.seconds is not None and frame.t >= args.seconds:
+            if stop.requested or (args.seconds is not None and frame.t >= args.seconds):
                 break
             while pending and pending[0][0] <= frame.t:
                 _, question = pending.pop(0)
@@ -222,15 +246,20 @@ def _loop(args, source, engine, asks: list[tuple[float, str]]) -> int:
                 jsonl.write(step_record(result, frame.wall_time))
             steps, last_t = steps + 1, result.end
             printer.progress(result, steps / max(1e-9, time.perf_counter() - started))
+            if stop.requested:
+                break
     except KeyboardInterrupt:
-        printer.end_line()
-        print(f"\ninterrupted at {_clock(last_t)}; kept {steps} steps", file=sys.stderr)
-        return 130
+        stop.requested = True
     finally:
+        stop.restore()
         printer._clear_progress()
         if jsonl:
             jsonl.close()
         subs.flush()
+    if stop.requested:
+        printer.end_line()
+        print(f"\ninterrupted at {_clock(last_t)}; kept {steps} steps", file=sys.stderr)
+        return 130
     written = [p for p in (args.srt, args.vtt, args.jsonl) if p]
     print(
         f"done: {steps} steps, {len(subs.items)} responses" + (f"; wrote {', '.join(written)}" if written else ""),
