@@ -1,0 +1,196 @@
+"""The one settings wrapper over QSettings, and the option dataclasses built from it.
+
+Keys are namespaced ``group/name``: each option dataclass names its group in ``GROUP`` and each
+field is one key (``overlay/font_size``). The GUI reads and writes settings here only; workers
+receive the dataclasses and never open QSettings themselves.
+
+Tests isolate settings by giving QCoreApplication a random application name (and pointing
+QSettings' user scope at a temporary folder) before creating a :class:`Settings`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass
+from typing import Any, ClassVar, TypeVar
+
+from PySide6.QtCore import QByteArray, QSettings
+
+__all__ = [
+    "LiveOptions",
+    "ModelOptions",
+    "OverlayOptions",
+    "Settings",
+    "SourceOptions",
+    "engine_options",
+    "talkativeness_to_threshold",
+]
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class ModelOptions:
+    """Which checkpoint to load and how (arguments of ``model.loading.load_model``)."""
+
+    GROUP: ClassVar[str] = "model"
+    source: str = ""  # a Hugging Face id, a local folder, or "demo"; "" = not chosen yet
+    precision: str = "auto"  # auto | 4bit | 8bit | bf16 | fp16 | fp32
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    adapter: str = ""  # a PEFT LoRA folder, "" for none
+    kernels: str = "auto"  # auto | off
+
+    @property
+    def is_demo(self) -> bool:
+        return self.source == "demo"
+
+    def label(self) -> str:
+        if self.is_demo:
+            return "demo model (meaningless words)"
+        return self.source.rstrip("/").split("/")[-1] or "no model"
+
+
+@dataclass(frozen=True)
+class SourceOptions:
+    """What the capture worker opens (``app.sources.open_source(spec, ...)``)."""
+
+    GROUP: ClassVar[str] = "source"
+    spec: str = ""  # a file path, "webcam:N" or "screen:N[@x,y,w,h]"
+    width: int = 0  # requested camera resolution, 0 = the camera's default
+    height: int = 0
+    realtime: bool = True  # files play at their own speed, like a live stream
+
+    def open_kwargs(self) -> dict[str, Any]:
+        if self.spec.startswith("webcam"):
+            return {"width": self.width, "height": self.height} if self.width and self.height else {}
+        if self.spec.startswith("screen"):
+            return {}
+        return {"realtime": self.realtime}
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    """The live tab's choices: task, pace and how answers show."""
+
+    GROUP: ClassVar[str] = "live"
+    task: str = "narrate"  # a key of model.presets.TASK_PRESETS
+    task_target: str = ""  # what "tell me when ..." waits for
+    fps: float = 1.0  # model steps per second: 1 or 2
+    model_decides: bool = True  # the state with the highest probability wins
+    talkativeness: int = 50  # otherwise: answer when P(Response) >= 1 - talkativeness / 100
+    subtitle_seconds: float = 6.0  # a subtitle fades this long after its last token
+    max_answer_tokens: int = 64
+
+
+@dataclass(frozen=True)
+class OverlayOptions:
+    """The always-on-top subtitle window."""
+
+    GROUP: ClassVar[str] = "overlay"
+    visible: bool = False
+    click_through: bool = False
+    font_family: str = ""  # "" = the application font
+    font_size: int = 24
+    text_color: str = "#ffffff"
+    background_color: str = "#b4000000"  # #AARRGGBB
+    x: int = -1  # -1 = centred near the bottom of the primary screen
+    y: int = -1
+    width: int = 900
+
+
+def talkativeness_to_threshold(value: int, model_decides: bool = False) -> float | None:
+    """Slider value 0..100 -> the engine's P(Response) threshold (None: the model's own argmax).
+    The engine answers when P(Response) >= threshold, so more talkative means a lower one."""
+    if model_decides:
+        return None
+    return round(min(0.98, max(0.02, 1.0 - value / 100)), 2)
+
+
+def engine_options(live: LiveOptions) -> Any:
+    """The ``model.engine.EngineOptions`` for a run (imported lazily: it pulls in torch)."""
+    from model.engine import EngineOptions
+
+    return EngineOptions(
+        fps=float(live.fps),
+        threshold=talkativeness_to_threshold(live.talkativeness, live.model_decides),
+        max_answer_tokens=int(live.max_answer_tokens),
+        task=live.task,
+        task_target=live.task_target or None,
+    )
+
+
+class Settings:
+    """Typed access to the application's QSettings. Create it on the GUI thread."""
+
+    GEOMETRY = "window/geometry"
+    WINDOW_STATE = "window/state"
+    SPLITTER = "window/splitter"
+    LAST_DIR = "paths/last_dir"
+    WAYLAND_WARNED = "overlay/wayland_warned"
+
+    def __init__(self, qsettings: QSettings | None = None) -> None:
+        self._q = qsettings if qsettings is not None else QSettings()
+
+    @property
+    def qsettings(self) -> QSettings:
+        return self._q
+
+    # -- single keys
+    def value(self, key: str, default: T) -> T:
+        """The stored value converted to ``default``'s type (QSettings' INI backend returns text)."""
+        raw = self._q.value(key, None)
+        if raw is None:
+            return default
+        return _coerce(raw, type(default), default)
+
+    def set_value(self, key: str, value: Any) -> None:
+        self._q.setValue(key, value)
+
+    def bytes_value(self, key: str) -> QByteArray | None:
+        raw = self._q.value(key, None)
+        return raw if isinstance(raw, QByteArray) else None
+
+    def remove(self, key: str) -> None:
+        self._q.remove(key)
+
+    # -- option dataclasses
+    def load(self, cls: type[T]) -> T:
+        """An instance of the option dataclass ``cls`` from ``GROUP/field`` keys (defaults where unset
+        or unreadable)."""
+        hints = typing.get_type_hints(cls)
+        values = {}
+        for f in dataclasses.fields(cls):  # type: ignore[arg-type]
+            default = f.default
+            raw = self._q.value(f"{cls.GROUP}/{f.name}", None)  # type: ignore[attr-defined]
+            values[f.name] = default if raw is None else _coerce(raw, _base_type(hints[f.name]), default)
+        return cls(**values)
+
+    def save(self, options: Any) -> None:
+        for f in dataclasses.fields(options):
+            self._q.setValue(f"{options.GROUP}/{f.name}", getattr(options, f.name))
+
+    def sync(self) -> None:
+        self._q.sync()
+
+
+def _base_type(hint: Any) -> type:
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    return args[0] if args else hint
+
+
+def _coerce(raw: Any, kind: type, default: Any) -> Any:
+    try:
+        if kind is bool:
+            if isinstance(raw, str):
+                return raw.strip().lower() in ("1", "true", "yes", "on")
+            return bool(raw)
+        if kind is int:
+            return int(float(raw))
+        if kind is float:
+            return float(raw)
+        if kind is str:
+            return "" if raw is None else str(raw)
+    except (TypeError, ValueError):
+        return default
+    return raw

@@ -1,0 +1,88 @@
+"""Live tab pieces: source picker specs, drag and drop, subtitle streaming and fading, the
+Standby indicator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
+from PySide6.QtGui import QDropEvent
+
+from app.session import StepRecord
+from app.settings import SourceOptions
+from model.protocol import RESPONSE, SILENCE, STANDBY
+from ui.preview import PreviewWidget
+from ui.source_picker import SCREEN, WEBCAM, SourcePicker
+from ui.subtitles import SubtitleFeed
+from ui.workers import StepReport, TokenChunk
+
+
+def report(t: float, state: str, text: str = "") -> StepReport:
+    return StepReport(StepRecord(t, t + 1, state, 0.0, text=text), {"total": 5.0}, 1, 10, "RSS 0.1 GB", "torch")
+
+
+def test_picker_builds_source_specs(qtbot):
+    p = SourcePicker()
+    qtbot.addWidget(p)
+    p.set_options(SourceOptions(spec="webcam:0", width=1280, height=720))
+    assert p.kind.currentIndex() == WEBCAM
+    assert p.options() == SourceOptions(spec="webcam:0", width=1280, height=720)
+    p.kind.setCurrentIndex(SCREEN)  # no X display here: monitor 1 with an explanation
+    p.region.setText("10, 20, 640, 360")
+    assert p.options().spec == "screen:1@10,20,640,360"
+    p.region.setText("not a region")
+    assert p.options().spec == "screen:1"
+    p.set_file("/videos/a.mp4")
+    assert p.options() == SourceOptions(spec="/videos/a.mp4", realtime=True)
+
+
+def test_dropping_a_video_file_on_the_preview_selects_it(make_harness, tmp_path: Path):
+    h = make_harness()
+    preview = h.window.live_tab.preview
+    clip = tmp_path / "holiday.mkv"
+    clip.write_bytes(b"")
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(clip))])
+    event = QDropEvent(
+        QPointF(10, 10), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    )
+    preview.dropEvent(event)
+    assert h.window.live_tab.source_options().spec == str(clip)
+    assert "holiday.mkv" in h.window.banner.text()
+    text = QMimeData()
+    text.setUrls([QUrl.fromLocalFile(str(tmp_path / "notes.txt"))])
+    assert (
+        PreviewWidget._dropped_file(
+            QDropEvent(
+                QPoint(1, 1), Qt.DropAction.CopyAction, text, Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+            )
+        )
+        is None
+    )
+
+
+def test_subtitle_streams_token_by_token_then_fades(qtbot):
+    feed = SubtitleFeed(hold_seconds=0.5)
+    seen: list[str] = []
+    feed.changed.connect(lambda: seen.append(feed.text))
+    for piece in ("The ", "door ", "opens."):
+        feed.on_token_streamed(TokenChunk(4.0, piece))
+    assert seen[:3] == ["The ", "The door ", "The door opens."]
+    feed.on_step_finished(report(4.0, RESPONSE, "The door opens."))
+    assert feed.text == "The door opens." and feed.opacity == 1.0
+    qtbot.waitUntil(lambda: 0.0 < feed.opacity < 1.0, timeout=3000)  # fading
+    qtbot.waitUntil(lambda: feed.opacity == 0.0 and feed.text == "", timeout=3000)
+    feed.on_token_streamed(TokenChunk(7.0, "Next"))  # a new answer starts fresh
+    assert feed.text == "Next" and feed.opacity == 1.0
+
+
+def test_standby_is_an_indicator_not_text(qtbot):
+    feed = SubtitleFeed()
+    preview = PreviewWidget(feed)
+    qtbot.addWidget(preview)
+    preview.show()
+    feed.on_step_finished(report(1.0, STANDBY))
+    assert feed.standby and feed.text == ""
+    assert preview._pulse.isActive()  # the dots breathe
+    feed.on_step_finished(report(2.0, SILENCE))
+    assert not feed.standby and not preview._pulse.isActive()

@@ -1,0 +1,91 @@
+"""The main window opens fast, with the Live tab, and stays usable while the model loads."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from PySide6.QtCore import QTimer
+
+from app.settings import ModelOptions
+from ui.workers import LoadProgress
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_window_opens_with_the_live_tab(make_harness):
+    h = make_harness()
+    w = h.window
+    assert w.isVisible() and w.windowTitle() == "Streamo Live"
+    # The Training tab arrives with its own issue: until then it is absent, not an empty page.
+    assert [w.tabs.tabText(i) for i in range(w.tabs.count())] == ["Live"]
+    assert w.status.fields()["model"] == "no model"
+    w.load_model(ModelOptions())  # first run: nothing chosen yet
+    assert "No model chosen yet" in w.banner.text()
+    assert w.live_tab.preview.placeholder in ("Choose a source and press Start, or drop a video file here.",)
+
+
+def test_importing_the_gui_command_is_cheap():
+    code = "import sys, app.gui_cmd, app.cli; print(sorted(m for m in ('PySide6', 'torch', 'transformers') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
+
+
+def test_window_opens_in_under_two_seconds(tmp_path: Path):
+    env = dict(os.environ, XDG_CONFIG_HOME=str(tmp_path / "config"), STREAMO_LIVE_PRINT_STARTUP="1")
+    env["STREAMO_LIVE_DATA"] = str(tmp_path / "data")
+    out = subprocess.run(
+        [sys.executable, "-m", "app.cli", "gui", "--quit-after", "0.2"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=60,
+    )
+    assert out.returncode == 0, out.stderr
+    m = re.search(r"startup (\d+\.\d+) s", out.stdout)
+    assert m, out.stdout + out.stderr
+    assert float(m.group(1)) < 2.0
+
+
+def test_window_stays_usable_while_the_model_loads(make_harness, tiny_loaded):
+    release = threading.Event()
+
+    def slow_loader(options, progress):
+        progress(1, 4, "model.safetensors")  # as a download would report
+        release.wait(30)
+        return tiny_loaded
+
+    h = make_harness(loader=slow_loader)
+    ticks: list[float] = []
+    timer = QTimer()
+    timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
+    timer.start(10)
+    with h.qtbot.waitSignal(h.controller.load_progress, check_params_cb=lambda p: p.total == 4, timeout=30_000):
+        h.window.load_model(ModelOptions(source="demo"))
+    assert h.controller.state == "loading"
+    assert h.window.status.progress.isVisible() and "Downloading model.safetensors" in h.window.status.model.text()
+    # The event loop runs and the widgets respond while the engine thread is busy loading.
+    ticks.clear()
+    h.qtbot.wait(300)
+    h.window.live_tab.picker.kind.setCurrentIndex(2)
+    assert h.window.live_tab.picker.stack.currentIndex() == 2
+    assert len(ticks) >= 10
+    assert not h.window.live_tab.start()  # says it is still loading instead of hanging
+    assert "still loading" in h.window.banner.text()
+    with h.qtbot.waitSignal(h.controller.model_ready, timeout=30_000):
+        release.set()
+    timer.stop()
+    assert "fp32" in h.window.status.fields()["model"]
+
+
+def test_load_progress_is_shown(make_harness):
+    h = make_harness()
+    h.window.status.on_load_progress(LoadProgress("Downloading model.safetensors", 512 * 1024**2, 1024**3))
+    assert h.window.status.progress.value() == 500
+    assert "0.50 / 1.00 GB" in h.window.status.model.text()

@@ -1,0 +1,88 @@
+"""Model manager: the short list with sizes, the demo entry, local folders, and downloads with
+progress, cancel, resume and a clear message offline."""
+
+from __future__ import annotations
+
+import re
+import threading
+
+from PySide6.QtCore import Qt
+
+from app.settings import ModelOptions
+from model.loading import KNOWN_MODELS, DownloadCancelled
+from ui.model_manager import DEMO, FOLDER, ModelManagerDialog
+
+
+def pick(dialog: ModelManagerDialog, data: str) -> None:
+    for i in range(dialog.choices.count()):
+        if dialog.choices.item(i).data(Qt.ItemDataRole.UserRole) == data:
+            dialog.choices.setCurrentRow(i)
+            return
+    raise AssertionError(data)
+
+
+def test_lists_known_models_with_sizes_and_the_demo(qtbot):
+    d = ModelManagerDialog(ModelOptions())
+    qtbot.addWidget(d)
+    texts = [d.choices.item(i).text() for i in range(d.choices.count())]
+    assert "meaningless" in texts[0]
+    for m, text in zip(KNOWN_MODELS, texts[1:], strict=False):
+        assert m.model_id in text and f"{m.download_gb:g} GB" in text and f"{m.vram_4bit_gb:g} GB in 4-bit" in text
+    assert d.choice() == DEMO and "meaningless" in d.details.text()
+    assert d.options().source == "demo" and not d.download_button.isVisible()
+
+
+def test_local_folder_and_precision_make_the_options(qtbot, tmp_path):
+    d = ModelManagerDialog(ModelOptions(source=str(tmp_path), precision="bf16", device="cpu", adapter="/x/lora"))
+    qtbot.addWidget(d)
+    assert d.choice() == FOLDER and d.folder.text() == str(tmp_path)
+    assert d.options() == ModelOptions(source=str(tmp_path), precision="bf16", device="cpu", adapter="/x/lora")
+    d.folder.clear()
+    assert not d.load_button.isEnabled()  # a folder choice needs a folder
+
+
+def test_offline_download_says_so_and_offers_a_folder(qtbot):
+    d = ModelManagerDialog(ModelOptions())
+    qtbot.addWidget(d)
+    d.show()
+    pick(d, KNOWN_MODELS[1].model_id)
+    assert "HF_HUB_OFFLINE" in d.details.text()
+    d.start_download()  # the real downloader, offline (tests set HF_HUB_OFFLINE=1)
+    qtbot.waitUntil(lambda: d.error.isVisible(), timeout=30_000)
+    assert "HF_HUB_OFFLINE" in d.error.text() and "local model folder" in d.error.text()
+    assert d.use_folder_button.isVisible()
+
+
+def test_download_progress_speed_cancel_and_resume(qtbot):
+    calls: list[int] = []
+    gate = threading.Event()
+
+    def fake_download(repo_id, progress, cancel):
+        calls.append(1)
+        total = 100 * 1024**2
+        start = 0 if len(calls) == 1 else 60 * 1024**2  # a second run resumes
+        for done in range(start, total + 1, 10 * 1024**2):
+            if cancel.is_set():
+                raise DownloadCancelled("cancelled")
+            progress(done, total, "model-00001.safetensors")
+            if done >= 50 * 1024**2 and len(calls) == 1:
+                gate.set()
+                cancel.wait(10)
+        return "/cache/models--x"
+
+    d = ModelManagerDialog(ModelOptions(), downloader=fake_download)
+    qtbot.addWidget(d)
+    d.show()
+    pick(d, KNOWN_MODELS[0].model_id)
+    d.start_download()
+    assert d.cancel_button.isVisible() and not d.download_button.isEnabled()
+    assert gate.wait(10)  # half way, waiting for the cancel
+    qtbot.waitUntil(lambda: d.progress.value() >= 300, timeout=10_000)  # updates are throttled to 10 a second
+    assert re.fullmatch(r"\d+\.\d MB/s · 0\.0\d / 0\.10 GB", d.speed.text()), d.speed.text()
+    d.cancel_download()
+    qtbot.waitUntil(lambda: "cancelled" in d.speed.text(), timeout=10_000)
+    assert d.download_button.text() == "Resume download" and d.download_button.isEnabled()
+    d.start_download()
+    qtbot.waitUntil(lambda: d.speed.text() == "downloaded", timeout=10_000)
+    assert d.progress.value() == 1000 and "/cache/models--x" in d.details.text()
+    assert len(calls) == 2

@@ -1,0 +1,99 @@
+"""The overlay window: frameless, translucent, on top, no taskbar entry, click-through toggle,
+draggable, appearance persisted; the Wayland fallback says so once."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QPoint, Qt
+from PySide6.QtTest import QTest
+
+from app.settings import OverlayOptions
+from ui import overlay as overlay_module
+from ui.overlay import OverlayWindow
+from ui.subtitles import SubtitleFeed
+from ui.workers import TokenChunk
+
+
+def test_overlay_window_flags(qtbot):
+    w = OverlayWindow(SubtitleFeed(), OverlayOptions())
+    qtbot.addWidget(w)
+    flags = w.windowFlags()
+    assert flags & Qt.WindowType.FramelessWindowHint
+    assert flags & Qt.WindowType.WindowStaysOnTopHint
+    assert (flags & Qt.WindowType.Tool) == Qt.WindowType.Tool  # no taskbar entry
+    assert not flags & Qt.WindowType.WindowTransparentForInput
+    assert w.testAttribute(Qt.WidgetAttribute.WA_TranslucentBackground)
+
+
+def test_click_through_toggles_input_transparency(make_harness):
+    h = make_harness()
+    w = h.window
+    w.toggle_overlay(True)
+    w.toggle_click_through(True)
+    o = w.overlay
+    assert o.isVisible()
+    assert o.windowFlags() & Qt.WindowType.WindowTransparentForInput
+    assert o.testAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
+    w.toggle_click_through(False)
+    assert not o.windowFlags() & Qt.WindowType.WindowTransparentForInput
+    assert w.settings.load(OverlayOptions).click_through is False
+
+
+def test_drag_moves_the_overlay_and_the_position_persists(make_harness):
+    h = make_harness()
+    w = h.window
+    w.toggle_overlay(True)
+    o = w.overlay
+    start = o.pos()
+    with h.qtbot.waitSignal(o.moved):
+        QTest.mousePress(o, Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+        QTest.mouseMove(o, QPoint(60, 45))
+        QTest.mouseRelease(o, Qt.MouseButton.LeftButton, pos=QPoint(60, 45))
+    assert o.pos() != start
+    saved = w.settings.load(OverlayOptions)
+    assert (saved.x, saved.y) == (o.pos().x(), o.pos().y()) and saved.visible
+
+
+def test_click_through_overlay_does_not_drag(qtbot):
+    o = OverlayWindow(SubtitleFeed(), OverlayOptions(click_through=True, x=50, y=60))
+    qtbot.addWidget(o)
+    o.show()
+    QTest.mousePress(o, Qt.MouseButton.LeftButton, pos=QPoint(20, 20))
+    QTest.mouseMove(o, QPoint(80, 80))
+    QTest.mouseRelease(o, Qt.MouseButton.LeftButton, pos=QPoint(80, 80))
+    assert o.pos() == QPoint(50, 60)
+
+
+def test_appearance_applies_and_streams_text(qtbot):
+    feed = SubtitleFeed()
+    o = OverlayWindow(feed, OverlayOptions(font_size=30, width=700, text_color="#ffff00", x=10, y=20))
+    qtbot.addWidget(o)
+    o.show()
+    assert o.width() == 700 and o.pos() == QPoint(10, 20) and o.subtitle_font().pointSize() == 30
+    feed.on_token_streamed(TokenChunk(3.0, "Hello"))
+    feed.on_token_streamed(TokenChunk(3.0, " world"))
+    qtbot.waitUntil(lambda: "Hello world" in o.painted_texts, timeout=2000)
+    image = o.grab().toImage()
+    yellow = sum(
+        1
+        for x in range(0, image.width(), 3)
+        for y in range(0, image.height(), 3)
+        if image.pixelColor(x, y).red() > 200
+        and image.pixelColor(x, y).green() > 200
+        and image.pixelColor(x, y).blue() < 80
+    )
+    assert yellow > 5  # the text is drawn in the chosen colour
+
+
+def test_wayland_falls_back_to_a_normal_window_and_says_so_once(make_harness, monkeypatch):
+    monkeypatch.setattr(overlay_module, "on_wayland", lambda: True)
+    h = make_harness()
+    w = h.window
+    w.overlay = OverlayWindow(w.feed, OverlayOptions())
+    h.qtbot.addWidget(w.overlay)
+    assert not w.overlay.windowFlags() & Qt.WindowType.WindowStaysOnTopHint
+    w.toggle_overlay(True)
+    assert "Wayland" in w.banner.text()
+    w.banner.hide()
+    w.toggle_overlay(False)
+    w.toggle_overlay(True)
+    assert sum("Wayland" in text for _, _, text in w.banner.history) == 1

@@ -1,0 +1,73 @@
+"""The session store (app/session.py): appended line by line, a torn last line survives, sessions
+list and reopen, subtitles from responses."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from app.session import SessionLog, SessionMeta, StepRecord, list_sessions, load_session
+from model.protocol import RESPONSE, SILENCE, STANDBY
+
+
+def write_session(root: Path, steps: list[StepRecord], close: bool = True) -> Path:
+    log = SessionLog.create(SessionMeta(source="/videos/kitchen.mp4", model="demo", task="narrate"), root)
+    for s in steps:
+        log.write_step(s)
+    if close:
+        log.close()
+    return log.path
+
+
+STEPS = [
+    StepRecord(0.0, 1.0, SILENCE, 1000.0, question="What happens?"),
+    StepRecord(1.0, 2.0, RESPONSE, 1001.0, text="A man opens the door."),
+    StepRecord(2.0, 3.0, STANDBY, 1002.0),
+    StepRecord(3.0, 4.0, RESPONSE, 1003.0, text="He sits down.", p={RESPONSE: 0.9}),
+]
+
+
+def test_every_step_is_on_disk_before_the_next(tmp_path: Path):
+    log = SessionLog.create(SessionMeta(source="x"), tmp_path)
+    for i, step in enumerate(STEPS, start=2):
+        log.write_step(step)
+        assert len(log.path.read_text(encoding="utf-8").splitlines()) == i  # no buffering
+    log.close()
+
+
+def test_a_crash_loses_at_most_the_line_being_written(tmp_path: Path):
+    path = write_session(tmp_path, STEPS, close=False)
+    with path.open("a", encoding="utf-8") as f:
+        f.write('{"type": "step", "t": 4.0, "end": 5.0, "sta')  # power cut mid-write
+    session = load_session(path)
+    assert [s.t for s in session.states] == [0.0, 1.0, 2.0, 3.0]
+    assert [e.text for e in session.entries] == ["What happens?", "A man opens the door.", "He sits down."]
+    assert not session.ended
+
+
+def test_sessions_list_newest_first_and_reopen(tmp_path: Path):
+    first = write_session(tmp_path, STEPS[:2])
+    second = write_session(tmp_path, STEPS)
+    (tmp_path / "sessions" / "garbage.jsonl").write_text("not json\n{}\n")
+    summaries = list_sessions(tmp_path)
+    assert {s.path for s in summaries} == {first, second}
+    by_path = {s.path: s for s in summaries}
+    assert by_path[second].responses == 2 and by_path[second].duration == 4.0
+    assert "kitchen.mp4" in by_path[second].title
+    reopened = load_session(second)
+    assert reopened.ended and reopened.meta.source == "/videos/kitchen.mp4"
+
+
+def test_subtitles_hold_until_the_next_response(tmp_path: Path):
+    session = load_session(write_session(tmp_path, STEPS))
+    subs = session.subtitles(hold=6.0)
+    assert [(s.start, s.end, s.text) for s in subs] == [
+        (1.0, 3.0, "A man opens the door."),
+        (3.0, 9.0, "He sits down."),
+    ]
+    doc = json.loads(session.export_text("json"))
+    assert [e["kind"] for e in doc["entries"]] == ["question", "response", "response"]
+    with pytest.raises(ValueError, match="unknown export format"):
+        session.export_text("docx")

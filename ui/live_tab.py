@@ -1,0 +1,127 @@
+"""The Live tab: source picker, transport, task controls, the preview and the transcript."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt, QTimer, Signal
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
+
+from app.settings import LiveOptions, SourceOptions
+from ui.controller import IDLE, RUNNING, LiveController
+from ui.controls import TaskControls, TransportBar
+from ui.preview import PreviewWidget
+from ui.source_picker import SourcePicker
+from ui.subtitles import SubtitleFeed
+from ui.transcript import TranscriptPanel
+
+PREVIEW_INTERVAL_MS = 33  # ~30 fps: the preview follows the capture, not the model
+
+
+class LiveTab(QWidget):
+    message = Signal(str, str)  # (level, text) for the window's banner
+
+    def __init__(self, controller: LiveController, feed: SubtitleFeed, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.controller = controller
+        self.feed = feed
+        self.preview = PreviewWidget(feed)
+        self.picker = SourcePicker()
+        self.transport = TransportBar()
+        self.controls = TaskControls()
+        self.transcript = TranscriptPanel()
+
+        source_box = QGroupBox("Source")
+        source_layout = QVBoxLayout(source_box)
+        source_layout.addWidget(self.picker)
+        source_layout.addStretch(1)
+        source_layout.addWidget(self.transport)
+        task_box = QGroupBox("Task")
+        QVBoxLayout(task_box).addWidget(self.controls)
+        boxes = QHBoxLayout()
+        boxes.addWidget(source_box, 2)
+        boxes.addWidget(task_box, 3)
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.preview, 1)
+        left_layout.addLayout(boxes)
+
+        self.splitter = QSplitter(Qt.Orientation.Horizontal)
+        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.transcript)
+        self.splitter.setStretchFactor(0, 3)
+        self.splitter.setStretchFactor(1, 2)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addWidget(self.splitter)
+
+        self._preview_timer = QTimer(self)
+        self._preview_timer.setInterval(PREVIEW_INTERVAL_MS)
+        self._preview_timer.timeout.connect(self.refresh_preview)
+
+        self.transport.start_clicked.connect(self.start)
+        self.transport.pause_toggled.connect(controller.pause)
+        self.transport.stop_clicked.connect(controller.stop)
+        self.controls.question_asked.connect(self.on_question_asked)
+        self.controls.options_changed.connect(self.on_options_changed)
+        self.preview.file_dropped.connect(self.on_file_dropped)
+        self.picker.problem.connect(lambda text: self.message.emit("warning", text))
+        controller.state_changed.connect(self.on_state_changed)
+        controller.session_changed.connect(self.transcript.set_session)
+        controller.entries_added.connect(self.transcript.on_entries_added)
+        controller.step_finished.connect(self.transcript.on_step_finished)
+        controller.token_streamed.connect(feed.on_token_streamed)
+        controller.step_finished.connect(feed.on_step_finished)
+        self.on_options_changed()
+
+    # -- options
+    def source_options(self) -> SourceOptions:
+        return self.picker.options()
+
+    def live_options(self) -> LiveOptions:
+        return self.controls.options()
+
+    def set_options(self, source: SourceOptions, live: LiveOptions) -> None:
+        self.picker.set_options(source)
+        self.controls.set_options(live)
+        self.on_options_changed()
+
+    # -- actions
+    def start(self) -> bool:
+        problem = self.controls.problem()
+        if problem:
+            self.message.emit("warning", problem)
+            return False
+        self.feed.clear()
+        self.preview.clear_frame()
+        return self.controller.start(self.source_options(), self.live_options())
+
+    def on_question_asked(self, text: str) -> None:
+        self.controller.ask(text)
+        if self.controller.state == IDLE:
+            self.message.emit("info", f"Your question will enter the stream when you press Start: {text}")
+
+    def on_options_changed(self) -> None:
+        live = self.live_options()
+        self.feed.set_hold_seconds(live.subtitle_seconds)
+        self.transcript.hold_seconds = live.subtitle_seconds
+        if self.controls.problem() is None:
+            self.controller.update_options(live)
+
+    def on_file_dropped(self, path: str) -> None:
+        self.picker.set_file(path)
+        self.message.emit("info", f"Source set to {path}. Press Start.")
+
+    def on_state_changed(self, state: str) -> None:
+        self.transport.set_state(state)
+        self.controls.set_running(state != IDLE)
+        self.picker.setEnabled(state == IDLE)
+        if state == RUNNING:
+            self._preview_timer.start()
+        elif state == IDLE:
+            self._preview_timer.stop()
+            self.refresh_preview()  # the last frame stays up
+
+    def refresh_preview(self) -> None:
+        frame = self.controller.latest_frame()
+        if frame is not None:
+            self.preview.set_frame(frame)

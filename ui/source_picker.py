@@ -1,0 +1,198 @@
+"""Source picker: a video file (dialog or drag and drop), a webcam (device and resolution) or the
+screen (a monitor or a region of it)."""
+
+from __future__ import annotations
+
+import os
+import re
+
+from PySide6.QtCore import QThreadPool, Signal
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QPushButton,
+    QStackedWidget,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from app.settings import SourceOptions
+from app.sources import COMMON_RESOLUTIONS
+from ui.jobs import CameraScan
+
+FILE, WEBCAM, SCREEN = 0, 1, 2
+_REGION = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
+VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.avi *.webm *.m4v *.mpg *.mpeg *.wmv *.flv);;All files (*)"
+
+
+class SourcePicker(QWidget):
+    changed = Signal()  # the chosen source changed
+    problem = Signal(str)  # a message for the window (no screens, camera scan failed)
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.kind = QComboBox()
+        self.kind.addItems(["Video file", "Webcam", "Screen"])
+        self.stack = QStackedWidget()
+
+        # file
+        self.path = QLineEdit(placeholderText="a video file: browse or drop it on the preview")
+        browse = QPushButton("Browse...")
+        browse.clicked.connect(self.browse)
+        self.realtime = QCheckBox("Play at real speed")
+        self.realtime.setChecked(True)
+        self.realtime.setToolTip("Unchecked: every sampled frame goes to the model, as fast as it can go")
+        file_page = QWidget()
+        file_layout = QVBoxLayout(file_page)
+        file_layout.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(self.path, 1)
+        row.addWidget(browse)
+        file_layout.addLayout(row)
+        file_layout.addWidget(self.realtime)
+
+        # webcam
+        self.camera = QComboBox()
+        self.resolution = QComboBox()
+        for w, h in ((0, 0), *COMMON_RESOLUTIONS):
+            self.resolution.addItem("camera default" if not w else f"{w} x {h}", f"{w}x{h}")
+        refresh = QToolButton(text="Refresh")
+        refresh.setToolTip("Look for cameras again")
+        refresh.clicked.connect(self.scan_cameras)
+        cam_page = QWidget()
+        cam_form = QFormLayout(cam_page)
+        cam_form.setContentsMargins(0, 0, 0, 0)
+        cam_row = QHBoxLayout()
+        cam_row.addWidget(self.camera, 1)
+        cam_row.addWidget(refresh)
+        cam_form.addRow("Camera", cam_row)
+        cam_form.addRow("Resolution", self.resolution)
+
+        # screen
+        self.monitor = QComboBox()
+        self.region = QLineEdit(placeholderText="whole monitor, or a region x,y,w,h")
+        screen_page = QWidget()
+        screen_form = QFormLayout(screen_page)
+        screen_form.setContentsMargins(0, 0, 0, 0)
+        screen_form.addRow("Monitor", self.monitor)
+        screen_form.addRow("Region", self.region)
+
+        for page in (file_page, cam_page, screen_page):
+            self.stack.addWidget(page)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.kind)
+        layout.addWidget(self.stack)
+
+        self.kind.currentIndexChanged.connect(self._on_kind_changed)
+        for signal in (self.path.textChanged, self.region.textChanged):
+            signal.connect(self.changed)
+        self.realtime.toggled.connect(self.changed)
+        for combo in (self.camera, self.resolution, self.monitor):
+            combo.currentIndexChanged.connect(self.changed)
+        self._cameras_scanned = self._monitors_listed = False
+        self._scan: CameraScan | None = None
+
+    # -- options
+    def options(self) -> SourceOptions:
+        kind = self.kind.currentIndex()
+        if kind == WEBCAM:
+            index = self.camera.currentData()
+            w, h = (int(v) for v in (self.resolution.currentData() or "0x0").split("x"))
+            return SourceOptions(spec=f"webcam:{0 if index is None else index}", width=w, height=h)
+        if kind == SCREEN:
+            index = self.monitor.currentData()
+            spec = f"screen:{1 if index is None else index}"
+            m = _REGION.match(self.region.text())
+            if m:
+                spec += "@" + ",".join(m.groups())
+            return SourceOptions(spec=spec)
+        path = self.path.text().strip()
+        return SourceOptions(spec=os.path.expanduser(path) if path else "", realtime=self.realtime.isChecked())
+
+    def set_options(self, options: SourceOptions) -> None:
+        spec = options.spec
+        if spec.startswith("webcam"):
+            self.kind.setCurrentIndex(WEBCAM)
+            index = int(spec.split(":")[1].split("@")[0]) if ":" in spec else 0
+            self._select(self.camera, index, f"Camera {index}")
+            self._select(self.resolution, f"{options.width}x{options.height}", None)
+        elif spec.startswith("screen"):
+            self.kind.setCurrentIndex(SCREEN)
+            body = spec.split(":", 1)[1] if ":" in spec else "1"
+            index, _, region = body.partition("@")
+            self._select(self.monitor, int(index or 1), f"Monitor {index or 1}")
+            self.region.setText(region)
+        else:
+            self.kind.setCurrentIndex(FILE)
+            self.path.setText(spec)
+            self.realtime.setChecked(options.realtime)
+
+    def set_file(self, path: str) -> None:
+        self.kind.setCurrentIndex(FILE)
+        self.path.setText(path)
+
+    def browse(self) -> None:
+        start = os.path.dirname(self.path.text()) or os.path.expanduser("~")
+        path, _ = QFileDialog.getOpenFileName(self, "Choose a video file", start, VIDEO_FILTER)
+        if path:
+            self.set_file(path)
+
+    # -- devices
+    def scan_cameras(self) -> None:
+        if self._scan is not None:
+            return
+        self._cameras_scanned = True
+        self.camera.clear()
+        self.camera.addItem("looking for cameras...", None)
+        self._scan = CameraScan()
+        self._scan.signals.finished.connect(self._on_cameras)
+        self._scan.signals.failed.connect(self.problem)
+        QThreadPool.globalInstance().start(self._scan)
+
+    def _on_cameras(self, cameras: list) -> None:
+        self._scan = None
+        wanted = self.camera.currentData()
+        self.camera.clear()
+        for c in cameras:
+            self.camera.addItem(f"{c.name} ({c.width}x{c.height})" if c.width else c.name, c.index)
+        if not cameras:
+            self.camera.addItem("Camera 0 (none found)", 0)
+        self._select(self.camera, wanted, None)
+
+    def list_monitors(self) -> None:
+        from app.sources import SourceError, list_monitors
+
+        self._monitors_listed = True
+        self.monitor.clear()
+        try:
+            monitors = list_monitors()
+        except SourceError as e:
+            self.monitor.addItem("Monitor 1 (no display found)", 1)
+            self.monitor.setToolTip(str(e))
+            return
+        for m in monitors:
+            self.monitor.addItem(m.name, m.index)
+        self._select(self.monitor, 1, None)
+
+    def _on_kind_changed(self, kind: int) -> None:
+        self.stack.setCurrentIndex(kind)
+        if kind == WEBCAM and not self._cameras_scanned:
+            self.scan_cameras()
+        elif kind == SCREEN and not self._monitors_listed:
+            self.list_monitors()
+        self.changed.emit()
+
+    @staticmethod
+    def _select(combo: QComboBox, data: object, label: str | None) -> None:
+        i = combo.findData(data)
+        if i < 0 and label is not None and data is not None:
+            combo.addItem(label, data)
+            i = combo.count() - 1
+        if i >= 0:
+            combo.setCurrentIndex(i)

@@ -1,0 +1,105 @@
+"""Status bar: model and load progress, per-step latency, effective model fps, context size,
+device and memory, and the kernel path that runs."""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
+
+from ui.workers import LoadProgress, ModelInfo, StepReport
+
+
+class RateMeter:
+    """Events per second over the last ``window`` seconds."""
+
+    def __init__(self, window: float = 10.0) -> None:
+        self.window = window
+        self._times: deque[float] = deque()
+
+    def tick(self, now: float | None = None) -> float:
+        now = time.monotonic() if now is None else now
+        self._times.append(now)
+        while self._times and now - self._times[0] > self.window:
+            self._times.popleft()
+        return self.rate()
+
+    def rate(self) -> float:
+        if len(self._times) < 2:
+            return 0.0
+        span = self._times[-1] - self._times[0]
+        return (len(self._times) - 1) / span if span > 0 else 0.0
+
+    def reset(self) -> None:
+        self._times.clear()
+
+
+class StatusPanel:
+    """Fills a QStatusBar with labelled fields; the slots take the workers' dataclasses."""
+
+    def __init__(self, bar: QStatusBar) -> None:
+        self.bar = bar
+        self.model = QLabel("no model")
+        self.progress = QProgressBar()
+        self.progress.setMaximumWidth(160)
+        self.progress.setTextVisible(False)
+        self.progress.hide()
+        self.latency = QLabel("step -")
+        self.fps = QLabel("- fps")
+        self.context = QLabel("context -")
+        self.memory = QLabel("")
+        self.kernel = QLabel("")
+        self.latency.setToolTip("Time of the last model step (vision, prefill, decision, decode)")
+        self.fps.setToolTip("Model steps per second over the last 10 seconds")
+        self.context.setToolTip("Turns and tokens in the model's context")
+        self.kernel.setToolTip("Which implementation runs the quantised layers")
+        bar.addWidget(self.model)
+        bar.addWidget(self.progress)
+        for w in (self.latency, self.fps, self.context, self.memory, self.kernel):
+            bar.addPermanentWidget(w)
+        self.meter = RateMeter()
+        self.device = ""
+
+    def fields(self) -> dict[str, str]:
+        """The texts shown, for tests and screenshots."""
+        names = ("model", "latency", "fps", "context", "memory", "kernel")
+        return {n: getattr(self, n).text() for n in names}
+
+    def on_load_progress(self, p: LoadProgress) -> None:
+        self.model.setText(p.stage + "...")
+        self.progress.show()
+        if p.total > 0:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * p.done / p.total))
+            self.model.setText(f"{p.stage}: {p.done / 1024**3:.2f} / {p.total / 1024**3:.2f} GB")
+        else:
+            self.progress.setRange(0, 0)  # busy
+
+    def on_model_loaded(self, info: ModelInfo) -> None:
+        self.progress.hide()
+        self.device = info.device
+        name = "demo model" if info.is_demo else info.options.label()
+        demo = " · its words are meaningless" if info.is_demo else ""
+        self.model.setText(f"{name} · {info.precision} · {info.device}{demo}")
+        self.model.setToolTip(f"Loaded in {info.load_seconds:.1f} s from {info.options.source}")
+        self.kernel.setText(f"kernels: {info.kernel_path}")
+        self.memory.setText(info.device)
+
+    def on_load_failed(self, text: str) -> None:
+        self.progress.hide()
+        self.model.setText("model not loaded")
+        self.model.setToolTip(text)
+
+    def on_step_finished(self, report: StepReport) -> None:
+        t = report.timings
+        self.latency.setText(f"step {t.get('total', 0.0):.0f} ms")
+        self.latency.setToolTip(", ".join(f"{k} {v:.1f} ms" for k, v in t.items()))
+        self.fps.setText(f"{self.meter.tick():.2f} fps")
+        self.context.setText(f"context {report.context_turns} turns / {report.context_tokens} tok")
+        self.memory.setText(f"{self.device} · {report.memory}" if self.device else report.memory)
+        self.kernel.setText(f"kernels: {report.kernel_path}")
+
+    def on_run_state(self, state: str) -> None:
+        if state == "running":
+            self.meter.reset()

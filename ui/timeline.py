@@ -1,0 +1,68 @@
+"""A thin strip coloured by the model's state each second: Silence, Standby, Response."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import QRectF, QSize
+from PySide6.QtGui import QColor, QPainter, QPaintEvent
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+from app.session import StateSpan, format_clock
+from model.protocol import RESPONSE, SILENCE, STANDBY
+
+STATE_COLORS = {SILENCE: QColor(70, 74, 84), STANDBY: QColor(236, 178, 46), RESPONSE: QColor(64, 190, 110)}
+STATE_NAMES = {SILENCE: "Silence", STANDBY: "Standby", RESPONSE: "Response"}
+# Priority when several seconds share one pixel column: an answer must not vanish in a long run.
+_RANK = {SILENCE: 0, STANDBY: 1, RESPONSE: 2}
+
+
+class StateTimeline(QWidget):
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.spans: list[StateSpan] = []
+        self.setMinimumHeight(10)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self._update_tip()
+
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt override
+        return QSize(300, 12)
+
+    def set_spans(self, spans: list[StateSpan]) -> None:
+        self.spans = list(spans)
+        self._update_tip()
+        self.update()
+
+    def add_span(self, span: StateSpan) -> None:
+        self.spans.append(span)
+        self._update_tip()
+        self.update()
+
+    def counts(self) -> dict[str, int]:
+        out = dict.fromkeys(STATE_NAMES, 0)
+        for s in self.spans:
+            out[s.state] = out.get(s.state, 0) + 1
+        return out
+
+    def _update_tip(self) -> None:
+        c = self.counts()
+        parts = ", ".join(f"{STATE_NAMES[k]} {c[k]}" for k in STATE_NAMES)
+        end = self.spans[-1].end if self.spans else 0.0
+        self.setToolTip(f"State per second over {format_clock(end)}: {parts}")
+
+    def paintEvent(self, event: QPaintEvent) -> None:  # noqa: N802 - Qt override
+        p = QPainter(self)
+        p.fillRect(self.rect(), QColor(36, 38, 44))
+        if self.spans:
+            total = max(self.spans[-1].end, 1e-6)
+            width = self.width()
+            # One state per pixel column, the highest-ranked one that falls in it.
+            columns: dict[int, str] = {}
+            for s in self.spans:
+                first = int(s.t / total * width)
+                last = max(first, int(s.end / total * width) - 1)
+                for x in range(first, min(last, width - 1) + 1):
+                    old = columns.get(x)
+                    if old is None or _RANK.get(s.state, 0) > _RANK.get(old, 0):
+                        columns[x] = s.state
+            for x, state in columns.items():
+                p.fillRect(QRectF(x, 0, 1, self.height()), STATE_COLORS.get(state, QColor("gray")))
+        p.end()
