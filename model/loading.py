@@ -45,8 +45,9 @@ class ModelChoice:
 KNOWN_MODELS: tuple[ModelChoice, ...] = (
     ModelChoice("Qwen/Qwen2.5-VL-7B-Instruct", 8.3, 16.6, 7.5, 18.5, "best quality; the paper's Streamo-7B base"),
     ModelChoice("Qwen/Qwen2.5-VL-3B-Instruct", 3.8, 7.5, 3.5, 9.0, "for GPUs with less than ~10 GB free"),
-    ModelChoice("Qwen/Qwen3-VL-4B-Instruct", 4.4, 8.9, 4.0, 10.5, "newer base; the paper reports a variant"),
 )
+# Qwen3-VL checkpoints load (SUPPORTED_MODEL_TYPES) but the streaming engine speaks Qwen2.5-VL's
+# rotary layout only, so the model manager offers Qwen2.5-VL alone.
 DEFAULT_7B, DEFAULT_3B = KNOWN_MODELS[0].model_id, KNOWN_MODELS[1].model_id
 
 
@@ -364,6 +365,24 @@ def resolve_source(source: str | Path, progress: ProgressFn | None = None) -> tu
     return p, False
 
 
+def configure_cpu_threads(model: Any) -> int:
+    """Intra-op threads for CPU inference, leaving a core to the capture and the UI.
+
+    OpenMP threads that spin-wait collapse when any other thread wants a core: on this project's
+    2-core machines the tiny demo model's step took ~600 ms with 2 threads beside one busy
+    process and ~15 ms with 1. Small models get one thread; ``STREAMO_LIVE_THREADS`` overrides.
+    """
+    env = os.environ.get("STREAMO_LIVE_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        n = int(env)
+    elif sum(p.numel() for p in model.parameters()) < 50_000_000:
+        n = 1
+    else:
+        n = max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(n)
+    return n
+
+
 def load_adapter(model: Any, adapter: Path) -> Any:
     adapter = Path(adapter).expanduser()
     if not (adapter / "adapter_config.json").is_file():
@@ -423,6 +442,8 @@ def load_model(
     if quant is None:
         model.to(dev)
     model.eval()
+    if dev.type == "cpu":
+        configure_cpu_threads(model)
     for w in warnings:
         log.warning(w)
     tokenizer = processor.tokenizer

@@ -1,5 +1,6 @@
 import hashlib
 import json
+import os
 import shutil
 
 import numpy as np
@@ -174,8 +175,22 @@ def test_offline_download_uses_cache_only(monkeypatch, tmp_path):
 
 
 def test_demo_model_builds_into_data_folder():
-    import os
 
     lm = load_model("demo", device="cpu")
     assert lm.is_demo and str(lm.path).startswith(os.environ["STREAMO_LIVE_DATA"])
     assert load_model("demo", device="cpu").path == lm.path  # built once, reused
+
+
+def test_cpu_threads_leave_room_for_capture_and_ui(tiny_loaded, monkeypatch):
+    from model.loading import configure_cpu_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("STREAMO_LIVE_THREADS", "2")
+        assert configure_cpu_threads(tiny_loaded.model) == 2 and torch.get_num_threads() == 2
+        monkeypatch.delenv("STREAMO_LIVE_THREADS")
+        assert configure_cpu_threads(tiny_loaded.model) == 1  # a tiny model: one thread
+        big = torch.nn.Linear(8000, 8000, bias=False)  # 64M parameters
+        assert configure_cpu_threads(big) == max(1, (os.cpu_count() or 2) - 1)
+    finally:
+        torch.set_num_threads(before)
