@@ -1,0 +1,94 @@
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from app.cli import main as cli_main
+from app.exports import read_jsonl
+from model import protocol as P
+
+SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d)\n(.+?)(?:\n\n|\n?$)", re.S)
+
+
+def make_video(path: Path, seconds: int, fps: int = 4) -> Path:
+    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
+    for i in range(seconds * fps):
+        img = np.zeros((48, 64, 3), np.uint8)
+        cv2.circle(img, (4 + i * 2 % 56, 24), 6, (0, 0, 255), -1)
+        w.write(img)
+    w.release()
+    return path
+
+
+def test_narrate_file_writes_jsonl_srt_vtt(tiny_ckpt, tmp_path, capsys):
+    video = make_video(tmp_path / "clip.mp4", seconds=5)
+    out = tmp_path / "out"
+    rc = cli_main([
+        "narrate", "--source", str(video), "--model", str(tiny_ckpt), "--device", "cpu",
+        "--threshold", "0.0", "--max-answer-tokens", "3",
+        "--question", "what moves?", "--at", "2",
+        "--jsonl", str(out / "s.jsonl"), "--srt", str(out / "s.srt"), "--vtt", str(out / "s.vtt"),
+    ])  # fmt: skip
+    assert rc == 0
+    records = read_jsonl(out / "s.jsonl")
+    assert [r["t"] for r in records] == [0, 1, 2, 3, 4]
+    for r in records:
+        assert r["state"] in P.STATE_TOKENS
+        assert abs(sum(r["probs"].values()) - 1) < 1e-4 and set(r["probs"]) == set(P.STATE_TOKENS)
+        assert {"vision", "prefill", "decision", "total"} <= set(r["latency_ms"])
+    # threshold 0 makes every second a response: all five become subtitles.
+    assert all(r["state"] == P.RESPONSE for r in records)
+    assert records[2]["question"] and "what moves?" in records[2]["question"]
+    texts = [r["text"] for r in records if r["text"]]
+    cues = SRT_CUE.findall((out / "s.srt").read_text())
+    assert [int(c[0]) for c in cues] == list(range(1, len(texts) + 1)) and len(texts) >= 1
+    assert cues[0][1] == "00:00:01,000"  # a response is shown when its second ends
+    vtt = (out / "s.vtt").read_text()
+    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(texts)
+    printed = capsys.readouterr().out
+    assert "Q: what moves?" in printed and "[00:00:00]" in printed
+
+
+def test_narrate_errors_are_clear(tiny_ckpt, tmp_path, capsys):
+    assert cli_main(["narrate", "--source", str(tmp_path / "none.mp4"), "--model", str(tiny_ckpt)]) == 2
+    assert "none.mp4" in capsys.readouterr().err
+    video = make_video(tmp_path / "c.mp4", 1)
+    args = ["narrate", "--source", str(video), "--model", str(tiny_ckpt), "--question", "a", "--question", "b"]
+    assert cli_main(args) == 2
+    assert "--at" in capsys.readouterr().err
+    assert cli_main(["narrate", "--source", str(video), "--model", str(tmp_path / "nomodel")]) == 2
+    assert "nomodel" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
+    video = make_video(tmp_path / "long.mp4", seconds=60)
+    jsonl, srt = tmp_path / "s.jsonl", tmp_path / "s.srt"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", "narrate", "--source", str(video), "--model", str(tiny_ckpt),
+         "--device", "cpu", "--realtime", "--threshold", "0.0", "--max-answer-tokens", "2",
+         "--jsonl", str(jsonl), "--srt", str(srt)],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 2):
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "interrupted at" in err
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert 2 <= len(records) < 60
+    assert len(SRT_CUE.findall(srt.read_text())) == sum(1 for r in records if r["text"])
