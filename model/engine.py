@@ -207,10 +207,11 @@ class StreamEngine:
             raise ValueError(f"unknown engine option(s): {', '.join(sorted(unknown))}")
         new = EngineOptions(**{**{n: getattr(self.opts, n) for n in names}, **changes})
         new.validate()
-        self.opts = new
+        old, self.opts = self.opts, new
         if "seed" in changes:
             self._gen = self._make_generator()
-        if ("task" in changes or "task_target" in changes) and self.history:
+        task_changed = (new.task, new.task_target) != (old.task, old.task_target)
+        if task_changed and self.history:
             instruction = task_instruction(new.task, new.task_target)
             if instruction:
                 self._question = instruction

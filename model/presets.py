@@ -34,7 +34,7 @@ TASK_PRESETS: dict[str, TaskPreset] = {
             "Caption events",
             "Describe each event in the video as soon as it ends.",
         ),
-        TaskPreset("grounding", "Tell me when ...", "Tell me when {target} happens.", needs_target=True),
+        TaskPreset("grounding", "Tell me when ...", "Tell me when {target}.", needs_target=True),
         TaskPreset("question", "Answer my questions", None),
     )
 }

@@ -336,7 +336,7 @@ def test_threshold_moves_the_decision(tiny_loaded):
 def test_presets_render_as_instructions(tiny_loaded):
     assert set(TASK_PRESETS) == {"narrate", "actions", "events", "grounding", "question"}
     assert task_instruction("narrate") == P.DEFAULT_QUESTION
-    assert task_instruction("grounding", "the kettle boils.") == "Tell me when the kettle boils happens."
+    assert task_instruction("grounding", "the kettle boils.") == "Tell me when the kettle boils."
     assert task_instruction("question") is None
     with pytest.raises(ValueError):
         task_instruction("grounding")
@@ -352,7 +352,7 @@ def test_presets_render_as_instructions(tiny_loaded):
     engine.step(frames[1])
     engine.step(frames[2])
     users = [m["content"] for m in engine.messages() if m["role"] == "user"]
-    assert users[0] == P.user_turn_content(0, 1, "Tell me when the door opens happens.")
+    assert users[0] == P.user_turn_content(0, 1, "Tell me when the door opens.")
     assert users[1] == P.user_turn_content(1, 2, task_instruction("events"))
     assert users[2] == P.user_turn_content(2, 3)
 
@@ -480,3 +480,16 @@ def test_cuda_stream_matches_full_forward(tiny_ckpt, precision):
     for res, pos in zip(results, decision_positions(engine, ids), strict=True):
         ref = reference_probs(logits, pos, loaded.state_ids)
         np.testing.assert_allclose(list(res.probs.values()), ref, atol=2e-2)  # bf16 compute
+
+
+def test_setting_the_same_task_does_not_repeat_it(tiny_loaded):
+    engine = StreamEngine(tiny_loaded, EngineOptions(task="events"))
+    frames = make_frames(3)
+    engine.step(frames[0])
+    engine.set_options(task="events", threshold=0.9)  # unchanged task, other option changed
+    engine.step(frames[1])
+    users = [m["content"] for m in engine.messages() if m["role"] == "user"]
+    assert users[1] == P.user_turn_content(1, 2)
+    engine.set_options(task="actions")
+    engine.step(frames[2])
+    assert engine.messages()[-2]["content"] == P.user_turn_content(2, 3, task_instruction("actions"))
