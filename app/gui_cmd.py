@@ -12,6 +12,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default=None, help="auto | 4bit | 8bit | bf16 | fp16 | fp32")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--adapter", default=None, help="a PEFT LoRA adapter folder")
+    p.add_argument("--kernels", default=None, choices=("auto", "triton", "off"), help="Triton kernels (CUDA 4-bit)")
     p.add_argument("--source", default=None, help="preselect a source: FILE, webcam[:N] or screen[:N][@x,y,w,h]")
     p.add_argument("--start", action="store_true", help="start the live session once the model is loaded")
     p.add_argument("--overlay", action="store_true", help="show the subtitle overlay")

@@ -34,13 +34,13 @@ def _process_age() -> float:
 
 
 def model_options_from(args: argparse.Namespace, saved: ModelOptions) -> ModelOptions:
-    """The saved model choice, overridden by --demo / --model / --precision / --device / --adapter."""
+    """The saved model choice, overridden by --demo / --model / --precision / --device / --adapter / --kernels."""
     options = saved
     if getattr(args, "demo", False):
         options = replace(options, source="demo")
     elif getattr(args, "model", None):
         options = replace(options, source=args.model)
-    for name in ("precision", "device", "adapter"):
+    for name in ("precision", "device", "adapter", "kernels"):
         value = getattr(args, name, None)
         if value:
             options = replace(options, **{name: value})

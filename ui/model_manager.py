@@ -79,6 +79,9 @@ class ModelManagerDialog(QDialog):
         self.precision.setToolTip("4bit/8bit need a CUDA GPU; the CPU runs fp32")
         self.device = QComboBox()
         self.device.addItems(device_choices())
+        self.kernels = QComboBox()
+        self.kernels.addItems(["auto", "off"])
+        self.kernels.setToolTip("Triton fused kernels for 4-bit models on a CUDA GPU; off = bitsandbytes/torch")
         self.adapter = QLineEdit(placeholderText="optional: a LoRA adapter folder")
         adapter_browse = QPushButton("Browse...")
         adapter_browse.clicked.connect(self.browse_adapter)
@@ -113,6 +116,7 @@ class ModelManagerDialog(QDialog):
         form.addRow("Precision", self.precision)
         form.addRow("Device", self.device)
         form.addRow("Adapter", adapter_row)
+        form.addRow("Kernels", self.kernels)
         download_row = QHBoxLayout()
         download_row.addWidget(self.download_button)
         download_row.addWidget(self.cancel_button)
@@ -151,6 +155,7 @@ class ModelManagerDialog(QDialog):
             precision=self.precision.currentText(),
             device=self.device.currentText(),
             adapter=self.adapter.text().strip(),
+            kernels=self.kernels.currentText(),
         )
 
     def set_options(self, o: ModelOptions) -> None:
@@ -167,6 +172,7 @@ class ModelManagerDialog(QDialog):
             self.device.addItem(o.device)
         self.device.setCurrentText(o.device)
         self.adapter.setText(o.adapter)
+        self.kernels.setCurrentText(o.kernels if o.kernels in ("auto", "off") else "auto")
         self._on_choice_changed()
 
     # -- download

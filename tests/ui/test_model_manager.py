@@ -33,10 +33,13 @@ def test_lists_known_models_with_sizes_and_the_demo(qtbot):
 
 
 def test_local_folder_and_precision_make_the_options(qtbot, tmp_path):
-    d = ModelManagerDialog(ModelOptions(source=str(tmp_path), precision="bf16", device="cpu", adapter="/x/lora"))
+    opts = ModelOptions(source=str(tmp_path), precision="bf16", device="cpu", adapter="/x/lora", kernels="off")
+    d = ModelManagerDialog(opts)
     qtbot.addWidget(d)
     assert d.choice() == FOLDER and d.folder.text() == str(tmp_path)
-    assert d.options() == ModelOptions(source=str(tmp_path), precision="bf16", device="cpu", adapter="/x/lora")
+    assert d.options() == opts
+    d.kernels.setCurrentText("auto")
+    assert d.options().kernels == "auto"
     d.folder.clear()
     assert not d.load_button.isEnabled()  # a folder choice needs a folder
 

@@ -85,3 +85,16 @@ def test_window_choices_survive_a_restart(make_harness, settings: Settings, tmp_
     )
     overlay = again.window.overlay.options
     assert (overlay.x, overlay.y, overlay.visible) == (123, 145, True)
+
+
+def test_command_line_overrides_the_saved_model_choice():
+    import argparse
+
+    from app.settings import ModelOptions
+    from ui.app import model_options_from
+
+    saved = ModelOptions(source="Qwen/Qwen2.5-VL-3B-Instruct", precision="4bit", kernels="auto")
+    args = argparse.Namespace(demo=False, model=None, precision="bf16", device=None, adapter=None, kernels="off")
+    got = model_options_from(args, saved)
+    assert got == ModelOptions(source="Qwen/Qwen2.5-VL-3B-Instruct", precision="bf16", kernels="off")
+    assert model_options_from(argparse.Namespace(demo=True), saved).source == "demo"
