@@ -21,3 +21,11 @@ lint: setup
 bench: setup
 	$(PY) -m bench.bench_engine
 	$(PY) -m bench.bench_kernels
+
+screenshot: setup
+	$(PY) scripts/screenshot.py
+
+# A one-folder app in dist/streamo-live (about 5.5 GB with the CUDA build of torch).
+bundle: setup
+	.venv/bin/python -m pip install -q -e ".[build]"
+	.venv/bin/pyinstaller build.spec --noconfirm --distpath dist --workpath build
