@@ -15,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from fakes import DeadCamera
 
 from app.sources import (
     Frame,
@@ -271,28 +272,6 @@ class FileCamera:
     def release(self) -> None:
         self.cap.release()
         self.released.set()
-
-
-class DeadCamera:
-    """What cv2.VideoCapture(i) gives for an absent camera."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def isOpened(self) -> bool:  # noqa: N802
-        return False
-
-    def read(self):
-        return False, None
-
-    def set(self, prop: int, value: float) -> bool:
-        return False
-
-    def get(self, prop: int) -> float:
-        return 0.0
-
-    def release(self) -> None:
-        pass
 
 
 class SilentCamera(DeadCamera):

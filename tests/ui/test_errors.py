@@ -6,31 +6,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from fakes import DeadCamera
 
 from app.settings import ModelOptions, SourceOptions
 from app.sources import open_source
-
-
-class NeverOpens:
-    """A camera that is not there (cv2.VideoCapture of an absent index)."""
-
-    def __init__(self, index: int) -> None:
-        self.index = index
-
-    def isOpened(self) -> bool:  # noqa: N802 - OpenCV's name
-        return False
-
-    def read(self):
-        return False, None
-
-    def set(self, prop: int, value: float) -> bool:
-        return False
-
-    def get(self, prop: int) -> float:
-        return 0.0
-
-    def release(self) -> None:
-        pass
 
 
 class FailingEngine:
@@ -86,7 +65,7 @@ def assert_still_usable(h, tiny_options, sample_source) -> None:
 
 
 def test_missing_camera_shows_a_message(make_harness, shared_loader, tiny_options, sample_source):
-    h = make_harness(loader=shared_loader, opener=with_camera(NeverOpens))
+    h = make_harness(loader=shared_loader, opener=with_camera(DeadCamera))
     h.load(tiny_options)
     h.run(SourceOptions(spec="webcam:3"))
     assert h.window.banner.level == "error"
