@@ -35,10 +35,17 @@ PYTHON=${PYTHON:-python3}
 stamp=.venv/.streamo-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  echo "installing Python packages into .venv (torch is a large download on first run)"
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null
+  echo "installing Python packages into .venv (torch is a large download on first run; log: .venv/pip.log)"
+  pip_install() {
+    if ! .venv/bin/python -m pip install -q "$@" >>.venv/pip.log 2>&1; then
+      tail -n 40 .venv/pip.log >&2
+      echo "error: pip install $* failed; the full log is .venv/pip.log" >&2
+      exit 1
+    fi
+  }
+  : >.venv/pip.log
   # torch/torchvision first and pinned: the versions every other package is tested with.
-  .venv/bin/python -m pip install -q "torch==2.14.1" "torchvision==0.29.1"
-  .venv/bin/python -m pip install -q -e ".[dev]"
+  pip_install "torch==2.14.1" "torchvision==0.29.1"
+  pip_install -e ".[dev]"
   echo "$want" >"$stamp"
 fi
