@@ -1,1 +1,1 @@
-"""Application core without widgets: CLI, frame sources, sessions, voice, settings, exports."""
+"""Application core without widgets: CLI, frame sources, narrate, sessions, settings, exports."""

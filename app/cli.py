@@ -1,4 +1,4 @@
-"""`streamo-live` command line: gui | narrate | data | bench.
+"""`streamo-live` command line: gui | narrate | data.
 
 Subcommands import their heavy dependencies lazily so `streamo-live data ...` starts fast.
 """
