@@ -45,37 +45,26 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--fps", type=float, default=1, help="turns per second of video (default 1)")
     ts.set_defaults(func=_cmd_to_stream)
 
-    for register in _extra_commands():
-        register(sub)
+    from app import gui_cmd, narrate  # each adds its subcommand; both import lazily inside
+
+    narrate.register(sub)
+    gui_cmd.register(sub)
     return parser
 
 
-def _extra_commands():
-    """Subcommands that live in their own modules (each exposes register(subparsers))."""
-    import importlib
-
-    for name in ("app.narrate", "app.gui_cmd"):
-        try:
-            module = importlib.import_module(name)
-        except ModuleNotFoundError as e:
-            if e.name != name:
-                raise
-            continue
-        yield module.register
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
+    """Parse the command line; no subcommand means the desktop app."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return parser.parse_args([*argv, "gui"]) if args.command is None else args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
-    if args.command is None:
-        if "gui" in parser._subparsers._group_actions[0].choices:  # no arguments: the desktop app
-            args = parser.parse_args(["gui"])
-        else:
-            parser.print_help()
-            return 0
     from model.errors import ModelLoadError
     from model.protocol import AnnotationError
 
