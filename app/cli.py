@@ -11,9 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-
-class CliError(Exception):
-    """An error the user can act on; printed without a traceback, exit code 2."""
+from app.errors import CliError
 
 
 def _cmd_to_stream(args: argparse.Namespace) -> int:

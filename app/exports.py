@@ -94,6 +94,7 @@ def to_vtt(entries: Iterable[Subtitle]) -> str:
 def write_text_atomic(path: StrPath, text: str) -> None:
     """Write a whole file so that readers see either the old or the new content, never half."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".part")
     with open(tmp, "w", encoding="utf-8", newline="\n") as f:
         f.write(text)

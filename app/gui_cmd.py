@@ -22,7 +22,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
+def check_display(environ: dict[str, str] | None = None, platform: str | None = None) -> None:
+    """Fail with advice instead of Qt's abort when a Linux machine has no screen."""
+    import os
+    import sys
+
+    from app.errors import CliError
+
+    env = os.environ if environ is None else environ
+    if (platform or sys.platform).startswith("linux") and not any(
+        env.get(k) for k in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM")
+    ):
+        raise CliError(
+            "no display: the desktop app needs an X11 or Wayland session (DISPLAY and WAYLAND_DISPLAY are unset). "
+            "Narrate in the terminal instead: streamo-live narrate --source assets/sample.mp4 --model demo "
+            "(or `make demo`), or set QT_QPA_PLATFORM=offscreen for a headless run."
+        )
+
+
 def run(args: argparse.Namespace) -> int:
     from ui.app import run as run_gui
+
+    check_display()
 
     return run_gui(args)

@@ -47,7 +47,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def schedule_questions(questions: list[str], at: list[float]) -> list[tuple[float, str]]:
     """Pair --question with --at; a lone question without --at is asked at 0 s."""
-    from app.cli import CliError
+    from app.errors import CliError
 
     if len(at) > len(questions) or (at and len(at) != len(questions)) or (not at and len(questions) > 1):
         raise CliError("give one --at SECONDS for each --question (a single --question alone is asked at 0 s)")
@@ -164,7 +164,7 @@ class Printer:
 
 
 def run(args: argparse.Namespace) -> int:
-    from app.cli import CliError
+    from app.errors import CliError
     from app.sources import SourceError, parse_source
     from model.engine import EngineOptions, StreamEngine
     from model.loading import load_model

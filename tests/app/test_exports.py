@@ -171,3 +171,13 @@ def test_jsonl_writer_unserializable_record_writes_nothing(tmp_path: Path):
         {"ok": True},
         {"ok": False},
     ]
+
+
+def test_write_text_atomic_creates_folders_and_replaces_whole(tmp_path):
+    from app.exports import write_text_atomic
+
+    target = tmp_path / "new" / "deeper" / "subs.srt"
+    write_text_atomic(target, "one")
+    write_text_atomic(target, "two")
+    assert target.read_text() == "two"
+    assert sorted(p.name for p in target.parent.iterdir()) == ["subs.srt"]  # no .part left behind
