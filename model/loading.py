@@ -236,7 +236,12 @@ def download_model(
         done = before + (s.size or 0)  # cached files and resumed parts count as done
         if progress:
             progress(done, total, current)
-    return Path(path).parent if files else Path(cached or ".")
+    if not files:
+        raise ModelLoadError(f"{repo_id} has no model files (config, safetensors) on the hub")
+    root = Path(path)
+    for _ in files[-1].rfilename.split("/"):  # the snapshot folder holds the repo's tree
+        root = root.parent
+    return root
 
 
 # ---------------------------------------------------------------------------------------------

@@ -194,3 +194,57 @@ def test_cpu_threads_leave_room_for_capture_and_ui(tiny_loaded, monkeypatch):
         assert configure_cpu_threads(big) == max(1, (os.cpu_count() or 2) - 1)
     finally:
         torch.set_num_threads(before)
+
+
+class _FakeHub:
+    """Stands in for the hub's two calls so download_model's progress and cancel logic runs
+    without a network: model_info lists files, hf_hub_download feeds the tqdm class it is given."""
+
+    def __init__(self, tmp_path, sizes):
+        from types import SimpleNamespace
+
+        self.root, self.sizes, self.fetched = tmp_path, sizes, []
+        self.info = SimpleNamespace(
+            sha="abc", siblings=[SimpleNamespace(rfilename=n, size=s) for n, s in sizes.items()]
+        )
+
+    def model_info(self, repo_id, revision=None, files_metadata=False):
+        return self.info
+
+    def hf_hub_download(self, repo_id, filename, revision=None, tqdm_class=None):
+        bar = tqdm_class(total=self.sizes[filename])
+        for _ in range(0, self.sizes[filename], 100):
+            bar.update(min(100, self.sizes[filename]))
+        self.fetched.append(filename)
+        (self.root / filename).write_bytes(b"x")
+        return str(self.root / filename)
+
+
+def test_download_reports_bytes_and_can_cancel(monkeypatch, tmp_path):
+    import threading
+
+    import huggingface_hub
+
+    import model.loading as L
+
+    hub = _FakeHub(tmp_path, {"config.json": 100, "model.safetensors": 1000, "README.md": 50})
+    monkeypatch.setattr(huggingface_hub, "HfApi", lambda: hub)
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hub.hf_hub_download)
+    monkeypatch.setattr(L, "is_offline", lambda: False)
+    monkeypatch.setattr(L, "cached_model_path", lambda repo_id: None)
+    seen = []
+    path = L.download_model("org/model", progress=lambda done, total, name: seen.append((done, total, name)))
+    assert path == tmp_path and hub.fetched == ["config.json", "model.safetensors"]  # weights and configs only
+    assert seen[-1] == (1100, 1100, "model.safetensors")
+    assert [d for d, _, _ in seen] == sorted(d for d, _, _ in seen)
+
+    cancel = threading.Event()
+    hub.fetched.clear()
+
+    def stop_midway(done, total, name):
+        if done >= 500:
+            cancel.set()
+
+    with pytest.raises(L.DownloadCancelled):
+        L.download_model("org/model", progress=stop_midway, cancel=cancel)
+    assert hub.fetched == ["config.json"]
