@@ -433,6 +433,7 @@ def load_model(
     quant = _quantization(precision)
     if quant is not None:
         kwargs["quantization_config"] = quant
+    if dev.type == "cuda":  # load straight onto the GPU, never a full-precision copy in RAM first
         kwargs["device_map"] = {"": dev.index or 0}
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
@@ -444,7 +445,7 @@ def load_model(
         ) from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"could not load the model in {path}: {e}") from e
-    if quant is None:
+    if dev.type != "cuda":
         model.to(dev)
     model.eval()
     if dev.type == "cpu":
