@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from app.exports import JsonlWriter, Subtitle, read_jsonl, to_srt, to_vtt, write_text_atomic
+from model.paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -34,13 +35,6 @@ FORMAT = "streamo-live-session"
 VERSION = 1
 EXPORT_FORMATS = ("srt", "vtt", "json")
 RESPONSE, QUESTION = "response", "question"
-
-
-def data_dir() -> Path:
-    base = os.environ.get("STREAMO_LIVE_DATA") or os.path.join(
-        os.environ.get("XDG_DATA_HOME") or os.path.expanduser("~/.local/share"), "streamo-live"
-    )
-    return Path(base)
 
 
 def sessions_dir(root: Path | None = None) -> Path:

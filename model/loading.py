@@ -22,6 +22,7 @@ import torch
 
 from model import protocol as P
 from model.errors import ModelLoadError
+from model.paths import data_dir
 
 log = logging.getLogger(__name__)
 
@@ -336,10 +337,7 @@ def _quantization(precision: str):
 
 
 def demo_checkpoint_dir() -> Path:
-    base = os.environ.get("STREAMO_LIVE_DATA") or os.path.join(
-        os.environ.get("XDG_DATA_HOME", os.path.expanduser("~/.local/share")), "streamo-live"
-    )
-    return Path(base) / "demo-model"
+    return data_dir() / "demo-model"
 
 
 def ensure_demo_checkpoint() -> Path:
