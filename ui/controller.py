@@ -84,17 +84,18 @@ class LiveController(QObject):
         self.capture_requested.connect(self.capture.on_start_requested)
         self.capture.frame_sampled.connect(self.engine.on_frame_sampled)
 
-        # Every worker signal lands on a slot of this GUI-thread object (queued), never on a widget
-        # or a plain callable, which would run on the worker's thread.
-        self.engine.load_progress.connect(self.on_load_progress)
-        self.engine.token_streamed.connect(self.on_token_streamed)
-        self.engine.pause_applied.connect(self.on_pause_applied)
-        self.engine.run_finished.connect(self.on_run_finished)
+        # Every worker signal lands on this GUI-thread object (queued), never on a widget or a plain
+        # callable, which would run on the worker's thread: on a slot where the controller acts, or
+        # on its own signal of the same name (a queued signal-to-signal relay) where it only forwards.
+        self.engine.load_progress.connect(self.load_progress)
+        self.engine.token_streamed.connect(self.token_streamed)
+        self.engine.pause_applied.connect(self.pause_applied)
+        self.engine.run_finished.connect(self.run_finished)
         self.engine.model_loaded.connect(self.on_model_loaded)
         self.engine.load_failed.connect(self.on_load_failed)
         self.engine.step_finished.connect(self.on_step_finished)
         self.engine.error.connect(self.on_error)
-        self.capture.source_opened.connect(self.on_source_opened)
+        self.capture.source_opened.connect(self.source_opened)
         self.capture.source_failed.connect(self.on_source_failed)
         self.capture.source_ended.connect(self.on_source_ended)
 
@@ -200,26 +201,6 @@ class LiveController(QObject):
         return stopped
 
     # -- from the workers
-    @Slot(object)
-    def on_load_progress(self, progress: Any) -> None:
-        self.load_progress.emit(progress)
-
-    @Slot(object)
-    def on_token_streamed(self, chunk: Any) -> None:
-        self.token_streamed.emit(chunk)
-
-    @Slot()
-    def on_run_finished(self) -> None:
-        self.run_finished.emit()
-
-    @Slot(bool)
-    def on_pause_applied(self, paused: bool) -> None:
-        self.pause_applied.emit(paused)
-
-    @Slot(object)
-    def on_source_opened(self, info: Any) -> None:
-        self.source_opened.emit(info)
-
     @Slot(object)
     def on_model_loaded(self, info: ModelInfo) -> None:
         self.model = info
