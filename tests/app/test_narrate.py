@@ -7,9 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from fakes import write_video
 
 from app.cli import main as cli_main
 from app.exports import read_jsonl
@@ -19,13 +18,7 @@ SRT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d,\d\d\d) --> (\d\d:\d\d:\d\d,\d\d\d
 
 
 def make_video(path: Path, seconds: int, fps: int = 4) -> Path:
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (64, 48))
-    for i in range(seconds * fps):
-        img = np.zeros((48, 64, 3), np.uint8)
-        cv2.circle(img, (4 + i * 2 % 56, 24), 6, (0, 0, 255), -1)
-        w.write(img)
-    w.release()
-    return path
+    return write_video(path, seconds * fps, fps)
 
 
 def test_narrate_file_writes_jsonl_srt_vtt(tiny_ckpt, tmp_path, capsys):

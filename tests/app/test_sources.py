@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from fakes import DeadCamera
+from fakes import DeadCamera, write_video
 
 from app.sources import (
     Frame,
@@ -33,15 +33,7 @@ W, H = 64, 48
 
 
 def make_video(path: Path, n_frames: int, fps: float) -> Path:
-    """Frame i is a flat grey of level 7*i (mod 256) with a white bar at column i, so frames differ."""
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (W, H))
-    assert writer.isOpened()
-    for i in range(n_frames):
-        img = np.full((H, W, 3), (7 * i) % 256, np.uint8)
-        img[:, i % W] = 255
-        writer.write(img)
-    writer.release()
-    return path
+    return write_video(path, n_frames, fps, (W, H))
 
 
 def decode_all_rgb(path: Path) -> list[np.ndarray]:

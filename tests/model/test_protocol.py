@@ -2,24 +2,14 @@ import json
 import logging
 from pathlib import Path
 
-import cv2
-import numpy as np
 import pytest
+from fakes import write_video
 
 from app.cli import main as cli_main
 from model import protocol as P
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "streamo"
 SHARED = Path(__file__).resolve().parents[2].parent / "shared" / "streamo"
-
-
-def write_video(path: Path, n_frames: int, fps: float, size=(32, 24)) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(n_frames):
-        w.write(np.full((size[1], size[0], 3), i % 255, np.uint8))
-    w.release()
-    return path
 
 
 def test_system_prompt_is_byte_for_byte():
