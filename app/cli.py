@@ -1,4 +1,4 @@
-"""`streamo-live` command line: gui | narrate | data.
+"""`streamo-live` command line: gui | narrate | data | train | evaluate.
 
 Subcommands import their heavy dependencies lazily so `streamo-live data ...` starts fast.
 """
@@ -43,10 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--fps", type=float, default=1, help="turns per second of video (default 1)")
     ts.set_defaults(func=_cmd_to_stream)
 
-    from app import gui_cmd, narrate  # each adds its subcommand; both import lazily inside
+    from app import gui_cmd, narrate, train_cmd  # each adds its subcommand(s) and imports lazily inside
 
     narrate.register(sub)
     gui_cmd.register(sub)
+    train_cmd.register(sub)
     return parser
 
 

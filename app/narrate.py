@@ -163,12 +163,20 @@ class Printer:
         self.progress_shown = True
 
 
+def _demo_build_progress(done: int, total: int, what: str) -> None:
+    """The demo adapter's first-use training, on one terminal line."""
+    end = "\n" if done >= total else ""
+    if sys.stderr.isatty() or done in (0, total) or done % 100 == 0:
+        print(f"\r{what}: step {done}/{total}", end=end, file=sys.stderr, flush=True)
+
+
 def run(args: argparse.Namespace) -> int:
     from app.errors import CliError
     from app.sources import SourceError, parse_source
     from model.engine import EngineOptions, StreamEngine
     from model.loading import load_model
     from model.presets import TASK_PRESETS
+    from model.train.demo import demo_adapter_for
 
     if args.task not in TASK_PRESETS:
         raise CliError(f"unknown task '{args.task}'; choose one of {', '.join(TASK_PRESETS)}")
@@ -179,10 +187,17 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(str(e)) from None
     try:
         print(f"loading {args.model} ...", file=sys.stderr)
+        adapter = demo_adapter_for(args.model, args.adapter, _demo_build_progress)
         loaded = load_model(
-            args.model, precision=args.precision, device=args.device, adapter=args.adapter, kernels=args.kernels
+            args.model, precision=args.precision, device=args.device, adapter=adapter, kernels=args.kernels
         )
-        if loaded.is_demo:
+        if loaded.is_demo and loaded.adapter:
+            print(
+                "demo shapes model: a toy trained on synthetic clips; it narrates a red ball, a blue square and a "
+                "green triangle, and knows nothing else",
+                file=sys.stderr,
+            )
+        elif loaded.is_demo:
             print("demo model: a tiny random network; its words are meaningless (pipeline demo)", file=sys.stderr)
         options = EngineOptions(
             fps=args.fps,

@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from model import protocol as P
 from model.frames import preprocess_frame
 from model.kv import StreamKVCache
-from model.loading import LoadedModel
+from model.loading import LoadedModel, plain_module
 from model.presets import task_instruction
 from model.rope import mrope_positions
 
@@ -145,7 +145,7 @@ class StreamEngine:
         if self._attn_impl not in ("sdpa", "eager"):
             raise ValueError(f"attention implementation {self._attn_impl!r} is not supported; load with sdpa")
         self._embed = self._lm.get_input_embeddings()
-        self._head = base.lm_head.weight  # [V, H]
+        self._head = plain_module(base.lm_head).weight  # [V, H]; an adapter's state rows are merged in
         self.device = loaded.device
         self._cuda = self.device.type == "cuda"
         tok = loaded.tokenizer

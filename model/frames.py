@@ -45,14 +45,55 @@ def preprocess_frame(
 ) -> FrameInputs:
     """Resize to the pixel budget (multiples of 28) and patchify with the model's processor."""
     image_processor = getattr(processor, "image_processor", processor)
-    size = dict(getattr(image_processor, "size", None) or {})
-    lo = min_pixels or size.get("shortest_edge") or MIN_PIXELS
-    hi = max_pixels or size.get("longest_edge") or MAX_PIXELS
     out = image_processor(
         images=[as_rgb(frame, channel_order)],
-        size={"shortest_edge": lo, "longest_edge": hi},
+        size=_budget(image_processor, min_pixels, max_pixels),
         return_tensors="pt",
     )
     grid = out["image_grid_thw"]
     merge = getattr(image_processor, "merge_size", 2)
     return FrameInputs(out["pixel_values"], grid, int(grid.prod().item()) // (merge * merge))
+
+
+def _budget(image_processor: Any, min_pixels: int | None, max_pixels: int | None) -> dict[str, int]:
+    size = dict(getattr(image_processor, "size", None) or {})
+    return {
+        "shortest_edge": min_pixels or size.get("shortest_edge") or MIN_PIXELS,
+        "longest_edge": max_pixels or size.get("longest_edge") or MAX_PIXELS,
+    }
+
+
+def resize_to_budget(
+    processor: Any, frame: np.ndarray, min_pixels: int | None = None, max_pixels: int | None = None
+) -> np.ndarray:
+    """One RGB uint8 frame resized exactly as the processor resizes it (multiples of 28 within
+    the pixel budget), still uint8. Feeding the result back to ``preprocess_frame`` gives the same
+    pixel values as the original frame, so training caches these instead of decoding again."""
+    from transformers.image_utils import SizeDict
+
+    image_processor = getattr(processor, "image_processor", processor)
+    factor = getattr(image_processor, "patch_size", 14) * getattr(image_processor, "merge_size", 2)
+    chw = torch.from_numpy(as_rgb(frame)).permute(2, 0, 1).contiguous()  # [3, H, W] uint8
+    out = image_processor.resize(
+        chw,
+        size=SizeDict(**_budget(image_processor, min_pixels, max_pixels)),
+        resample=image_processor.resample,
+        factor=factor,
+    )
+    return out.permute(1, 2, 0).contiguous().numpy()
+
+
+def preprocess_frames(
+    processor: Any, frames: list[np.ndarray] | np.ndarray, min_pixels: int | None = None, max_pixels: int | None = None
+) -> tuple[torch.Tensor, torch.Tensor, list[int]]:
+    """Many RGB frames in one processor call: (pixel_values [sum patches, D], image_grid_thw
+    [n, 3], visual tokens per frame). Each frame is its own image, as in the Streamo data."""
+    image_processor = getattr(processor, "image_processor", processor)
+    out = image_processor(
+        images=[as_rgb(np.asarray(f)) for f in frames],
+        size=_budget(image_processor, min_pixels, max_pixels),
+        return_tensors="pt",
+    )
+    grid = out["image_grid_thw"]
+    merge = getattr(image_processor, "merge_size", 2)
+    return out["pixel_values"], grid, (grid.prod(-1) // (merge * merge)).tolist()

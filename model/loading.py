@@ -22,6 +22,7 @@ import torch
 
 from model import protocol as P
 from model.errors import ModelLoadError
+from model.frames import MAX_PIXELS, MIN_PIXELS
 from model.paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,9 @@ log = logging.getLogger(__name__)
 SUPPORTED_MODEL_TYPES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
 PRECISIONS = ("auto", "4bit", "8bit", "bf16", "fp16", "fp32")
 DEMO_MODEL = "demo"
+# The demo model sees frames at a fifth of the Streamo budget (a 320x240 frame: 20 visual tokens, not
+# 99): the tiny network learns the demo shapes from small frames in about a minute of CPU training.
+DEMO_MAX_PIXELS = 28 * 28 * 20
 
 
 @dataclass(frozen=True)
@@ -75,6 +79,9 @@ class LoadedModel:
     adapter: Path | None = None
     kernel_path: str = "torch"
     is_demo: bool = False
+    trainable: bool = False
+    min_pixels: int = MIN_PIXELS  # the frame pixel budget the processor resizes to
+    max_pixels: int = MAX_PIXELS
     warnings: list[str] = field(default_factory=list)
 
     @property
@@ -303,10 +310,14 @@ def resolve_device(device: str = "auto") -> torch.device:
     return dev
 
 
-def resolve_precision(precision: str, device: torch.device, warnings: list[str]) -> str:
+def resolve_precision(precision: str, device: torch.device, warnings: list[str], cpu_4bit: bool = False) -> str:
+    """What runs: on CUDA 4-bit unless asked otherwise; on the CPU fp32 (or bf16). ``cpu_4bit``
+    keeps an explicit 4bit on the CPU (bitsandbytes' CPU backend: slow, used to test QLoRA)."""
     if precision not in PRECISIONS:
         raise ModelLoadError(f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}")
     if device.type == "cpu":
+        if precision == "4bit" and cpu_4bit:
+            return precision
         if precision in ("4bit", "8bit"):
             warnings.append(f"{precision} needs a CUDA GPU; running fp32 on the CPU instead")
             precision = "fp32"
@@ -320,7 +331,7 @@ def resolve_precision(precision: str, device: torch.device, warnings: list[str])
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}
 
 
-def _quantization(precision: str):
+def _quantization(precision: str, compute_dtype: torch.dtype = torch.bfloat16):
     from transformers import BitsAndBytesConfig
 
     if precision == "4bit":
@@ -328,7 +339,7 @@ def _quantization(precision: str):
             load_in_4bit=True,
             bnb_4bit_quant_type="nf4",
             bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
+            bnb_4bit_compute_dtype=compute_dtype,
             llm_int8_skip_modules=["visual", "lm_head"],  # vision tower and the state rows stay exact
         )
     if precision == "8bit":
@@ -345,7 +356,7 @@ def ensure_demo_checkpoint() -> Path:
     from model.tiny import build_tiny_checkpoint
 
     path = demo_checkpoint_dir()
-    if not (path / "streamo_tiny.json").is_file():
+    if not tiny_checkpoint_current(path):
         tmp = path.with_name(path.name + ".part")
         import shutil
 
@@ -354,6 +365,20 @@ def ensure_demo_checkpoint() -> Path:
         shutil.rmtree(path, ignore_errors=True)
         tmp.rename(path)
     return path
+
+
+def tiny_checkpoint_current(path: Path) -> bool:
+    """A built tiny checkpoint whose sizes and init match today's TinySpec (older demo builds are
+    rebuilt rather than kept with weights the demo adapter was not trained on)."""
+    from dataclasses import asdict
+
+    from model.tiny import TinySpec
+
+    try:
+        marker = json.loads((path / "streamo_tiny.json").read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return False
+    return marker.get("spec") == asdict(TinySpec()) and marker.get("seed") == 0
 
 
 def resolve_source(source: str | Path, progress: ProgressFn | None = None) -> tuple[Path, bool]:
@@ -386,7 +411,28 @@ def configure_cpu_threads(model: Any) -> int:
     return n
 
 
-def load_adapter(model: Any, adapter: Path) -> Any:
+def merge_trainable_tokens(model: Any) -> int:
+    """Write peft's trained token rows (the state tokens' embedding and LM-head rows) into the base
+    weights, so code reading ``lm_head.weight`` sees them without peft building a merged copy of the
+    whole matrix on every access. Inference only. Returns the number of layers merged."""
+    try:
+        from peft.tuners.trainable_tokens.layer import TrainableTokensLayer
+    except ImportError:
+        return 0
+    layers = [m for m in model.modules() if isinstance(m, TrainableTokensLayer) and not m.merged]
+    for m in layers:
+        m.merge()
+    return len(layers)
+
+
+def plain_module(module: Any) -> Any:
+    """The module under peft's token wrapper (after ``merge_trainable_tokens`` its weight holds the
+    trained rows); any other module as it is."""
+    inner = getattr(module, "token_adapter", None)
+    return inner.get_base_layer() if inner is not None else module
+
+
+def load_adapter(model: Any, adapter: Path, trainable: bool = False) -> Any:
     adapter = Path(adapter).expanduser()
     if not (adapter / "adapter_config.json").is_file():
         raise ModelLoadError(f"adapter folder {adapter} has no adapter_config.json (expected a PEFT LoRA folder)")
@@ -397,9 +443,12 @@ def load_adapter(model: Any, adapter: Path) -> Any:
     from peft import PeftModel
 
     try:
-        return PeftModel.from_pretrained(model, str(adapter), is_trainable=False)
+        peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as e:  # noqa: BLE001 - shape mismatches, wrong base model, bad config
         raise ModelLoadError(f"could not apply the adapter in {adapter}: {e}. Was it trained on this model?") from e
+    if not trainable:
+        merge_trainable_tokens(peft_model)
+    return peft_model
 
 
 def load_model(
@@ -410,14 +459,20 @@ def load_model(
     adapter: str | Path | None = None,
     kernels: str = "auto",
     progress: ProgressFn | None = None,
-    min_pixels: int = 3136,
-    max_pixels: int = 100352,
+    min_pixels: int = MIN_PIXELS,
+    max_pixels: int | None = None,
+    trainable: bool = False,
 ) -> LoadedModel:
-    """Load a checkpoint ready for the streaming engine.
+    """Load a checkpoint ready for the streaming engine, or with ``trainable=True`` for training.
 
     CUDA: 4-bit NF4 with double quantisation (compute bf16) by default, or 8bit/bf16/fp16.
     CPU: fp32 (or bf16). ``kernels``: "auto"/"triton" swap in our Triton kernels where they
     apply (CUDA, 4-bit), "off" keeps bitsandbytes/torch.
+
+    ``trainable``: no ``eval()``, an adapter loads with its weights trainable, the Triton kernels
+    stay off (they have no backward), an explicit ``precision="4bit"`` stays 4-bit on the CPU too
+    (QLoRA through bitsandbytes' CPU backend); the state tokens are added and initialised exactly
+    as for inference.
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
@@ -425,14 +480,19 @@ def load_model(
     path, is_demo = resolve_source(source, progress)
     model_type = check_model_folder(path)
     dev = resolve_device(device)
-    precision = resolve_precision(precision, dev, warnings)
-    dtype = torch.bfloat16 if precision in ("4bit", "8bit") else _DTYPES[precision]
+    precision = resolve_precision(precision, dev, warnings, cpu_4bit=trainable)
+    if precision in ("4bit", "8bit"):
+        dtype = torch.bfloat16 if dev.type == "cuda" else torch.float32
+    else:
+        dtype = _DTYPES[precision]
     kwargs: dict[str, Any] = {"dtype": dtype, "use_safetensors": True, "trust_remote_code": False}
-    quant = _quantization(precision)
+    quant = _quantization(precision, dtype)
     if quant is not None:
         kwargs["quantization_config"] = quant
     if dev.type == "cuda":  # load straight onto the GPU, never a full-precision copy in RAM first
         kwargs["device_map"] = {"": dev.index or 0}
+    elif quant is not None:
+        kwargs["device_map"] = {"": "cpu"}
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
@@ -443,9 +503,10 @@ def load_model(
         ) from None
     except (OSError, ValueError, KeyError, RuntimeError) as e:
         raise ModelLoadError(f"could not load the model in {path}: {e}") from e
-    if dev.type != "cuda":
+    if dev.type != "cuda" and quant is None:
         model.to(dev)
-    model.eval()
+    if not trainable:
+        model.eval()
     if dev.type == "cpu":
         configure_cpu_threads(model)
     for w in warnings:
@@ -455,6 +516,8 @@ def load_model(
     if added:
         log.info("added state tokens %s, initialised from their words' embeddings", added)
     ids = state_token_ids(tokenizer)
+    if max_pixels is None:
+        max_pixels = DEMO_MAX_PIXELS if is_demo else MAX_PIXELS
     processor.image_processor.size = {"shortest_edge": min_pixels, "longest_edge": max_pixels}
 
     loaded = LoadedModel(
@@ -470,12 +533,17 @@ def load_model(
         state_token_ids=ids,
         added_state_tokens=added,
         is_demo=is_demo,
+        trainable=trainable,
+        min_pixels=min_pixels,
+        max_pixels=max_pixels,
         warnings=warnings,
     )
     if adapter:
-        loaded.model = load_adapter(model, Path(adapter)).eval()
+        loaded.model = load_adapter(model, Path(adapter), trainable=trainable)
+        if not trainable:
+            loaded.model.eval()
         loaded.adapter = Path(adapter)
-    loaded.kernel_path = apply_kernel_switch(loaded, kernels)
+    loaded.kernel_path = apply_kernel_switch(loaded, "off" if trainable else kernels)
     return loaded
 
 

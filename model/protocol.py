@@ -94,6 +94,20 @@ def assistant_turn_content(state: str, text: str = "") -> str:
     return state
 
 
+_USER_CONTENT = re.compile(
+    r"^(?:(?P<question>.*)\n)?<(?P<start>[\d.]+)s-(?P<end>[\d.]+)s>\n(?:<stream>|<image>)$", re.DOTALL
+)
+
+
+def parse_user_content(content: str) -> tuple[str | None, float, float]:
+    """Inverse of user_turn_content: (question or None, start, end). Raises ValueError when the
+    content is not ``[question\n]<Xs-Ys>\n<stream>`` (or ``<image>``)."""
+    m = _USER_CONTENT.match(content)
+    if m is None:
+        raise ValueError(f"user turn is not '[question\\n]<Xs-Ys>\\n<stream>': {content[:60]!r}")
+    return m.group("question") or None, float(m.group("start")), float(m.group("end"))
+
+
 def parse_assistant_content(content: str) -> tuple[str, str]:
     """Inverse of assistant_turn_content: (state, answer text)."""
     for state in STATE_TOKENS:
@@ -114,8 +128,29 @@ ASSISTANT_PREFIX = f"{IM_START}assistant\n"
 ASSISTANT_SUFFIX = f"{IM_END}\n"
 
 
+def render_segments(messages: Sequence[dict[str, str]], final_newline: bool = True) -> list[tuple[str, bool]]:
+    """The rendered conversation as (text, labelled) pieces that concatenate to
+    ``render_conversation``. Labelled (PROTOCOL.md section 4): each assistant turn's content
+    (state token and answer) and its closing ``<|im_end|>``; not labelled: everything else,
+    including ``<|im_start|>assistant\n`` and the newline after ``<|im_end|>``. The released
+    training sequences end without the last turn's newline (``final_newline=False``)."""
+    out: list[tuple[str, bool]] = []
+    for m in messages:
+        if m["role"] == "assistant":
+            out += [(ASSISTANT_PREFIX, False), (m["content"], True), (IM_END, True), ("\n", False)]
+        else:
+            out.append((render_message(m["role"], m["content"]), False))
+    if not final_newline and out:
+        text, labelled = out[-1]
+        if text.endswith("\n"):
+            out[-1] = (text[:-1], labelled)
+        if not out[-1][0]:
+            out.pop()
+    return out
+
+
 def render_conversation(messages: Sequence[dict[str, str]], add_generation_prompt: bool = False) -> str:
-    text = "".join(render_message(m["role"], m["content"]) for m in messages)
+    text = "".join(text for text, _ in render_segments(messages))
     return text + (ASSISTANT_PREFIX if add_generation_prompt else "")
 
 
@@ -232,6 +267,47 @@ def convert_sample(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -
         if sample.get(key):
             out[key] = sample[key]
     return out
+
+
+def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]:
+    """What the converter silently drops or leaves out of one raw sample (empty answers, times
+    that are no times, times past the clip's end), as sentences for a warning. The conversion
+    itself is unchanged: these only explain it."""
+    problems = []
+    end_s = f"{n_turns / fps:g} s"
+    for i, q in enumerate(_entries(sample, "question", 0)):
+        content, raw = q.get("content"), q.get("time")
+        t = parse_time(raw, fps)
+        if not content:
+            problems.append(f"question {i} has no text; ignored")
+        elif t is None:
+            problems.append(f"question {i} has no usable time ({raw!r}); ignored")
+        elif time_to_turn(t) >= n_turns:
+            problems.append(f"question {i} at {raw!r} is past the clip's end ({end_s}); ignored")
+    for i, r in enumerate(_entries(sample, "response", 0)):
+        content = r.get("content")
+        st, end = parse_time(r.get("st_time"), fps), parse_time(r.get("end_time"), fps)
+        if st is not None and end is not None:
+            if end < st:
+                problems.append(f"response {i} ends ({r.get('end_time')!r}) before it starts ({r.get('st_time')!r})")
+            if time_to_turn(st) >= n_turns:
+                problems.append(f"response {i} starts at {r.get('st_time')!r}, past the clip's end ({end_s}); ignored")
+            elif time_to_turn(end) + 1 >= n_turns and content:
+                problems.append(
+                    f"response {i} ends at {r.get('end_time')!r}: its answer would come after the clip's end "
+                    f"({end_s}), so only its Standby turns are kept"
+                )
+            if not content:
+                problems.append(f"response {i} has no text: its Standby turns are kept, no answer is given")
+            continue
+        t = parse_time(r.get("time"), fps)
+        if t is None:
+            problems.append(f"response {i} has no usable time (st_time/end_time or time); ignored")
+        elif not content:
+            problems.append(f"response {i} has no text; ignored")
+        elif time_to_turn(t) >= n_turns:
+            problems.append(f"response {i} at {r.get('time')!r} is past the clip's end ({end_s}); ignored")
+    return problems
 
 
 @dataclass(frozen=True)

@@ -57,6 +57,14 @@ class TinySpec:
     vision_intermediate: int = 64
     bpe_vocab: int = 700
     spare_rows: int = 64  # like Qwen's padded embedding: added tokens land on spare rows
+    # Weight init std. Transformers' 0.02 suits thousands of dimensions; at 64 the LM head's logits
+    # could not exceed ~1.3, so no token ever got more than ~1% probability and training could not
+    # teach the tiny model words. 1/sqrt(hidden) (fan-in init) gives logits a usable range.
+    initializer_range: float | None = None
+
+    @property
+    def init_std(self) -> float:
+        return self.initializer_range or self.hidden_size**-0.5
 
 
 def _train_tokenizer(special: list[str], vocab_size: int):
@@ -137,6 +145,7 @@ def build_tiny_checkpoint(
             "num_attention_heads": spec.num_heads,
             "num_key_value_heads": spec.num_kv_heads,
             "max_position_embeddings": 32768,
+            "initializer_range": spec.init_std,
             "rope_parameters": {"rope_type": "default", "rope_theta": 1000000.0, "mrope_section": mrope},
             "bos_token_id": ids[P.ENDOFTEXT],
             "eos_token_id": ids[P.IM_END],
@@ -153,6 +162,7 @@ def build_tiny_checkpoint(
             "patch_size": 14,
             "spatial_merge_size": 2,
             "temporal_patch_size": 2,
+            "initializer_range": spec.vision_hidden**-0.5 if spec.initializer_range is None else spec.initializer_range,
         },
         image_token_id=ids[P.IMAGE_PAD],
         video_token_id=ids[P.VIDEO_PAD],

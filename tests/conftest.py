@@ -15,6 +15,9 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 # Tiny models: one intra-op thread is faster than two fighting over a busy 2-core machine
 # (measured: a tiny vision tower step took 270 ms with 2 threads under load, 5 ms with 1).
 os.environ.setdefault("OMP_NUM_THREADS", "1")
+# The demo model runs without its shapes adapter (building it trains for a minute or two); the
+# tests that need the adapter build it themselves.
+os.environ["STREAMO_LIVE_DEMO_ADAPTER"] = "0"
 
 import pytest  # noqa: E402
 

@@ -117,7 +117,13 @@ class MainWindow(QMainWindow):
 
     def on_model_ready(self, info: object) -> None:
         self.status.on_model_loaded(info)
-        if getattr(info, "is_demo", False):
+        if getattr(info, "is_demo", False) and getattr(info, "adapter", ""):
+            self.show_message(
+                "info",
+                "Demo shapes model loaded: a toy trained on synthetic clips. It narrates a red ball, a blue square "
+                "and a green triangle (try File > Open video with assets/sample.mp4) and knows nothing else.",
+            )
+        elif getattr(info, "is_demo", False):
             self.show_message("info", "Demo model loaded: it exercises the pipeline, but its words are meaningless.")
         elif self.banner.level == "error":
             self.banner.hide()

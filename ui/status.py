@@ -72,15 +72,19 @@ class StatusPanel:
         if p.total > 0:
             self.progress.setRange(0, 1000)
             self.progress.setValue(int(1000 * p.done / p.total))
-            self.model.setText(f"{p.stage}: {p.done / 1024**3:.2f} / {p.total / 1024**3:.2f} GB")
+            if p.unit == "steps":
+                self.model.setText(f"{p.stage}: step {p.done} / {p.total}")
+            else:
+                self.model.setText(f"{p.stage}: {p.done / 1024**3:.2f} / {p.total / 1024**3:.2f} GB")
         else:
             self.progress.setRange(0, 0)  # busy
 
     def on_model_loaded(self, info: ModelInfo) -> None:
         self.progress.hide()
         self.device = info.device
-        name = "demo model" if info.is_demo else info.options.label()
-        demo = " · its words are meaningless" if info.is_demo else ""
+        shapes = info.is_demo and bool(info.adapter)
+        name = "demo shapes model" if shapes else "demo model" if info.is_demo else info.options.label()
+        demo = " · a toy: it knows three shapes" if shapes else " · its words are meaningless" if info.is_demo else ""
         self.model.setText(f"{name} · {info.precision} · {info.device}{demo}")
         self.model.setToolTip(f"Loaded in {info.load_seconds:.1f} s from {info.options.source}")
         self.kernel.setText(f"kernels: {info.kernel_path}")

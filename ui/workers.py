@@ -14,7 +14,7 @@ import logging
 import time
 import traceback
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -33,8 +33,9 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class LoadProgress:
     stage: str  # what is happening, for the status bar
-    done: int = 0  # bytes while downloading; 0/0 shows a busy indicator
+    done: int = 0  # bytes while downloading (steps with unit "steps"); 0/0 shows a busy indicator
     total: int = 0
+    unit: str = "bytes"  # "bytes" | "steps"
 
 
 @dataclass(frozen=True)
@@ -46,6 +47,7 @@ class ModelInfo:
     is_demo: bool
     warnings: tuple[str, ...]
     load_seconds: float
+    adapter: str = ""  # the adapter folder in use ("" for none); the demo's shapes adapter included
 
 
 @dataclass(frozen=True)
@@ -183,8 +185,14 @@ class EngineWorker(QObject):
         def progress(done: int, total: int, filename: str) -> None:
             self.load_progress.emit(LoadProgress(f"Downloading {filename}", done, total))
 
+        def training(done: int, total: int, what: str) -> None:
+            self.load_progress.emit(LoadProgress(what, done, total, unit="steps"))
+
         try:
-            loaded = self._loader(options, progress)
+            from model.train.demo import demo_adapter_for
+
+            adapter = demo_adapter_for(options.source, options.adapter or None, training)
+            loaded = self._loader(replace(options, adapter=str(adapter) if adapter else ""), progress)
         except ModelLoadError as e:
             self.load_failed.emit(str(e))
             return
@@ -209,6 +217,7 @@ class EngineWorker(QObject):
                 is_demo=bool(loaded.is_demo),
                 warnings=tuple(loaded.warnings),
                 load_seconds=time.perf_counter() - started,
+                adapter=str(loaded.adapter) if getattr(loaded, "adapter", None) else "",
             )
         )
 

@@ -1,0 +1,222 @@
+"""`streamo-live train` and `streamo-live evaluate`: the training core from the terminal.
+
+train: a progress bar with ETA, loss and learning rate; held-out state accuracy as it is measured;
+Ctrl-C saves a checkpoint and exits (130); out of memory keeps the last checkpoint and names the
+settings to lower. Runs under `accelerate launch` unchanged (one process per GPU).
+evaluate: the live engine over labelled clips; a table, and the JSON report with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.errors import CliError
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--data",
+        action="append",
+        required=True,
+        metavar="FILE",
+        help="raw or stream-format annotations (.json/.jsonl), or a folder of them; repeatable",
+    )
+    p.add_argument("--video-prefix", default=None, metavar="DIR", help="folder that relative video paths start from")
+    p.add_argument("--model", required=True, help="Hugging Face id, local folder, or 'demo' (the tiny offline model)")
+    p.add_argument("--fps", type=float, default=1.0, choices=(1.0, 2.0), help="turns per second of video (default 1)")
+    p.add_argument("--max-turns", type=int, default=120, help="context window in turns (default 120)")
+    p.add_argument("--precision", default="auto", help="auto (4-bit on CUDA, fp32 on CPU) | 4bit | bf16 | fp32")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    p.add_argument(
+        "--max-pixels", type=int, default=None, help="pixel budget per frame (default: the model's, 100352; demo 15680)"
+    )
+    p.add_argument("--cache-dir", default=None, help="frame cache folder (default: the app's data folder)")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    t = sub.add_parser(
+        "train",
+        help="fine-tune a LoRA adapter on Streamo-format data",
+        description="Fine-tune a LoRA adapter (QLoRA on CUDA) on raw or stream-format Streamo annotations. "
+        "Without --steps or --epochs the step budget scales with the data: one epoch, and at least "
+        "400 steps, so a handful of clips is learnt. Runs data-parallel under `accelerate launch`.",
+        formatter_class=fmt,
+    )
+    _add_data_args(t)
+    t.add_argument("--out", required=True, help="adapter folder to write (checkpoints and metrics go inside)")
+    t.add_argument("--epochs", type=float, default=None, help="passes over the data (default: automatic budget)")
+    t.add_argument("--steps", type=int, default=None, help="optimiser steps in all (overrides --epochs)")
+    t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-4 scaled by model width)")
+    t.add_argument("--rank", type=int, default=16, help="LoRA rank")
+    t.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
+    t.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
+    t.add_argument("--warmup", type=float, default=0.05, help="share of steps with linear warm-up")
+    t.add_argument("--accum", type=int, default=1, help="windows per optimiser step and process")
+    t.add_argument("--loss", default="focal", choices=("focal", "ce"), help="stream focal loss or plain CE")
+    t.add_argument("--holdout", type=float, default=0.1, help="share of videos held out (0: train on all)")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    t.add_argument("--save-every", type=int, default=None, help="checkpoint interval in steps (default: ~10 a run)")
+    t.add_argument("--eval-every", type=int, default=None, help="held-out evaluation interval (default: ~10 a run)")
+    gc = t.add_mutually_exclusive_group()
+    gc.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    gc.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
+    t.set_defaults(func=run_train)
+
+    e = sub.add_parser(
+        "evaluate",
+        help="run the live engine over labelled clips and score its states and answers",
+        description="Stream each labelled clip through the live engine (its own earlier states in context, "
+        "questions asked at their seconds) and report per-class state precision/recall/F1, macro-F1, "
+        "state accuracy, response timing error and answer token F1.",
+        formatter_class=fmt,
+    )
+    _add_data_args(e)
+    e.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter folder")
+    e.add_argument("--compare", action="store_true", help="with --adapter: also evaluate the base model, side by side")
+    e.add_argument("--threshold", type=float, default=None, help="answer when P(Response) >= this (default: argmax)")
+    e.add_argument("--max-answer-tokens", type=int, default=64)
+    e.add_argument("--json", default=None, metavar="OUT", help="write the report (and the base's, with --compare)")
+    e.set_defaults(func=run_evaluate)
+
+
+def _command_line() -> str:
+    return " ".join(["streamo-live", *map(shlex.quote, sys.argv[1:])])
+
+
+def run_train(args: argparse.Namespace) -> int:
+    from model.train.config import ConfigError, TrainConfig
+    from model.train.data import DataError
+    from model.train.trainer import OutOfMemory, TrainingError, train
+
+    config = TrainConfig(
+        data=args.data,
+        model=args.model,
+        out=args.out,
+        video_prefix=args.video_prefix,
+        epochs=args.epochs,
+        steps=args.steps,
+        lr=args.lr,
+        rank=args.rank,
+        alpha=args.alpha,
+        dropout=args.dropout,
+        warmup=args.warmup,
+        accum=args.accum,
+        max_turns=args.max_turns,
+        loss=args.loss,
+        holdout=args.holdout,
+        seed=args.seed,
+        fps=args.fps,
+        max_pixels=args.max_pixels,
+        precision=args.precision,
+        device=args.device,
+        gradient_checkpointing=args.gradient_checkpointing,
+        save_every=args.save_every,
+        eval_every=args.eval_every,
+        cache_dir=args.cache_dir,
+        resume=args.resume,
+        command=_command_line(),
+    )
+    try:
+        result = train(config, on_event=_TerminalEvents(), progress_bar=sys.stderr.isatty())
+    except (ConfigError, DataError, TrainingError) as e:
+        if isinstance(e, OutOfMemory):
+            print(f"error: {e}", file=sys.stderr)
+            return 3
+        raise CliError(str(e)) from None
+    if result.status == "stopped":
+        where = f"; checkpoint {result.checkpoint}" if result.checkpoint else ""
+        print(f"stopped at step {result.step}/{result.total_steps}{where}. Continue with --resume.", file=sys.stderr)
+        return 130
+    print(f"adapter written to {result.out} ({result.step} steps)", file=sys.stderr)
+    return 0
+
+
+class _TerminalEvents:
+    """Training events as lines on stderr (the bar shows steps; without a terminal, every tenth)."""
+
+    def __init__(self) -> None:
+        self.tty = sys.stderr.isatty()
+
+    def _say(self, text: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(text, file=sys.stderr)
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            self._say(
+                f"training {event['train_windows']} windows ({event['train_turns']} turns) from "
+                f"{event['train_clips']} clips, {event['heldout_clips']} held out; {event['total_steps']} steps "
+                f"from step {event['start_step']}, lr {event['lr']:.3g}, {event['processes']} process(es) on "
+                f"{event['device']} ({event['precision']}), {event['trainable_parameters']:,} trainable parameters"
+            )
+        elif kind == "step" and not self.tty and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
+            self._say(
+                f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
+                f"  eta {event['eta_s']:.0f} s"
+            )
+        elif kind == "eval":
+            acc = ", ".join(f"{s.strip('</>')} {v:.0%}" for s, v in event["state_accuracy"].items() if v is not None)
+            self._say(f"step {event['step']}: {event['split']} state accuracy {acc}; loss {event['loss']:.4f}")
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    from model.loading import load_model
+    from model.train.data import attach_frames, load_clips
+    from model.train.evaluate import evaluate_clips
+    from model.train.metrics import compare_reports, format_report
+    from model.train.trainer import default_cache_dir
+    from model.train.video import FrameCache
+
+    if args.compare and not args.adapter:
+        raise CliError("--compare needs --adapter (it compares the base model with the adapter)")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    clips, issues = load_clips(args.data, args.video_prefix, args.fps)
+    runs = [None, args.adapter] if args.compare else [args.adapter]
+    reports = []
+    for adapter in runs:
+        loaded = load_model(args.model, precision=args.precision, device=args.device, adapter=adapter,
+                            max_pixels=args.max_pixels)  # fmt: skip
+        cache = FrameCache(
+            args.cache_dir or default_cache_dir(), loaded.processor, args.fps, loaded.min_pixels, loaded.max_pixels
+        )
+        if not reports:
+            clips = attach_frames(clips, cache, issues)
+            for issue in issues:
+                print(f"warning: {issue}", file=sys.stderr)
+            if not clips:
+                raise CliError("no usable clips to evaluate in " + ", ".join(args.data))
+        label = f"adapter {adapter}" if adapter else "base model"
+        print(f"evaluating {label} on {len(clips)} clips ...", file=sys.stderr)
+        reports.append(
+            evaluate_clips(
+                loaded,
+                clips,
+                cache,
+                fps=args.fps,
+                max_turns=args.max_turns,
+                threshold=args.threshold,
+                max_answer_tokens=args.max_answer_tokens,
+                on_clip=lambda k, n, o: print(f"  clip {k}/{n}: {o.video}", file=sys.stderr),
+            )
+        )
+    if len(reports) == 2:
+        print(compare_reports(reports[0], reports[1]))
+    else:
+        print(format_report(reports[0]))
+    if args.json:
+        out = Path(args.json)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        payload = reports[-1] if len(reports) == 1 else {**reports[1], "base": reports[0]}
+        out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
+        print(f"wrote {out}", file=sys.stderr)
+    return 0

@@ -1,0 +1,1 @@
+"""Training: data, loss, LoRA trainer, evaluation (docs/training.md)."""

@@ -1,0 +1,400 @@
+"""Training data: annotation files -> clips -> windows -> token ids, labels and frames.
+
+Inputs are raw annotation files (PROTOCOL.md section 3; converted with ``protocol.convert_sample``,
+the one converter) or stream-format files as released (``messages`` + ``videos``), as JSON (a list
+or one object) or JSON Lines, with ``video_prefix`` joined in front of relative video paths.
+
+Problems with one sample (an unreadable video, a malformed entry, a time past the clip's end, an
+empty answer, frames that do not match the turns) become a ``DataIssue`` naming the file and the
+sample index; that sample is skipped or trained as the converter leaves it, and the rest trains.
+
+Token ids and labels come from ``protocol.render_segments`` (the one renderer): labelled are every
+assistant turn's state token, answer text and ``<|im_end|>``; everything else is -100. Each
+``<stream>`` becomes one image whose pad is expanded to that frame's visual token count.
+
+Long conversations are cut into windows of at most ``max_turns`` turns. Like the live engine's
+window rebuild, each window's first user turn carries the active question (the latest question
+asked up to that turn). Windows never cross clips, and the held-out split is by video.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from model import protocol as P
+from model.frames import preprocess_frames
+from model.train.video import FrameCache, VideoError
+
+log = logging.getLogger(__name__)
+
+IGNORE = -100
+ANNOTATION_SUFFIXES = (".json", ".jsonl")
+
+
+class DataError(Exception):
+    """No usable training data; the message says why and names the files."""
+
+
+@dataclass(frozen=True)
+class DataIssue:
+    file: str
+    index: int | None  # sample index in the file (line number - 1 for JSON Lines), None: the whole file
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file} sample {self.index}" if self.index is not None else self.file
+        return f"{where}: {self.message}"
+
+
+@dataclass
+class Clip:
+    """One conversation and its video, in the stream format (``<stream>`` placeholders)."""
+
+    messages: list[dict[str, str]]  # system, then user/assistant pairs, one pair per turn
+    video: Path
+    file: str
+    index: int
+    name: str = ""
+
+    @property
+    def turns(self) -> int:
+        return (len(self.messages) - 1) // 2
+
+    @property
+    def origin(self) -> str:
+        return f"{self.file} sample {self.index}"
+
+    def turn(self, i: int) -> tuple[dict[str, str], dict[str, str]]:
+        return self.messages[1 + 2 * i], self.messages[2 + 2 * i]
+
+
+@dataclass
+class Window:
+    clip: Clip
+    first: int  # index of the clip's first turn in this window
+    messages: list[dict[str, str]]  # system + the window's turns, the active question on the first
+
+    @property
+    def turns(self) -> int:
+        return (len(self.messages) - 1) // 2
+
+    @property
+    def key(self) -> str:
+        return f"{self.clip.origin} turns {self.first}-{self.first + self.turns - 1}"
+
+
+@dataclass
+class Encoded:
+    input_ids: torch.Tensor  # [T] long
+    labels: torch.Tensor  # [T] long, IGNORE where not labelled
+    pixel_values: torch.Tensor  # [patches, D]
+    image_grid_thw: torch.Tensor  # [turns, 3]
+    turns: int
+    key: str = ""
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading annotation files
+
+
+def annotation_files(paths: Iterable[str | Path]) -> list[Path]:
+    """Files as given; a folder stands for its *.json and *.jsonl files (sorted, not recursive)."""
+    out: list[Path] = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            out += sorted(q for q in p.iterdir() if q.suffix.lower() in ANNOTATION_SUFFIXES and q.is_file())
+        else:
+            out.append(p)
+    return out
+
+
+def read_annotation_file(path: Path, issues: list[DataIssue]) -> list[tuple[int, Any]]:
+    """(index, sample) pairs; a malformed file or JSON Lines line becomes an issue."""
+    name = str(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        issues.append(DataIssue(name, None, "no such file"))
+        return []
+    except (OSError, UnicodeDecodeError) as e:
+        issues.append(DataIssue(name, None, f"cannot be read ({e})"))
+        return []
+    if path.suffix.lower() == ".jsonl":
+        out = []
+        for i, line in enumerate(text.splitlines()):
+            if not line.strip():
+                continue
+            try:
+                out.append((i, json.loads(line)))
+            except json.JSONDecodeError as e:
+                issues.append(DataIssue(name, i, f"line {i + 1} is not valid JSON ({e.msg}); skipped"))
+        return out
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as e:
+        issues.append(DataIssue(name, None, f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"))
+        return []
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list):
+        issues.append(DataIssue(name, None, "expected a JSON list of samples or one sample object"))
+        return []
+    return list(enumerate(data))
+
+
+def _video_path(path: str, prefix: str | Path | None) -> Path:
+    return Path(prefix) / path if prefix and not Path(path).is_absolute() else Path(path)
+
+
+def stream_sample_problems(sample: dict) -> list[str]:
+    """Why a stream-format sample cannot train (empty list: it can)."""
+    videos, messages = sample.get("videos"), sample.get("messages")
+    if not isinstance(videos, list) or len(videos) != 1 or not isinstance(videos[0], str) or not videos[0]:
+        return ["'videos' must be a list with one video path"]
+    if not isinstance(messages, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("role"), str) and isinstance(m.get("content"), str) for m in messages
+    ):
+        return ["'messages' must be a list of {role, content} objects"]
+    if not messages or messages[0]["role"] != "system":
+        return ["the first message must be the system prompt"]
+    turns = messages[1:]
+    if not turns or len(turns) % 2:
+        return ["messages after the system prompt must be user/assistant pairs"]
+    problems = []
+    for i in range(0, len(turns), 2):
+        user, assistant = turns[i], turns[i + 1]
+        if user["role"] != "user" or assistant["role"] != "assistant":
+            return [f"turn {i // 2}: expected a user then an assistant message"]
+        try:
+            P.parse_user_content(user["content"])
+        except ValueError as e:
+            return [f"turn {i // 2}: {e}"]
+        try:
+            state, text = P.parse_assistant_content(assistant["content"])
+        except ValueError as e:
+            return [f"turn {i // 2}: {e}"]
+        if state == P.RESPONSE and not text:
+            problems.append(f"turn {i // 2}: '{P.RESPONSE}' without an answer")
+    return problems
+
+
+def load_clips(
+    paths: Sequence[str | Path],
+    video_prefix: str | Path | None = None,
+    fps: float = 1.0,
+    probe: Callable[[Path], P.VideoMeta | None] = P.probe_video,
+) -> tuple[list[Clip], list[DataIssue]]:
+    """Every usable sample of every file, and the problems found on the way."""
+    issues: list[DataIssue] = []
+    clips: list[Clip] = []
+    for path in annotation_files(paths):
+        name = str(path)
+        for index, sample in read_annotation_file(path, issues):
+            if not isinstance(sample, dict):
+                issues.append(DataIssue(name, index, f"expected an object, got {type(sample).__name__}; skipped"))
+                continue
+            if "messages" in sample:
+                problems = stream_sample_problems(sample)
+                if problems:
+                    issues.append(DataIssue(name, index, "; ".join(problems) + "; skipped"))
+                    continue
+                video = _video_path(sample["videos"][0], video_prefix)
+                messages = [{"role": m["role"], "content": m["content"]} for m in sample["messages"]]
+            elif "video_path" in sample:
+                converted = _convert_raw(sample, name, index, video_prefix, fps, probe, issues)
+                if converted is None:
+                    continue
+                video, messages = converted
+            else:
+                issues.append(
+                    DataIssue(name, index, "neither a raw annotation (video_path) nor a stream sample (messages)")
+                )
+                continue
+            clips.append(Clip(messages, video, name, index, str(sample.get("video_name") or video.name)))
+    return clips, issues
+
+
+def _convert_raw(
+    sample: dict,
+    name: str,
+    index: int,
+    video_prefix: str | Path | None,
+    fps: float,
+    probe: Callable[[Path], P.VideoMeta | None],
+    issues: list[DataIssue],
+) -> tuple[Path, list[dict[str, str]]] | None:
+    if not isinstance(sample.get("video_path"), str) or not sample["video_path"]:
+        issues.append(DataIssue(name, index, "'video_path' is missing or not a string; skipped"))
+        return None
+    video = _video_path(sample["video_path"], video_prefix)
+    meta = probe(video)
+    if meta is None:
+        issues.append(DataIssue(name, index, f"video {video} is missing or unreadable; skipped"))
+        return None
+    n = P.turn_count(meta.total_frames, meta.fps, fps)
+    try:
+        converted = P.convert_sample(sample, n, fps, index)
+    except P.AnnotationError as e:
+        issues.append(DataIssue(name, index, f"{e}; skipped"))
+        return None
+    for problem in P.raw_sample_problems(sample, n, fps):
+        issues.append(DataIssue(name, index, problem))
+    return video, converted["messages"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Frames against turns, windows, the held-out split
+
+
+def attach_frames(clips: Sequence[Clip], cache: FrameCache, issues: list[DataIssue]) -> list[Clip]:
+    """Decode (or read from the cache) every clip's frames; drop clips whose frame count differs
+    from their turn count by more than one (PROTOCOL.md section 4) or whose video fails."""
+    kept = []
+    for clip in clips:
+        try:
+            n = len(cache.get(clip.video).frames)
+        except (VideoError, OSError) as e:
+            issues.append(DataIssue(clip.file, clip.index, f"{e}; skipped"))
+            continue
+        if abs(n - clip.turns) > 1:
+            issues.append(
+                DataIssue(
+                    clip.file,
+                    clip.index,
+                    f"{clip.video} gives {n} frames at this fps but the sample has {clip.turns} turns; skipped",
+                )
+            )
+            continue
+        kept.append(clip)
+    return kept
+
+
+def clip_frames(clip: Clip, cache: FrameCache) -> np.ndarray:
+    """The clip's frames, one per turn: extra frames cut, a missing last frame repeats the one before."""
+    frames = cache.get(clip.video).frames
+    if len(frames) >= clip.turns:
+        return frames[: clip.turns]
+    return np.concatenate([frames, frames[-1:].repeat(clip.turns - len(frames), axis=0)])
+
+
+def cut_windows(clip: Clip, max_turns: int) -> list[Window]:
+    """Consecutive windows of at most ``max_turns`` turns, the active question put back on each
+    window's first user turn when it has none (what the engine's rebuild does)."""
+    if max_turns < 1:
+        raise ValueError("max_turns must be >= 1")
+    system = clip.messages[0]
+    windows = []
+    active: str | None = None
+    for first in range(0, clip.turns, max_turns):
+        body: list[dict[str, str]] = []
+        for i in range(first, min(clip.turns, first + max_turns)):
+            user, assistant = clip.turn(i)
+            question, start, end = P.parse_user_content(user["content"])
+            if question:
+                active = question
+            elif i == first and active:
+                user = {"role": "user", "content": P.user_turn_content(start, end, active, P.STREAM_PLACEHOLDER)}
+            body += [user, assistant]
+        windows.append(Window(clip, first, [system, *body]))
+    return windows
+
+
+def split_by_video(clips: Sequence[Clip], holdout: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
+    """(train, held-out): whole videos go to one side, chosen by a seeded shuffle. With fewer than
+    two videos, or a share that rounds to none, nothing is held out."""
+    if not 0 <= holdout < 1:
+        raise ValueError(f"holdout must be in [0, 1), got {holdout}")
+    videos = sorted({str(c.video) for c in clips})
+    n_hold = round(holdout * len(videos))
+    if holdout > 0 and n_hold == 0 and len(videos) >= 4:
+        n_hold = 1
+    if n_hold == 0 or len(videos) < 2:
+        return list(clips), []
+    random.Random(seed).shuffle(videos)
+    held = set(videos[:n_hold])
+    return [c for c in clips if str(c.video) not in held], [c for c in clips if str(c.video) in held]
+
+
+# ---------------------------------------------------------------------------------------------
+# Token ids and labels
+
+
+class Encoder:
+    """Messages + frames -> ``Encoded`` with the model's tokenizer and processor."""
+
+    def __init__(self, tokenizer: Any, processor: Any, min_pixels: int | None = None, max_pixels: int | None = None):
+        self.tokenizer, self.processor = tokenizer, processor
+        self.min_pixels, self.max_pixels = min_pixels, max_pixels
+        self.image_id = tokenizer.convert_tokens_to_ids(P.IMAGE_PAD)
+        self._memo: dict[str, list[int]] = {}  # the few pieces every turn repeats
+
+    def _ids(self, text: str) -> list[int]:
+        ids = self._memo.get(text)
+        if ids is None:
+            ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            if len(text) < 64 and len(self._memo) < 4096:
+                self._memo[text] = ids
+        return ids
+
+    def encode(
+        self, messages: Sequence[dict[str, str]], frames: np.ndarray | Sequence[np.ndarray], key: str = ""
+    ) -> Encoded:
+        n_images = P.count_images(messages)
+        if n_images != len(frames):
+            raise ValueError(f"{key or 'sample'}: {n_images} images in the messages but {len(frames)} frames")
+        pixel_values, grid, n_tokens = preprocess_frames(self.processor, list(frames), self.min_pixels, self.max_pixels)
+        ids: list[int] = []
+        labels: list[int] = []
+        images = iter(n_tokens)
+        for text, labelled in P.render_segments(messages, final_newline=False):
+            piece = self._ids(text)
+            if labelled:
+                ids += piece
+                labels += piece
+                continue
+            for token in piece:
+                if token == self.image_id:
+                    n = next(images)
+                    ids += [token] * n
+                    labels += [IGNORE] * n
+                else:
+                    ids.append(token)
+                    labels.append(IGNORE)
+        return Encoded(
+            torch.tensor(ids, dtype=torch.long),
+            torch.tensor(labels, dtype=torch.long),
+            pixel_values,
+            grid,
+            len(n_tokens),
+            key,
+        )
+
+
+@dataclass
+class WindowDataset:
+    """Windows encoded on demand (frames come memory-mapped from the cache)."""
+
+    windows: list[Window]
+    cache: FrameCache
+    encoder: Encoder
+    _frames: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, i: int) -> Encoded:
+        w = self.windows[i]
+        frames = clip_frames(w.clip, self.cache)[w.first : w.first + w.turns]
+        return self.encoder.encode(w.messages, frames, w.key)
+
+    def turns(self) -> int:
+        return sum(w.turns for w in self.windows)

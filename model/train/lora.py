@@ -1,0 +1,141 @@
+"""LoRA adapters with peft: the language model's attention and MLP projections, plus the three
+state-token rows of the input embedding and the LM head (peft's trainable token indices), so
+the adapter folder carries the trained state tokens with it.
+
+The vision tower's MLP uses the same module names (gate_proj/up_proj/down_proj) as the decoder,
+so targets are chosen by path: only modules under ``language_model``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model.loading import LoadedModel
+
+PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+# A full match on the module path (peft's rule for a string): decoder projections only.
+TARGET_MODULES = r".*\.language_model\..*\.(" + "|".join(PROJECTIONS) + r")"
+
+
+def tied_embeddings(model: Any) -> bool:
+    config = model.config
+    text = getattr(config, "text_config", None)
+    return bool(getattr(config, "tie_word_embeddings", False) or getattr(text, "tie_word_embeddings", False))
+
+
+def lora_config(loaded: LoadedModel, rank: int, alpha: int, dropout: float):
+    from peft import LoraConfig
+
+    ids = loaded.state_ids
+    # With tied embeddings (Qwen2.5-VL-3B) the LM head IS the embedding: peft ties the head's rows
+    # to the embedding's adapter by itself, and naming both would train one matrix twice.
+    tokens = {"embed_tokens": ids} if tied_embeddings(loaded.model) else {"embed_tokens": ids, "lm_head": ids}
+    return LoraConfig(
+        r=rank,
+        lora_alpha=alpha,
+        lora_dropout=dropout,
+        target_modules=TARGET_MODULES,
+        trainable_token_indices=tokens,
+        bias="none",
+        task_type=None,
+    )
+
+
+def add_lora(loaded: LoadedModel, rank: int, alpha: int, dropout: float, gradient_checkpointing: bool) -> Any:
+    """Wrap ``loaded.model`` (a trainable load) with a fresh adapter, or make a loaded adapter's
+    weights trainable; returns the peft model. 4-bit bases get peft's k-bit preparation."""
+    from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
+
+    model = loaded.model
+    if loaded.precision in ("4bit", "8bit") and not isinstance(model, PeftModel):
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+    elif gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        model.enable_input_require_grads()
+    if not isinstance(model, PeftModel):
+        model = get_peft_model(model, lora_config(loaded, rank, alpha, dropout))
+    model.config.use_cache = False
+    loaded.model = model
+    return model
+
+
+def trainable_parameters(model: Any) -> list[torch.nn.Parameter]:
+    return [p for p in model.parameters() if p.requires_grad]
+
+
+def save_adapter(model: Any, loaded: LoadedModel, folder: Path, card: str | None = None) -> Path:
+    """Save the adapter (standard PEFT files), the processor with the state tokens (so plain
+    transformers code can load the tokenizer from the adapter folder) and the card, through a
+    temporary folder renamed into place: a crash never leaves a half-written adapter."""
+    folder = Path(folder)
+    tmp = folder.with_name(folder.name + f".part-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    loaded.processor.save_pretrained(str(tmp))
+    if card is not None:
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+    old = folder.with_name(folder.name + f".old-{os.getpid()}")
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+    return folder
+
+
+def write_card(
+    loaded: LoadedModel,
+    config_dict: dict[str, Any],
+    data_summary: dict[str, Any],
+    steps: int,
+    metrics: dict[str, Any],
+    command: str,
+) -> str:
+    """The adapter's README.md: what it was trained from, how, and how well."""
+    lines = [
+        "---",
+        f"base_model: {loaded.source if not loaded.is_demo else 'streamo-live demo (tiny random Qwen2.5-VL)'}",
+        "library_name: peft",
+        "tags: [streamo, streaming-video, lora]",
+        "---",
+        "",
+        "# Streamo LoRA adapter",
+        "",
+        "Trained by Streamo Live (`streamo-live train`) with the Streamo protocol: one turn per second, "
+        "three state tokens (`</Silence>`, `</Standby>`, `</Response>`), stream focal loss.",
+        "",
+        f"- **Base model:** `{loaded.source}` ({loaded.model_type}, {loaded.precision})",
+        f"- **Data:** {', '.join(f'`{d}`' for d in config_dict.get('data', []))}",
+        f"- **Clips:** {data_summary.get('train_clips', 0)} training, {data_summary.get('heldout_clips', 0)} held out; "
+        f"{data_summary.get('train_windows', 0)} windows, {data_summary.get('train_turns', 0)} turns",
+        f"- **Steps:** {steps} (rank {config_dict.get('rank')}, alpha {config_dict.get('alpha')}, "
+        f"lr {config_dict.get('lr'):.3g}, loss {config_dict.get('loss')}, max turns {config_dict.get('max_turns')})",
+        "",
+        "## Final metrics",
+        "",
+        "```json",
+        json.dumps(metrics, indent=2),
+        "```",
+        "",
+        "## Command",
+        "",
+        "```bash",
+        command or "(started from the app)",
+        "```",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"streamo-live narrate --model {loaded.source} --adapter <this folder> --source webcam:0",
+        "```",
+        "",
+        "Plain peft: `PeftModel.from_pretrained(Qwen2_5_VLForConditionalGeneration.from_pretrained(base), folder)`; "
+        "the tokenizer with the state tokens loads from this folder (`AutoProcessor.from_pretrained(folder)`).",
+        "",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,163 @@
+"""Synthetic captioned clips: coloured shapes that appear, move and leave, with raw annotations.
+
+They back the learning test (a model that trains on them must narrate them) and the demo adapter
+(``model/train/demo.py``), so they look like the bundled sample clip: a grey background with a
+floor line, a frame counter, a red ball crossing, a blue square growing, a green triangle falling.
+
+Timing follows the Streamo turn convention with first-frame sampling: an event visible in the
+frames at seconds ``appear .. leave - 1`` is annotated ``st_time = appear + 1`` and
+``end_time = leave`` ("time T" is the turn ``<T-1s-Ts>``), so the converter labels exactly the
+turns whose frame shows the shape as Standby and the first turn without it as Response.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+BACKGROUND = (128, 128, 128)  # BGR grey, as the sample clip
+FLOOR = 0.83  # floor line height, share of the frame
+
+
+@dataclass(frozen=True)
+class Shape:
+    key: str
+    colour: tuple[int, int, int]  # BGR
+    caption: str
+
+
+SHAPES: dict[str, Shape] = {
+    s.key: s
+    for s in (
+        Shape("ball", (0, 0, 230), "A red ball rolls across the frame."),
+        Shape("square", (220, 60, 0), "A blue square grows in the centre and vanishes."),
+        Shape("triangle", (40, 180, 40), "A green triangle falls to the floor."),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Event:
+    shape: str
+    appear: int  # first second whose frame shows it
+    leave: int  # first second whose frame no longer shows it
+
+    @property
+    def caption(self) -> str:
+        return SHAPES[self.shape].caption
+
+    def annotation(self) -> dict:
+        return {"content": self.caption, "st_time": float(self.appear + 1), "end_time": float(self.leave), "time": ""}
+
+
+def _lerp(a: float, b: float, u: float) -> float:
+    return a + (b - a) * min(1.0, max(0.0, u))
+
+
+def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int]) -> np.ndarray:
+    """The BGR frame at ``t`` seconds."""
+    import cv2
+
+    w, h = size
+    img = np.full((h, w, 3), BACKGROUND, np.uint8)
+    floor = int(h * FLOOR)
+    cv2.line(img, (0, floor), (w, floor), (90, 90, 90), max(1, h // 120))
+    s = min(w, h)
+    for e in events:
+        if not e.appear <= t < e.leave:
+            continue
+        u = (t - e.appear) / max(1e-9, e.leave - e.appear)  # progress through the event, 0..1
+        colour = SHAPES[e.shape].colour
+        if e.shape == "ball":
+            r = max(3, s // 11)
+            cv2.circle(img, (int(_lerp(r, w - r, u)), int(h * 0.45)), r, colour, -1, cv2.LINE_AA)
+        elif e.shape == "square":
+            half = int(_lerp(s * 0.08, s * 0.25, u))
+            cx, cy = w // 2, int(h * 0.45)
+            cv2.rectangle(img, (cx - half, cy - half), (cx + half, cy + half), colour, -1)
+        else:  # triangle: falls from the top to the floor
+            size_px = max(4, s // 8)
+            base = int(_lerp(size_px * 1.6, floor, u))
+            cx = int(w * 0.75)
+            pts = np.array([[cx - size_px, base], [cx + size_px, base], [cx, base - int(size_px * 1.6)]], np.int32)
+            cv2.fillPoly(img, [pts], colour, cv2.LINE_AA)
+    scale = s / 240  # the sample clip's counters: frame number at the top, time at the bottom
+    white, font = (255, 255, 255), cv2.FONT_HERSHEY_SIMPLEX
+    cv2.putText(img, f"{index:03d}", (int(8 * scale), int(40 * scale)), font, 1.2 * scale, white,
+                max(1, int(3 * scale)), cv2.LINE_AA)  # fmt: skip
+    cv2.putText(img, f"t={t:4.1f}s", (int(8 * scale), h - int(8 * scale)), font, 0.6 * scale, white, 1, cv2.LINE_AA)
+    return img
+
+
+def write_clip(path: Path, events: Sequence[Event], seconds: int, video_fps: int = 4, size=(320, 240)) -> Path:
+    import cv2
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".part" + path.suffix)  # OpenCV picks the container from the suffix
+    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), video_fps, size)
+    if not writer.isOpened():
+        raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
+    try:
+        for i in range(seconds * video_fps):
+            writer.write(render(i / video_fps, i, events, size))
+    finally:
+        writer.release()
+    tmp.replace(path)
+    return path
+
+
+def random_events(rng: random.Random, max_events: int = 2, shapes: Sequence[str] | None = None) -> list[Event]:
+    """1..max_events events one after another, 2-3 s each, at least one empty second between."""
+    shapes = list(shapes or SHAPES)
+    events: list[Event] = []
+    t = rng.randint(1, 2)
+    for _ in range(rng.randint(1, max_events)):
+        length = rng.randint(2, 3)
+        events.append(Event(rng.choice(shapes), t, t + length))
+        t += length + rng.randint(1, 2)
+    return events
+
+
+def raw_sample(video_path: str, events: Sequence[Event], question: str | None = None) -> dict:
+    sample = {
+        "video_name": Path(video_path).name,
+        "video_path": video_path,
+        "task_type": "Narration",
+        "source": "synthetic-shapes",
+        "question": [{"content": question, "time": "0"}] if question else [],
+        "response": [e.annotation() for e in events],
+    }
+    return sample
+
+
+def make_dataset(
+    folder: str | Path,
+    n_clips: int,
+    seed: int = 0,
+    size: tuple[int, int] = (320, 240),
+    video_fps: int = 4,
+    max_events: int = 2,
+    question: str | None = None,
+) -> Path:
+    """Write ``n_clips`` clips under ``folder/videos`` and their raw annotations to
+    ``folder/annotations.json`` (video paths relative to ``folder``); returns the JSON path."""
+    folder = Path(folder)
+    rng = random.Random(seed)
+    samples = []
+    for k in range(n_clips):
+        # Cycle through the shapes so every caption is seen even in a small set.
+        first = list(SHAPES)[k % len(SHAPES)]
+        events = random_events(rng, max_events)
+        events[0] = Event(first, events[0].appear, events[0].leave)
+        seconds = events[-1].leave + rng.randint(1, 2)
+        rel = f"videos/shapes_{k:03d}.mp4"
+        write_clip(folder / rel, events, seconds, video_fps, size)
+        samples.append(raw_sample(rel, events, question))
+    out = folder / "annotations.json"
+    out.write_text(json.dumps(samples, indent=2), encoding="utf-8")
+    return out

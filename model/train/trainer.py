@@ -1,0 +1,578 @@
+"""The LoRA trainer: one plain loop for one CPU, one GPU or many (accelerate).
+
+Each micro-batch is one window (the release trains with batch 1). Per optimiser step every
+process takes ``accum`` windows; the loss of each is divided by the labelled-token count of all
+windows of the step on all processes (``num_items``), so accumulation and data parallelism give
+the gradient of one big batch. Data order is a seeded permutation per epoch, cut into equal
+shares per process, so ``--resume`` continues exactly where the last checkpoint left off.
+
+Events (dicts with an ``"event"`` key) go to ``on_event``: start, issue, step, eval, checkpoint,
+done, stopped, error. The command line prints them; the app's training process forwards them over
+a queue. Only the main process writes the output folder.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import random
+import signal
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from model import protocol as P
+from model.frames import MIN_PIXELS
+from model.paths import data_dir
+from model.train import checkpoint as ckpt
+from model.train.config import TrainConfig, auto_lr, every, total_steps
+from model.train.data import (
+    DataError,
+    DataIssue,
+    Encoded,
+    Encoder,
+    WindowDataset,
+    attach_frames,
+    cut_windows,
+    load_clips,
+    split_by_video,
+)
+from model.train.loss import loss_on_selected, select_targets
+from model.train.video import FrameCache
+
+log = logging.getLogger(__name__)
+
+EventFn = Callable[[dict[str, Any]], None]
+EVAL_WINDOWS = 64  # held-out windows scored per evaluation (a fixed, seeded subset of larger sets)
+# Settings a resumed run may change (they change memory use, not the adapter's shape or the data).
+RESUME_OVERRIDES = ("steps", "epochs", "save_every", "eval_every", "max_turns", "max_pixels", "min_pixels",
+                    "gradient_checkpointing", "precision", "device", "cache_dir", "command")  # fmt: skip
+
+
+class TrainingError(Exception):
+    """Training cannot start or continue; the message says what to do."""
+
+
+class OutOfMemory(TrainingError):
+    """Out of memory during a step; the message names the settings to lower and the checkpoint kept."""
+
+
+@dataclass
+class TrainResult:
+    status: str  # "done" | "stopped"
+    step: int
+    total_steps: int
+    out: Path
+    checkpoint: Path | None
+    metrics: dict[str, Any] = field(default_factory=dict)
+    issues: list[str] = field(default_factory=list)
+
+
+def default_cache_dir() -> Path:
+    return data_dir() / "frame-cache"
+
+
+def _is_oom(e: BaseException) -> bool:
+    if isinstance(e, torch.OutOfMemoryError):
+        return True
+    text = str(e).lower()
+    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+
+
+class _StopRequest:
+    """Ctrl-C (first: finish the step, save, exit; second: stop at once) or the app's stop event."""
+
+    def __init__(self, external: threading.Event | None) -> None:
+        self.external = external
+        self.requested = False
+        self._previous = None
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        log.warning("Ctrl-C: finishing this step, then saving a checkpoint (press again to stop at once)")
+
+    def is_set(self) -> bool:
+        return self.requested or (self.external is not None and self.external.is_set())
+
+    def restore(self) -> None:
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+            self._previous = None
+
+
+def step_windows(step: int, n: int, steps_per_epoch: int, world: int, rank: int, accum: int, seed: int) -> list[int]:
+    """Window indices this process trains on at optimiser step ``step`` (0-based). Each epoch is a
+    seeded permutation, repeated cyclically to fill whole steps; process r takes its own ``accum``."""
+    epoch, s = divmod(step, steps_per_epoch)
+    order = list(range(n))
+    random.Random(seed * 1_000_003 + epoch).shuffle(order)
+    start = (s * world + rank) * accum
+    return [order[i % n] for i in range(start, start + accum)]
+
+
+def prepare_config(config: TrainConfig) -> TrainConfig:
+    """Validate; on --resume take the saved settings (but the few that only change memory use)."""
+    config.validate()
+    out = Path(config.out)
+    saved = out / "train_config.json"
+    if config.resume:
+        if not saved.is_file() or ckpt.latest_checkpoint(out) is None:
+            raise TrainingError(f"--resume: {out} has no checkpoint to continue from; start without --resume")
+        old = TrainConfig.load(saved)
+        changed = {k: getattr(config, k) for k in RESUME_OVERRIDES if getattr(config, k) != getattr(TrainConfig(), k)}
+        return replace(old, **changed, resume=True)
+    if saved.is_file() or ckpt.latest_checkpoint(out) is not None:
+        raise TrainingError(
+            f"{out} already holds a training run. Continue it with --resume, or choose another --out "
+            "(nothing was overwritten)."
+        )
+    return config
+
+
+class Trainer:
+    def __init__(
+        self,
+        config: TrainConfig,
+        on_event: EventFn | None = None,
+        stop: threading.Event | None = None,
+        progress_bar: bool = False,
+    ) -> None:
+        self.config = prepare_config(config)
+        self.on_event = on_event
+        self.stop_event = stop
+        self.progress_bar = progress_bar
+        self.out = Path(self.config.out)
+        self.issues: list[str] = []
+        self.trace = os.environ.get("STREAMO_TRAIN_TRACE")  # diagnostics of data-parallel runs
+
+    # ------------------------------------------------------------------------------------------
+
+    def emit(self, event: str, **data: Any) -> None:
+        if self.on_event is not None and self.acc.is_main_process:
+            self.on_event({"event": event, **data})
+
+    def run(self) -> TrainResult:
+        from accelerate import Accelerator
+
+        cfg = self.config
+        self.acc = acc = Accelerator(cpu=cfg.device == "cpu")
+        torch.manual_seed(cfg.seed)
+        self._load()
+        self._data()
+        self._setup()
+        stop = _StopRequest(self.stop_event)
+        try:
+            return self._loop(stop)
+        finally:
+            stop.restore()
+            if self._bar is not None:
+                self._bar.close()
+            acc.wait_for_everyone()
+
+    # ------------------------------------------------------------------------------------------
+    # Setting up
+
+    def _load(self) -> None:
+        from model.loading import load_model
+
+        cfg, acc = self.config, self.acc
+        device = str(acc.device) if cfg.device == "auto" else cfg.device
+        if device.startswith("cuda") and acc.num_processes > 1:
+            device = f"cuda:{acc.local_process_index}"
+        self.loaded = load_model(
+            cfg.model,
+            precision=cfg.precision,
+            device=device,
+            trainable=True,
+            min_pixels=cfg.min_pixels or MIN_PIXELS,
+            max_pixels=cfg.max_pixels,
+        )
+        self.device = self.loaded.device
+        cfg.min_pixels, cfg.max_pixels = self.loaded.min_pixels, self.loaded.max_pixels
+        if cfg.lr is None:
+            cfg.lr = auto_lr(self._text_config().hidden_size)
+
+    def _text_config(self) -> Any:
+        config = self.loaded.model.config
+        return getattr(config, "text_config", config)
+
+    def _data(self) -> None:
+        cfg, acc = self.config, self.acc
+        issues: list[DataIssue] = []
+        cache = FrameCache(cfg.cache_dir or default_cache_dir(), self.loaded.processor, cfg.fps, cfg.min_pixels,
+                           cfg.max_pixels)  # fmt: skip
+        with acc.main_process_first():  # the main process fills the shared frame cache first
+            clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps)
+            clips = attach_frames(clips, cache, issues)
+        self.issues = [str(i) for i in issues]
+        for message in self.issues:
+            if acc.is_main_process:
+                log.warning("%s", message)
+            self.emit("issue", message=message)
+        if not clips:
+            raise DataError(
+                "no usable training samples in "
+                + ", ".join(cfg.data)
+                + (f" ({len(issues)} problems above)" if issues else "")
+            )
+        train, held = split_by_video(clips, cfg.holdout, cfg.seed)
+        encoder = Encoder(self.loaded.tokenizer, self.loaded.processor, cfg.min_pixels, cfg.max_pixels)
+        self.train_set = WindowDataset([w for c in train for w in cut_windows(c, cfg.max_turns)], cache, encoder)
+        eval_windows = [w for c in (held or train) for w in cut_windows(c, cfg.max_turns)]
+        if len(eval_windows) > EVAL_WINDOWS:
+            eval_windows = random.Random(cfg.seed).sample(eval_windows, EVAL_WINDOWS)
+        self.eval_set = WindowDataset(eval_windows, cache, encoder)
+        self.eval_split = "heldout" if held else "train"
+        self.summary = {
+            "train_clips": len(train),
+            "heldout_clips": len(held),
+            "train_windows": len(self.train_set),
+            "train_turns": self.train_set.turns(),
+            "eval_split": self.eval_split,
+            "frames_decoded": cache.decoded,
+        }
+        if not held and cfg.holdout > 0 and acc.is_main_process:
+            log.info("too few videos for a held-out split; state accuracy is measured on training clips")
+
+    def _setup(self) -> None:
+        from transformers import get_cosine_schedule_with_warmup
+
+        from model.train.lora import add_lora, trainable_parameters
+
+        cfg, acc = self.config, self.acc
+        world = acc.num_processes
+        self.steps_per_epoch = max(1, math.ceil(len(self.train_set) / (world * cfg.accum)))
+        self.total = total_steps(cfg, self.steps_per_epoch)
+        self.save_every = every(cfg.save_every, self.total)
+        self.eval_every = every(cfg.eval_every, self.total)
+        gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else self.device.type == "cuda"
+        model = add_lora(self.loaded, cfg.rank, cfg.alpha, cfg.dropout, gc)
+        self.start_step = 0
+        latest = ckpt.latest_checkpoint(self.out) if cfg.resume else None
+        if latest is not None:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, ckpt.load_adapter_state(latest))
+            self.start_step = latest.step
+        params = trainable_parameters(model)
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+        scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup * self.total), self.total)
+        if latest is not None and not ckpt.restore_training_state(latest, optimizer, scheduler):
+            log.warning("%s has no optimiser state (sharded run); the optimiser starts afresh", latest.path)
+        self.model, self.optimizer = acc.prepare(model, optimizer)
+        self.scheduler = scheduler
+        self.params = params
+        self.image_id = self.loaded.tokenizer.convert_tokens_to_ids(P.IMAGE_PAD)
+        self.state_ids = torch.tensor(self.loaded.state_ids, device=self.device)
+        self.last_checkpoint = latest
+        if acc.is_main_process:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "train_config.json").write_text(self.config.to_json(), encoding="utf-8")
+            _truncate_metrics(self.out / "metrics.jsonl", self.start_step)
+        self._bar = None
+        if self.progress_bar and acc.is_main_process:
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(
+                total=self.total, initial=self.start_step, unit="step", dynamic_ncols=True, desc="training"
+            )
+        trainable = sum(p.numel() for p in params)
+        self.emit(
+            "start",
+            total_steps=self.total,
+            start_step=self.start_step,
+            steps_per_epoch=self.steps_per_epoch,
+            lr=cfg.lr,
+            processes=world,
+            trainable_parameters=trainable,
+            device=str(self.device),
+            precision=self.loaded.precision,
+            **self.summary,
+        )
+
+    # ------------------------------------------------------------------------------------------
+    # The loop
+
+    def _loop(self, stop: _StopRequest) -> TrainResult:
+        cfg, acc = self.config, self.acc
+        step = self.start_step
+        started, first = time.perf_counter(), step
+        metrics: dict[str, Any] = {}
+        while step < self.total:
+            if self._stop_agreed(stop):
+                self.last_checkpoint = self._save(step)
+                self.emit("stopped", step=step, total_steps=self.total, checkpoint=str(self._ckpt_path()))
+                return self._result("stopped", step, metrics)
+            indices = step_windows(step, len(self.train_set), self.steps_per_epoch, acc.num_processes,
+                                   acc.process_index, cfg.accum, cfg.seed)  # fmt: skip
+            lr = self.scheduler.get_last_lr()[0]
+            try:
+                loss, turns = self._train_step([self.train_set[i] for i in indices])
+            except Exception as e:
+                if not _is_oom(e):
+                    raise
+                raise self._oom(step, indices, e) from None
+            step += 1
+            record: dict[str, Any] = {
+                "step": step,
+                "epoch": round(step / self.steps_per_epoch, 4),
+                "loss": loss,
+                "lr": lr,
+                "turns": turns,
+            }
+            if self.trace:
+                self._write_trace(step, indices)
+            if step % self.eval_every == 0 or step == self.total:
+                record[self.eval_split] = metrics = self.evaluate()
+                self.emit("eval", step=step, split=self.eval_split, **metrics)
+            elapsed = time.perf_counter() - started
+            eta = elapsed / (step - first) * (self.total - step)
+            record["elapsed_s"] = round(elapsed, 3)
+            if acc.is_main_process:
+                _append_jsonl(self.out / "metrics.jsonl", record)
+            self.emit("step", step=step, total_steps=self.total, loss=loss, lr=record["lr"], eta_s=eta,
+                      elapsed_s=elapsed)  # fmt: skip
+            if self._bar is not None:
+                self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
+                self._bar.update(1)
+            if step % self.save_every == 0 and step < self.total:
+                self.last_checkpoint = self._save(step)
+        self.last_checkpoint = self._save(step)
+        self._save_final(step, metrics)
+        self.emit("done", step=step, total_steps=self.total, adapter=str(self.out), metrics=metrics)
+        return self._result("done", step, metrics)
+
+    def _train_step(self, batch: list[Encoded]) -> tuple[float, int]:
+        """One optimiser step over this process's windows; returns (the step's loss, turns seen)."""
+        acc = self.acc
+        self.model.train()
+        picks = [select_targets(b.labels) for b in batch]
+        num_items = torch.tensor(float(sum(len(pos) for pos, _ in picks)), device=self.device)
+        if acc.num_processes > 1:
+            num_items = acc.reduce(num_items, reduction="sum")
+        # DDP averages gradients over processes; scaling by the process count makes the result the
+        # gradient of (sum of weighted CE over all processes) / (all labelled tokens).
+        scale = float(acc.num_processes)
+        total = 0.0
+        for k, (enc, (pos, tgt)) in enumerate(zip(batch, picks, strict=True)):
+            sync = contextlib.nullcontext() if k == len(batch) - 1 else acc.no_sync(self.model)
+            with sync:
+                logits = self._forward(self.model, enc, pos)
+                loss = loss_on_selected(logits, tgt.to(self.device), self.state_ids, self.config.loss,
+                                        self.config.gamma, num_items) * scale  # fmt: skip
+                acc.backward(loss)
+            total += float(loss.detach()) / scale
+        if self.config.max_grad_norm > 0:
+            acc.clip_grad_norm_(self.params, self.config.max_grad_norm)
+        self.optimizer.step()
+        self.scheduler.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        if acc.num_processes > 1:
+            total = float(acc.reduce(torch.tensor(total, device=self.device), reduction="sum"))
+        return total, sum(b.turns for b in batch)
+
+    def _forward(self, model: Any, enc: Encoded, positions: torch.Tensor) -> torch.Tensor:
+        """Logits [N, V] at ``positions`` only (a 152k vocabulary makes all of them expensive)."""
+        ids = enc.input_ids.to(self.device).unsqueeze(0)  # [1, T]
+        out = model(
+            input_ids=ids,
+            pixel_values=enc.pixel_values.to(self.device),
+            image_grid_thw=enc.image_grid_thw.to(self.device),
+            mm_token_type_ids=(ids == self.image_id).int(),
+            logits_to_keep=positions.to(self.device),
+            use_cache=False,
+        )
+        return out.logits[0]
+
+    # ------------------------------------------------------------------------------------------
+    # Held-out evaluation (teacher forced: one forward per window)
+
+    @torch.no_grad()
+    def evaluate(self) -> dict[str, Any]:
+        """Per-class state accuracy (argmax over the three state rows, the engine's rule) and the loss
+        on the evaluation windows, shared out over the processes and summed."""
+        acc = self.acc
+        model = self.acc.unwrap_model(self.model) if self._plain_parallel() else self.model
+        model.eval()  # unwrapped: DDP would sync buffers on every forward, and shares are uneven
+        n_cls = len(P.STATE_TOKENS)
+        counts = torch.zeros(2 * n_cls + 2, device=self.device)  # correct[3], total[3], loss sum, items
+        for i in range(acc.process_index, len(self.eval_set), acc.num_processes):
+            enc = self.eval_set[i]
+            pos, tgt = select_targets(enc.labels)
+            tgt = tgt.to(self.device)
+            logits = self._forward(model, enc, pos)
+            counts[-2] += loss_on_selected(logits, tgt, self.state_ids, self.config.loss, self.config.gamma,
+                                           num_items=1)  # fmt: skip
+            counts[-1] += len(tgt)
+            is_state = torch.isin(tgt, self.state_ids)
+            gold = (tgt[is_state].unsqueeze(1) == self.state_ids).float().argmax(1)  # class index 0..2
+            pred = logits[is_state][:, self.state_ids].argmax(1)
+            for c in range(n_cls):
+                counts[c] += ((gold == c) & (pred == c)).sum()
+                counts[n_cls + c] += (gold == c).sum()
+        if acc.num_processes > 1:
+            counts = acc.reduce(counts, reduction="sum")
+        counts = counts.tolist()
+        per_class = {
+            state: (counts[c] / counts[n_cls + c] if counts[n_cls + c] else None)
+            for c, state in enumerate(P.STATE_TOKENS)
+        }
+        total = sum(counts[n_cls : 2 * n_cls])
+        return {
+            "state_accuracy": per_class,
+            "state_accuracy_all": sum(counts[:n_cls]) / total if total else None,
+            "loss": counts[-2] / counts[-1] if counts[-1] else None,
+            "windows": len(self.eval_set),
+        }
+
+    # ------------------------------------------------------------------------------------------
+    # Stopping, saving, errors
+
+    def _stop_agreed(self, stop: _StopRequest) -> bool:
+        """Every process stops at the same step boundary."""
+        flag = torch.tensor(1.0 if stop.is_set() else 0.0, device=self.device)
+        if self.acc.num_processes > 1:
+            flag = self.acc.reduce(flag, reduction="sum")
+        return bool(flag.item() > 0)
+
+    def _plain_parallel(self) -> bool:
+        """Single process or DDP: every process holds the whole model and optimiser."""
+        from accelerate.utils import DistributedType
+
+        plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
+        return self.acc.distributed_type in plain
+
+    def _adapter_state(self) -> dict[str, torch.Tensor]:
+        from peft import get_peft_model_state_dict
+
+        unwrapped = self.acc.unwrap_model(self.model)
+        if self._plain_parallel():
+            return get_peft_model_state_dict(unwrapped)
+        return get_peft_model_state_dict(unwrapped, state_dict=self.acc.get_state_dict(self.model))
+
+    def _save(self, step: int) -> ckpt.Checkpoint | None:
+        state = self._adapter_state()  # every process takes part (sharded runs gather here)
+        result = None
+        if self.acc.is_main_process:
+            plain = self._plain_parallel()
+            unwrapped = self.acc.unwrap_model(self.model)
+            result = ckpt.save_checkpoint(
+                self.out,
+                step,
+                state,
+                unwrapped.peft_config["default"],
+                self.optimizer.optimizer if plain else None,  # the torch optimiser inside accelerate's wrapper
+                self.scheduler if plain else None,
+                {
+                    "total_steps": self.total,
+                    "steps_per_epoch": self.steps_per_epoch,
+                    "processes": self.acc.num_processes,
+                },
+                self.config.keep_checkpoints,
+            )
+            self.emit("checkpoint", step=step, path=str(result.path))
+        self.acc.wait_for_everyone()
+        return result
+
+    def _ckpt_path(self) -> Path | None:
+        return self.last_checkpoint.path if self.last_checkpoint is not None else None
+
+    def _save_final(self, step: int, metrics: dict[str, Any]) -> None:
+        """The adapter at the top of the output folder, with its card."""
+        from safetensors.torch import save_file
+
+        from model.train.lora import write_card
+
+        state = self._adapter_state()
+        if not self.acc.is_main_process:
+            return
+        unwrapped = self.acc.unwrap_model(self.model)
+        card = write_card(self.loaded, asdict(self.config), self.summary, step, metrics, self.config.command)
+        tmp = self.out / f".final.part-{os.getpid()}"
+        tmp.mkdir(parents=True, exist_ok=True)
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / ckpt.ADAPTER_WEIGHTS))
+        unwrapped.peft_config["default"].save_pretrained(str(tmp))
+        self.loaded.processor.save_pretrained(str(tmp))
+        (tmp / "README.md").write_text(card, encoding="utf-8")
+        # One file at a time, each atomically; the weights last, so a complete config never points
+        # at missing weights of a first save.
+        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == ckpt.ADAPTER_WEIGHTS)
+        for name in names:
+            os.replace(tmp / name, self.out / name)
+        tmp.rmdir()
+
+    def _oom(self, step: int, indices: list[int], error: BaseException) -> OutOfMemory:
+        cfg = self.config
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+        windows = [self.train_set.windows[i] for i in indices]
+        biggest = max(windows, key=lambda w: w.turns)
+        kept = self._ckpt_path()
+        message = (
+            f"out of memory at step {step + 1} ({biggest.key}: {biggest.turns} turns). Lower --max-turns "
+            f"(now {cfg.max_turns}) or --max-pixels (now {cfg.max_pixels}), then continue with --resume; "
+            f"or start again with a smaller --rank (now {cfg.rank})"
+            + (" or with gradient checkpointing" if not cfg.gradient_checkpointing else "")
+            + (f". The last checkpoint is kept: {kept}" if kept else ". No checkpoint was written yet")
+            + f". ({type(error).__name__}: {str(error).splitlines()[0][:200]})"
+        )
+        self.emit("error", kind="oom", message=message, checkpoint=str(kept) if kept else None)
+        return OutOfMemory(message)
+
+    def _write_trace(self, step: int, indices: list[int]) -> None:
+        """One line per step and process: the windows trained on and digests of the synced
+        gradients' effect (the parameters after the step), for the data-parallel test."""
+        params = torch.cat([p.detach().float().flatten().cpu() for p in self.params])
+        record = {
+            "rank": self.acc.process_index,
+            "step": step,
+            "windows": [self.train_set.windows[i].key for i in indices],
+            "param_sum": float(params.double().sum()),
+            "param_sq": float(params.double().square().sum()),
+        }
+        _append_jsonl(Path(f"{self.trace}.rank{self.acc.process_index}.jsonl"), record)
+
+    def _result(self, status: str, step: int, metrics: dict[str, Any]) -> TrainResult:
+        return TrainResult(status, step, self.total, self.out, self._ckpt_path(), metrics, self.issues)
+
+
+def _truncate_metrics(path: Path, last_step: int) -> None:
+    """On resume: forget records of steps after the checkpoint (they are trained again)."""
+    if not path.is_file():
+        return
+    keep = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            if json.loads(line).get("step", 0) <= last_step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue  # a torn last line
+    path.write_text("".join(k + "\n" for k in keep), encoding="utf-8")
+
+
+def _append_jsonl(path: Path, record: dict[str, Any]) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+def train(
+    config: TrainConfig,
+    on_event: EventFn | None = None,
+    stop: threading.Event | None = None,
+    progress_bar: bool = False,
+) -> TrainResult:
+    """Train a LoRA adapter as ``config`` says; see the module docstring."""
+    return Trainer(config, on_event, stop, progress_bar).run()
