@@ -56,7 +56,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     argv = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser()
     args = parser.parse_args(argv)
-    return parser.parse_args([*argv, "gui"]) if args.command is None else args
+    args = parser.parse_args([*argv, "gui"]) if args.command is None else args
+    args.argv = argv  # the command as typed, for records such as an adapter's card
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:

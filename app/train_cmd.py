@@ -45,7 +45,7 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="fine-tune a LoRA adapter on Streamo-format data",
         description="Fine-tune a LoRA adapter (QLoRA on CUDA) on raw or stream-format Streamo annotations. "
         "Without --steps or --epochs the step budget scales with the data: one epoch, and at least "
-        "400 steps, so a handful of clips is learnt. Runs data-parallel under `accelerate launch`.",
+        "800 steps, so a handful of clips is learnt. Runs data-parallel under `accelerate launch`.",
         formatter_class=fmt,
     )
     _add_data_args(t)
@@ -86,8 +86,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     e.set_defaults(func=run_evaluate)
 
 
-def _command_line() -> str:
-    return " ".join(["streamo-live", *map(shlex.quote, sys.argv[1:])])
+def _command_line(args: argparse.Namespace) -> str:
+    argv = getattr(args, "argv", None)
+    return " ".join(["streamo-live", *map(shlex.quote, sys.argv[1:] if argv is None else argv)])
 
 
 def run_train(args: argparse.Namespace) -> int:
@@ -121,7 +122,7 @@ def run_train(args: argparse.Namespace) -> int:
         eval_every=args.eval_every,
         cache_dir=args.cache_dir,
         resume=args.resume,
-        command=_command_line(),
+        command=_command_line(args),
     )
     try:
         result = train(config, on_event=_TerminalEvents(), progress_bar=sys.stderr.isatty())
@@ -130,6 +131,8 @@ def run_train(args: argparse.Namespace) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 3
         raise CliError(str(e)) from None
+    if not result.main_process:  # the main process reports for the run
+        return 130 if result.status == "stopped" else 0
     if result.status == "stopped":
         where = f"; checkpoint {result.checkpoint}" if result.checkpoint else ""
         print(f"stopped at step {result.step}/{result.total_steps}{where}. Continue with --resume.", file=sys.stderr)
@@ -163,6 +166,8 @@ class _TerminalEvents:
                 f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
                 f"  eta {event['eta_s']:.0f} s"
             )
+        elif kind == "issue":
+            self._say(f"warning: {event['message']}")
         elif kind == "eval":
             acc = ", ".join(f"{s.strip('</>')} {v:.0%}" for s, v in event["state_accuracy"].items() if v is not None)
             self._say(f"step {event['step']}: {event['split']} state accuracy {acc}; loss {event['loss']:.4f}")

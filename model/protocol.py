@@ -95,7 +95,7 @@ def assistant_turn_content(state: str, text: str = "") -> str:
 
 
 _USER_CONTENT = re.compile(
-    r"^(?:(?P<question>.*)\n)?<(?P<start>[\d.]+)s-(?P<end>[\d.]+)s>\n(?:<stream>|<image>)$", re.DOTALL
+    r"^(?:(?P<question>.*)\n)?<(?P<start>[\d.]+)s-(?P<end>[\d.]+)s>\n(?:<stream>|<image>)\Z", re.DOTALL
 )
 
 

@@ -61,6 +61,7 @@ class TinySpec:
     # could not exceed ~1.3, so no token ever got more than ~1% probability and training could not
     # teach the tiny model words. 1/sqrt(hidden) (fan-in init) gives logits a usable range.
     initializer_range: float | None = None
+    tie_word_embeddings: bool = False  # True: the LM head is the embedding, as in Qwen2.5-VL-3B
 
     @property
     def init_std(self) -> float:
@@ -168,7 +169,7 @@ def build_tiny_checkpoint(
         video_token_id=ids[P.VIDEO_PAD],
         vision_start_token_id=ids[P.VISION_START],
         vision_end_token_id=ids[P.VISION_END],
-        tie_word_embeddings=False,
+        tie_word_embeddings=spec.tie_word_embeddings,
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()

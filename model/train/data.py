@@ -309,8 +309,9 @@ def cut_windows(clip: Clip, max_turns: int) -> list[Window]:
 
 
 def split_by_video(clips: Sequence[Clip], holdout: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
-    """(train, held-out): whole videos go to one side, chosen by a seeded shuffle. With fewer than
-    two videos, or a share that rounds to none, nothing is held out."""
+    """(train, held-out): whole videos go to one side, chosen by a seeded shuffle. A share that rounds
+    to none still holds out one video when there are at least four; with fewer than two videos, or a
+    share that rounds to none among two or three, nothing is held out."""
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
     videos = sorted({str(c.video) for c in clips})

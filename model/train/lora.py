@@ -53,6 +53,8 @@ def add_lora(loaded: LoadedModel, rank: int, alpha: int, dropout: float, gradien
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
     model = loaded.model
+    if loaded.precision == "4bit" and loaded.device.type == "cpu":
+        _keep_cpu_4bit_layout(model)
     if loaded.precision in ("4bit", "8bit") and not isinstance(model, PeftModel):
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
     elif gradient_checkpointing:
@@ -63,6 +65,18 @@ def add_lora(loaded: LoadedModel, rank: int, alpha: int, dropout: float, gradien
     model.config.use_cache = False
     loaded.model = model
     return model
+
+
+def _keep_cpu_4bit_layout(model: Any) -> None:
+    """bitsandbytes' CPU backend repacks 4-bit weights in place for inference the first time a layer
+    runs in eval mode without grad (on AVX512-BF16 CPUs), which breaks on small layers and leaves an
+    inference-only layout behind for the next training step. Held-out evaluation runs in eval mode,
+    so the repacking is switched off for training."""
+    import bitsandbytes as bnb
+
+    for m in model.modules():
+        if isinstance(m, bnb.nn.Linear4bit):
+            m.support_avx512bf16_for_cpu = False
 
 
 def trainable_parameters(model: Any) -> list[torch.nn.Parameter]:

@@ -59,8 +59,8 @@ def _lerp(a: float, b: float, u: float) -> float:
     return a + (b - a) * min(1.0, max(0.0, u))
 
 
-def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int]) -> np.ndarray:
-    """The BGR frame at ``t`` seconds."""
+def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int], counters: bool = True) -> np.ndarray:
+    """The BGR frame at ``t`` seconds; ``counters`` draws the sample clip's frame and time counters."""
     import cv2
 
     w, h = size
@@ -86,6 +86,8 @@ def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int])
             cx = int(w * 0.75)
             pts = np.array([[cx - size_px, base], [cx + size_px, base], [cx, base - int(size_px * 1.6)]], np.int32)
             cv2.fillPoly(img, [pts], colour, cv2.LINE_AA)
+    if not counters:
+        return img
     scale = s / 240  # the sample clip's counters: frame number at the top, time at the bottom
     white, font = (255, 255, 255), cv2.FONT_HERSHEY_SIMPLEX
     cv2.putText(img, f"{index:03d}", (int(8 * scale), int(40 * scale)), font, 1.2 * scale, white,
@@ -94,7 +96,9 @@ def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int])
     return img
 
 
-def write_clip(path: Path, events: Sequence[Event], seconds: int, video_fps: int = 4, size=(320, 240)) -> Path:
+def write_clip(
+    path: Path, events: Sequence[Event], seconds: int, video_fps: int = 4, size=(320, 240), counters: bool = True
+) -> Path:
     import cv2
 
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -104,7 +108,7 @@ def write_clip(path: Path, events: Sequence[Event], seconds: int, video_fps: int
         raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
     try:
         for i in range(seconds * video_fps):
-            writer.write(render(i / video_fps, i, events, size))
+            writer.write(render(i / video_fps, i, events, size, counters))
     finally:
         writer.release()
     tmp.replace(path)
@@ -143,9 +147,12 @@ def make_dataset(
     video_fps: int = 4,
     max_events: int = 2,
     question: str | None = None,
+    counters: bool = True,
 ) -> Path:
     """Write ``n_clips`` clips under ``folder/videos`` and their raw annotations to
-    ``folder/annotations.json`` (video paths relative to ``folder``); returns the JSON path."""
+    ``folder/annotations.json`` (video paths relative to ``folder``); returns the JSON path.
+    ``counters=False`` leaves out the frame and time counters (at 64x48 they cover more pixels than
+    the shapes do)."""
     folder = Path(folder)
     rng = random.Random(seed)
     samples = []
@@ -156,7 +163,7 @@ def make_dataset(
         events[0] = Event(first, events[0].appear, events[0].leave)
         seconds = events[-1].leave + rng.randint(1, 2)
         rel = f"videos/shapes_{k:03d}.mp4"
-        write_clip(folder / rel, events, seconds, video_fps, size)
+        write_clip(folder / rel, events, seconds, video_fps, size, counters)
         samples.append(raw_sample(rel, events, question))
     out = folder / "annotations.json"
     out.write_text(json.dumps(samples, indent=2), encoding="utf-8")

@@ -74,6 +74,7 @@ class TrainResult:
     checkpoint: Path | None
     metrics: dict[str, Any] = field(default_factory=dict)
     issues: list[str] = field(default_factory=list)
+    main_process: bool = True  # False in the other processes of a data-parallel run
 
 
 def default_cache_dir() -> Path:
@@ -218,7 +219,7 @@ class Trainer:
             clips = attach_frames(clips, cache, issues)
         self.issues = [str(i) for i in issues]
         for message in self.issues:
-            if acc.is_main_process:
+            if acc.is_main_process and self.on_event is None:
                 log.warning("%s", message)
             self.emit("issue", message=message)
         if not clips:
@@ -374,6 +375,8 @@ class Trainer:
                                         self.config.gamma, num_items) * scale  # fmt: skip
                 acc.backward(loss)
             total += float(loss.detach()) / scale
+        if self.trace:  # the synced gradients, before clipping, for the data-parallel test
+            self._grad_sq = float(sum(p.grad.double().square().sum() for p in self.params if p.grad is not None))
         if self.config.max_grad_norm > 0:
             acc.clip_grad_norm_(self.params, self.config.max_grad_norm)
         self.optimizer.step()
@@ -533,20 +536,23 @@ class Trainer:
         return OutOfMemory(message)
 
     def _write_trace(self, step: int, indices: list[int]) -> None:
-        """One line per step and process: the windows trained on and digests of the synced
-        gradients' effect (the parameters after the step), for the data-parallel test."""
+        """One line per step and process: the windows trained on, a digest of the synced gradients
+        and of the parameters after the step, for the data-parallel test."""
         params = torch.cat([p.detach().float().flatten().cpu() for p in self.params])
         record = {
             "rank": self.acc.process_index,
             "step": step,
             "windows": [self.train_set.windows[i].key for i in indices],
+            "grad_sq": self._grad_sq,
             "param_sum": float(params.double().sum()),
             "param_sq": float(params.double().square().sum()),
         }
         _append_jsonl(Path(f"{self.trace}.rank{self.acc.process_index}.jsonl"), record)
 
     def _result(self, status: str, step: int, metrics: dict[str, Any]) -> TrainResult:
-        return TrainResult(status, step, self.total, self.out, self._ckpt_path(), metrics, self.issues)
+        return TrainResult(
+            status, step, self.total, self.out, self._ckpt_path(), metrics, self.issues, self.acc.is_main_process
+        )
 
 
 def _truncate_metrics(path: Path, last_step: int) -> None:

@@ -158,10 +158,10 @@ class FrameCache:
 
     def _store(self, key: str, path: Path, frames: np.ndarray, video_fps: float, reported: int) -> None:
         npy, meta = self._paths(key)
-        self.root.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.{threading.get_ident()}.part"
         tmp_npy, tmp_meta = npy.with_name(npy.name + suffix), meta.with_name(meta.name + suffix)
         try:
+            self.root.mkdir(parents=True, exist_ok=True)
             with open(tmp_npy, "wb") as f:
                 np.save(f, frames)
             info = {"video": str(path), "video_fps": video_fps, "source_frames": reported, "frames": len(frames)}

@@ -3,7 +3,7 @@ driver there never takes the window down, and the GPU memory is returned when it
 
 ``start_training(config)`` spawns ``run_training(config, events, stop)``; the child sends the
 trainer's events (dicts) over ``events`` and ends with exactly one of ``done``, ``stopped`` or
-``error`` (kind ``oom``, ``data``, ``config`` or ``crash``, with the last log lines for a crash).
+``error`` (kind ``oom``, ``data``, ``config``, ``model``, ``training`` or ``crash``, with the last log lines for a crash).
 Setting ``stop`` asks for a checkpoint and a clean exit at the next step.
 """
 
@@ -40,6 +40,7 @@ class _QueueLog(logging.Handler):
 
 def run_training(config: dict[str, Any], events: Any, stop: Any) -> None:
     """The child process's entry point (picklable: a module-level function of plain arguments)."""
+    from model.errors import ModelLoadError
     from model.train.config import ConfigError
     from model.train.data import DataError
     from model.train.trainer import OutOfMemory, TrainingError, train
@@ -55,8 +56,9 @@ def run_training(config: dict[str, Any], events: Any, stop: Any) -> None:
             return  # the trainer sent "stopped"
     except OutOfMemory:
         return  # the trainer sent the "error" event with its advice
-    except (ConfigError, DataError, TrainingError) as e:
-        kind = "config" if isinstance(e, ConfigError) else "data" if isinstance(e, DataError) else "training"
+    except (ConfigError, DataError, TrainingError, ModelLoadError) as e:
+        kinds = {ConfigError: "config", DataError: "data", ModelLoadError: "model"}
+        kind = next((k for cls, k in kinds.items() if isinstance(e, cls)), "training")
         events.put({"event": "error", "kind": kind, "message": str(e), "checkpoint": None})
     except BaseException as e:  # noqa: BLE001 - report anything, then let the process end
         events.put(

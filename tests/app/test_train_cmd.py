@@ -1,0 +1,119 @@
+"""`streamo-live train` and `streamo-live evaluate` from the terminal: runs, errors before the
+model loads, Ctrl-C saving a checkpoint, resume, and the evaluation report's JSON layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from app.cli import main as cli_main
+from model.train import checkpoint as ckpt
+from model.train.synthetic import make_dataset
+
+REPO_ARGS = {"cwd": str(__import__("pathlib").Path(__file__).resolve().parents[2])}
+
+
+@pytest.fixture(scope="module")
+def clips(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("clips")
+    return folder, make_dataset(folder, 4, seed=4, size=(64, 48), max_events=1, counters=False)
+
+
+def _train_args(clips, tiny_ckpt, out, *extra) -> list[str]:
+    folder, data = clips
+    return ["train", "--data", str(data), "--video-prefix", str(folder), "--model", str(tiny_ckpt), "--out", str(out),
+            "--device", "cpu", "--holdout", "0", *extra]  # fmt: skip
+
+
+def test_train_writes_an_adapter_and_says_where(clips, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "a"
+    assert cli_main(_train_args(clips, tiny_ckpt, out, "--steps", "3", "--rank", "4", "--alpha", "8")) == 0
+    err = capsys.readouterr().err
+    assert f"adapter written to {out} (3 steps)" in err
+    assert "3 steps from step 0" in err and "4 clips" in err
+    card = (out / "README.md").read_text()
+    assert "streamo-live train --data" in card and "--rank 4" in card  # the exact command
+    assert json.loads((out / "adapter_config.json").read_text())["r"] == 4
+    # Resuming a finished run with a longer budget continues its step count.
+    assert cli_main(_train_args(clips, tiny_ckpt, out, "--resume", "--steps", "5")) == 0
+    assert "5 steps from step 3" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--lr", "5"], "--lr must be in (0, 1)"),
+        (["--max-turns", "0"], "--max-turns must be >= 1"),
+        (["--holdout", "1"], "--holdout must be in [0, 1)"),
+        (["--resume"], "no checkpoint to continue from"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(clips, tiny_ckpt, tmp_path, capsys, extra, message):
+    assert cli_main(_train_args(clips, tiny_ckpt, tmp_path / "x", *extra)) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_no_usable_data_names_the_problems(tiny_ckpt, tmp_path, capsys):
+    (tmp_path / "broken.json").write_text("[{]")
+    args = ["train", "--data", str(tmp_path / "broken.json"), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"),
+            "--device", "cpu"]  # fmt: skip
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert "broken.json: not valid JSON" in err and "no usable training samples" in err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues(clips, tiny_ckpt, tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "app.cli", *_train_args(clips, tiny_ckpt, out, "--steps", "5000")],
+        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **REPO_ARGS,
+    )  # fmt: skip
+    metrics = out / "metrics.jsonl"
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and (not metrics.exists() or len(metrics.read_text().splitlines()) < 3):
+            time.sleep(0.1)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Continue with --resume" in err and "Traceback" not in err
+    latest = ckpt.latest_checkpoint(out)
+    steps = [json.loads(line)["step"] for line in metrics.read_text().splitlines()]
+    assert latest is not None and 3 <= latest.step < 5000 and steps == list(range(1, latest.step + 1))
+    assert cli_main(_train_args(clips, tiny_ckpt, out, "--resume", "--steps", str(latest.step + 2))) == 0
+    assert [json.loads(line)["step"] for line in metrics.read_text().splitlines()] == list(range(1, latest.step + 3))
+
+
+def test_evaluate_prints_the_table_and_writes_the_report(clips, tiny_ckpt, tmp_path, capsys):
+    out = tmp_path / "a"
+    assert cli_main(_train_args(clips, tiny_ckpt, out, "--steps", "2")) == 0
+    folder, data = clips
+    report_path = tmp_path / "eval" / "report.json"
+    args = ["evaluate", "--data", str(data), "--video-prefix", str(folder), "--model", str(tiny_ckpt),
+            "--adapter", str(out), "--compare", "--device", "cpu", "--json", str(report_path)]  # fmt: skip
+    capsys.readouterr()
+    assert cli_main(args) == 0
+    printed = capsys.readouterr().out
+    assert "base F1" in printed and "adapter F1" in printed and "macro-F1" in printed
+    report = json.loads(report_path.read_text())
+    for key in ("states", "macro_f1", "state_accuracy", "timing_error_s", "answer_f1", "clips"):
+        assert key in report
+    assert set(report["states"]) == {"</Silence>", "</Standby>", "</Response>"}
+    assert set(report["states"]["</Silence>"]) == {"precision", "recall", "f1", "support"}
+    assert len(report["clips"]) == 4 and report["adapter"] == str(out) and report["base"]["adapter"] is None
+    seconds = sum(c["seconds"] for c in report["clips"])
+    assert sum(s["support"] for s in report["states"].values()) == seconds
+
+    assert cli_main(["evaluate", "--data", str(data), "--model", str(tiny_ckpt), "--compare"]) == 2
+    assert "--compare needs --adapter" in capsys.readouterr().err
