@@ -10,7 +10,7 @@ run: setup
 	$(PY) -m app.cli $(ARGS)
 
 demo: setup
-	$(PY) -m app.cli narrate --source assets/sample.mp4 --model demo --threshold 0.3 --max-answer-tokens 12 --srt out/sample.srt
+	$(PY) -m app.cli narrate --source assets/sample.mp4 --model demo --srt out/sample.srt
 
 test: setup
 	$(PY) -m pytest -q

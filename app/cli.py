@@ -29,6 +29,21 @@ def _cmd_to_stream(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_shapes(args: argparse.Namespace) -> int:
+    from model.train.synthetic import make_dataset
+
+    try:
+        w, h = (int(x) for x in args.size.lower().split("x"))
+    except ValueError:
+        raise CliError(f"--size must be WIDTHxHEIGHT, e.g. 320x240; got {args.size!r}") from None
+    if args.clips < 1 or w < 16 or h < 16:
+        raise CliError("--clips must be >= 1 and --size at least 16x16")
+    out = make_dataset(args.out, args.clips, seed=args.seed, size=(w, h), max_events=args.max_events,
+                       counters=not args.no_counters)  # fmt: skip
+    print(f"wrote {args.clips} clips under {Path(args.out) / 'videos'} and their raw annotations to {out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamo-live", description="Streamo Live: a local streaming video assistant")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -42,6 +57,20 @@ def build_parser() -> argparse.ArgumentParser:
     ts.add_argument("--video-prefix", default=None, help="folder joined in front of each video_path")
     ts.add_argument("--fps", type=float, default=1, help="turns per second of video (default 1)")
     ts.set_defaults(func=_cmd_to_stream)
+    sh = data_sub.add_parser(
+        "shapes",
+        help="write a toy training set: synthetic clips of coloured shapes with raw annotations",
+        description="Synthetic clips where a red ball, a blue square or a green triangle appears, moves and "
+        "leaves, with raw Streamo annotations (the demo adapter and the learning test are trained on these).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    sh.add_argument("--out", required=True, help="folder for videos/ and annotations.json")
+    sh.add_argument("--clips", type=int, default=12)
+    sh.add_argument("--seed", type=int, default=0)
+    sh.add_argument("--size", default="320x240", help="frame size WIDTHxHEIGHT")
+    sh.add_argument("--max-events", type=int, default=2, help="shapes per clip, at most")
+    sh.add_argument("--no-counters", action="store_true", help="leave out the frame and time counters")
+    sh.set_defaults(func=_cmd_shapes)
 
     from app import gui_cmd, narrate, train_cmd  # each adds its subcommand(s) and imports lazily inside
 

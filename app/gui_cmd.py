@@ -7,7 +7,9 @@ import argparse
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gui", help="the desktop app (the default with no arguments)")
-    p.add_argument("--demo", action="store_true", help="load the tiny offline demo model (its words are meaningless)")
+    p.add_argument(
+        "--demo", action="store_true", help="load the tiny offline demo shapes model (a toy that knows three shapes)"
+    )
     p.add_argument("--model", default=None, help="Hugging Face id or local folder (default: the saved choice)")
     p.add_argument("--precision", default=None, help="auto | 4bit | 8bit | bf16 | fp16 | fp32")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")

@@ -47,7 +47,7 @@ class ModelOptions:
 
     def label(self) -> str:
         if self.is_demo:
-            return "demo model (meaningless words)"
+            return "demo shapes model (a toy)"
         return self.source.rstrip("/").split("/")[-1] or "no model"
 
 

@@ -2,7 +2,7 @@
 
     .venv/bin/python scripts/screenshot.py [--out docs/screenshots]
 
-Runs the demo model over the sample clip through the real app (engine and capture threads),
+Runs the demo shapes model over the sample clip through the real app (engine and capture threads),
 then grabs the main window and the overlay (drawn over a frame of the clip, as it would sit
 over another application). Without a DISPLAY it starts its own Xvfb, so it needs the Debian
 package ``xvfb``. Settings and session files go to a temporary folder.
@@ -96,12 +96,14 @@ def shoot(out: Path, clip: Path, tmp: Path) -> int:
         loop.exec()
 
     c = window.controller
+    # A fresh data folder: the demo's shapes adapter trains on first use (about a minute or two).
+    os.environ["STREAMO_LIVE_DEMO_ADAPTER"] = "1"
     window.load_model(ModelOptions(source="demo", device="cpu"))
-    wait_for(c.model_ready, 120_000)
+    wait_for(c.model_ready, 900_000)
     if c.model is None:
         print(f"the demo model did not load: {window.banner.text()}", file=sys.stderr)
         return 1
-    live = LiveOptions(model_decides=False, talkativeness=75, max_answer_tokens=14, subtitle_seconds=60.0)
+    live = LiveOptions(subtitle_seconds=60.0)
     os.chdir(REPO)  # the picker then shows a short relative path
     spec = os.path.relpath(clip, REPO) if clip.resolve().is_relative_to(REPO) else str(clip)
     window.live_tab.set_options(SourceOptions(spec=spec, realtime=False), replace(live, fps=1.0))

@@ -189,6 +189,7 @@ class LiveController(QObject):
         without waiting, which loses nothing: the session log is on disk line by line."""
         self.capture.stop(self._generation)
         self.run_stopped.emit()
+        self.engine.cancel_load.set()  # a first-use demo adapter build stops at its next step
         for thread in (self._capture_thread, self._engine_thread):
             thread.quit()
         stopped = True

@@ -29,8 +29,9 @@ from ui.jobs import DownloadJob, DownloadProgress
 
 DEMO, FOLDER = "demo", "<folder>"
 DEMO_TEXT = (
-    "Demo model: a tiny random network built on this computer, no download. It runs the whole "
-    "pipeline, but its words are meaningless."
+    "Demo shapes model: a tiny network built on this computer, no download. On first use it trains a "
+    "small adapter on synthetic clips (about a minute or two on a CPU), after which it narrates a red ball, "
+    "a blue square and a green triangle, as in assets/sample.mp4. A toy: it knows nothing else."
 )
 
 
@@ -56,7 +57,7 @@ class ModelManagerDialog(QDialog):
         self._first_done: int | None = None
 
         self.choices = QListWidget()
-        demo = QListWidgetItem("Demo model (tiny, offline; its words are meaningless)")
+        demo = QListWidgetItem("Demo shapes model (tiny, offline toy: it knows three shapes)")
         demo.setData(Qt.ItemDataRole.UserRole, DEMO)
         self.choices.addItem(demo)
         for m in KNOWN_MODELS:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import threading
 import time
 import traceback
 from collections.abc import Callable
@@ -149,6 +150,7 @@ class EngineWorker(QObject):
         self._log: SessionLog | None = None
         self._paused = False
         self._pending_questions: list[str] = []
+        self.cancel_load = threading.Event()  # set from the GUI thread when the app closes
 
     # -- model
     @Slot(object)
@@ -191,7 +193,7 @@ class EngineWorker(QObject):
         try:
             from model.train.demo import demo_adapter_for
 
-            adapter = demo_adapter_for(options.source, options.adapter or None, training)
+            adapter = demo_adapter_for(options.source, options.adapter or None, training, self.cancel_load)
             loaded = self._loader(replace(options, adapter=str(adapter) if adapter else ""), progress)
         except ModelLoadError as e:
             self.load_failed.emit(str(e))

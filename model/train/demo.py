@@ -57,6 +57,16 @@ def demo_adapter_ready() -> Path | None:
     return None
 
 
+def _remove_abandoned_builds(final: Path) -> None:
+    """Build folders of processes that ended mid-build (a closed app, a crash)."""
+    import psutil
+
+    for folder in final.parent.glob(f"{final.name}.build-*"):
+        pid = folder.name.rsplit("-", 1)[-1]
+        if pid.isdigit() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
 def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Event | None = None) -> Path:
     """The demo shapes adapter, trained now if it is not cached (about a minute or two on a CPU).
     Builds in a private folder and renames it into place, so two processes never see half of one."""
@@ -70,6 +80,7 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
         return ready
     checkpoint = ensure_demo_checkpoint()
     final = demo_adapter_dir()
+    _remove_abandoned_builds(final)
     work = final.with_name(f"{final.name}.build-{os.getpid()}")
     shutil.rmtree(work, ignore_errors=True)
     say = progress or (lambda done, total, what: None)
@@ -109,7 +120,9 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
     return final
 
 
-def demo_adapter_for(source: str, adapter: str | Path | None, progress: ProgressFn | None = None) -> Path | None:
+def demo_adapter_for(
+    source: str, adapter: str | Path | None, progress: ProgressFn | None = None, stop: threading.Event | None = None
+) -> Path | None:
     """The adapter to load: the caller's; else, for the demo model, the shapes adapter (built on first
     use) unless turned off; a build that fails leaves the random demo running, with a warning."""
     from model.loading import DEMO_MODEL
@@ -119,7 +132,7 @@ def demo_adapter_for(source: str, adapter: str | Path | None, progress: Progress
     if source != DEMO_MODEL or not demo_adapter_enabled():
         return None
     try:
-        return ensure_demo_adapter(progress)
+        return ensure_demo_adapter(progress, stop)
     except Exception as e:  # noqa: BLE001 - the demo must still start
         log.warning("could not build the demo shapes adapter (%s); running the random demo model", e)
         return None

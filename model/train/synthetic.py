@@ -115,12 +115,16 @@ def write_clip(
     return path
 
 
-def random_events(rng: random.Random, max_events: int = 2, shapes: Sequence[str] | None = None) -> list[Event]:
-    """1..max_events events one after another, 2-3 s each, at least one empty second between."""
+def random_events(
+    rng: random.Random, max_events: int = 2, shapes: Sequence[str] | None = None, min_seconds: int = 0
+) -> list[Event]:
+    """1..max_events events one after another, 2-3 s each, at least one empty second between; more
+    events while the last one ends before ``min_seconds``."""
     shapes = list(shapes or SHAPES)
     events: list[Event] = []
     t = rng.randint(1, 2)
-    for _ in range(rng.randint(1, max_events)):
+    count = rng.randint(1, max_events)
+    while len(events) < count or t < min_seconds:
         length = rng.randint(2, 3)
         events.append(Event(rng.choice(shapes), t, t + length))
         t += length + rng.randint(1, 2)
@@ -148,18 +152,19 @@ def make_dataset(
     max_events: int = 2,
     question: str | None = None,
     counters: bool = True,
+    min_seconds: int = 0,
 ) -> Path:
     """Write ``n_clips`` clips under ``folder/videos`` and their raw annotations to
     ``folder/annotations.json`` (video paths relative to ``folder``); returns the JSON path.
     ``counters=False`` leaves out the frame and time counters (at 64x48 they cover more pixels than
-    the shapes do)."""
+    the shapes do); ``min_seconds`` makes every clip at least that long."""
     folder = Path(folder)
     rng = random.Random(seed)
     samples = []
     for k in range(n_clips):
         # Cycle through the shapes so every caption is seen even in a small set.
         first = list(SHAPES)[k % len(SHAPES)]
-        events = random_events(rng, max_events)
+        events = random_events(rng, max_events, min_seconds=min_seconds)
         events[0] = Event(first, events[0].appear, events[0].leave)
         seconds = events[-1].leave + rng.randint(1, 2)
         rel = f"videos/shapes_{k:03d}.mp4"

@@ -320,7 +320,8 @@ class Trainer:
                                    acc.process_index, cfg.accum, cfg.seed)  # fmt: skip
             lr = self.scheduler.get_last_lr()[0]
             try:
-                loss, turns = self._train_step([self.train_set[i] for i in indices])
+                batch = [self.train_set[i] for i in indices]
+                loss, turns = self._train_step(batch)
             except Exception as e:
                 if not _is_oom(e):
                     raise
@@ -332,6 +333,7 @@ class Trainer:
                 "loss": loss,
                 "lr": lr,
                 "turns": turns,
+                "tokens": sum(len(b.input_ids) for b in batch),
             }
             if self.trace:
                 self._write_trace(step, indices)

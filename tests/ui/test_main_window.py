@@ -89,3 +89,22 @@ def test_load_progress_is_shown(make_harness):
     h.window.status.on_load_progress(LoadProgress("Downloading model.safetensors", 512 * 1024**2, 1024**3))
     assert h.window.status.progress.value() == 500
     assert "0.50 / 1.00 GB" in h.window.status.model.text()
+
+
+def test_demo_adapter_build_shows_steps_and_closing_stops_it(make_harness, tiny_loaded, monkeypatch):
+    """First use of the demo model trains its shapes adapter on the engine thread: the status bar counts
+    steps, and closing the window stops the build at its next step instead of hanging the exit."""
+    monkeypatch.setenv("STREAMO_LIVE_DEMO_ADAPTER", "1")
+    h = make_harness(loader=lambda options, progress: tiny_loaded)
+    with h.qtbot.waitSignal(
+        h.controller.load_progress, check_params_cb=lambda p: p.unit == "steps" and p.done >= 2, timeout=120_000
+    ):
+        h.window.load_model(ModelOptions(source="demo", device="cpu"))
+    text = h.window.status.model.text()
+    assert re.search(r"Training the demo shapes adapter \(first use only\): step \d+ / 800", text), text
+    started = time.perf_counter()
+    assert h.controller.shutdown(timeout_ms=30_000)
+    assert time.perf_counter() - started < 10  # the build gave way at a step boundary
+    from model.train.demo import demo_adapter_dir, demo_adapter_ready
+
+    assert demo_adapter_ready() is None and not list(demo_adapter_dir().parent.glob("*.build-*"))

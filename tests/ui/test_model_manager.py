@@ -25,10 +25,10 @@ def test_lists_known_models_with_sizes_and_the_demo(qtbot):
     d = ModelManagerDialog(ModelOptions())
     qtbot.addWidget(d)
     texts = [d.choices.item(i).text() for i in range(d.choices.count())]
-    assert "meaningless" in texts[0]
+    assert "Demo shapes model" in texts[0] and "toy" in texts[0]
     for m, text in zip(KNOWN_MODELS, texts[1:], strict=False):
         assert m.model_id in text and f"{m.download_gb:g} GB" in text and f"{m.vram_4bit_gb:g} GB in 4-bit" in text
-    assert d.choice() == DEMO and "meaningless" in d.details.text()
+    assert d.choice() == DEMO and "knows nothing else" in d.details.text()
     assert d.options().source == "demo" and not d.download_button.isVisible()
 
 

@@ -1,0 +1,161 @@
+"""Training throughput: optimiser steps through the real trainer (model/train/trainer.py) at several
+window lengths, printing seconds per step, turns/s, tokens/s and peak memory.
+
+    .venv/bin/python -m bench.bench_train                    # tiny model on the CPU; a CUDA part when a GPU is present
+    .venv/bin/python -m bench.bench_train --turns 8,32       # fewer, shorter windows
+    .venv/bin/python -m bench.bench_train --cuda-model Qwen/Qwen2.5-VL-7B-Instruct   # the 7B instead of the 3B
+
+CPU part: the tiny random Qwen2.5-VL (model/tiny.py, fp32) on synthetic shape clips at the full
+Streamo frame budget (320x240 frames: 99 visual tokens each), one window per step, batch 1 as the
+release trains. Peak memory is the process's peak RSS (it only grows, so windows go shortest first).
+
+CUDA part (only with a GPU): QLoRA on ``--cuda-model`` (default Qwen/Qwen2.5-VL-3B-Instruct: 4-bit
+NF4 base, bf16 compute, gradient checkpointing), 128 visual tokens per frame (448x448 frames), peak
+GPU memory from ``torch.cuda.max_memory_allocated`` per window length. The checkpoint must be in the
+Hugging Face cache or a local folder; nothing is downloaded when HF_HUB_OFFLINE is set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import math
+import resource
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m bench.bench_train", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--turns", default="8,32,120", help="window lengths in turns (default 8,32,120)")
+    ap.add_argument("--steps", type=int, default=4, help="timed steps per window length (after one warm-up)")
+    ap.add_argument("--cuda-model", default="Qwen/Qwen2.5-VL-3B-Instruct", help="checkpoint for the CUDA part")
+    ap.add_argument("--no-cpu", action="store_true", help="skip the CPU part")
+    ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    return ap.parse_args(argv)
+
+
+def peak_rss_mb() -> float:
+    # ru_maxrss is KiB on Linux, bytes on macOS.
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 1024 / (1024 if sys.platform == "darwin" else 1)
+
+
+def run_window(model: str, data: Path, turns: int, steps: int, work: Path, device: str, **config) -> dict:
+    """Train ``steps + 1`` steps on windows of ``turns`` turns; time the last ``steps``."""
+    import torch
+
+    from model.train.config import TrainConfig
+    from model.train.trainer import train
+
+    out = work / f"run-{turns}"
+    shutil.rmtree(out, ignore_errors=True)
+    if device == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    result = train(
+        TrainConfig(
+            data=[str(data)], video_prefix=str(data.parent), model=model, out=str(out), steps=steps + 1,
+            max_turns=turns, holdout=0.0, save_every=10_000, eval_every=10_000, device=device,
+            cache_dir=str(work / "frames"), **config,
+        )
+    )  # fmt: skip
+    records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    timed = records[1:]  # the first step warms up allocators and kernels
+    seconds = (timed[-1]["elapsed_s"] - records[0]["elapsed_s"]) / len(timed)
+    seen = sum(r["turns"] for r in timed) / len(timed)
+    tokens = sum(r["tokens"] for r in timed) / len(timed)
+    peak = torch.cuda.max_memory_allocated() / 1024**3 if device == "cuda" else peak_rss_mb() / 1024
+    return {
+        "device": device,
+        "model": model,
+        "turns": turns,
+        "turns_per_window": seen,
+        "tokens": round(tokens),
+        "s_per_step": seconds,
+        "turns_per_s": seen / seconds,
+        "peak_gb": peak,
+        "steps": result.step,
+    }
+
+
+def make_clips(folder: Path, seconds: int, size: tuple[int, int]) -> Path:
+    """Two synthetic shape clips of exactly ``seconds`` seconds (so every window is full) and their
+    raw annotations."""
+    import random
+
+    from model.train.synthetic import random_events, raw_sample, write_clip
+
+    rng = random.Random(0)
+    samples = []
+    for k in range(2):
+        events = [e for e in random_events(rng, 1, min_seconds=seconds) if e.leave < seconds]
+        rel = f"videos/long_{k}.mp4"
+        write_clip(folder / rel, events, seconds, size=size)
+        samples.append(raw_sample(rel, events))
+    out = folder / "annotations.json"
+    out.write_text(json.dumps(samples), encoding="utf-8")
+    return out
+
+
+def print_table(rows: list[dict]) -> None:
+    print(
+        f"{'device':6} {'model':34} {'turns':>5} {'tokens':>7} {'s/step':>8} {'turns/s':>8} {'tokens/s':>9} {'peak GB':>8}"
+    )
+    for r in rows:
+        tok = r["tokens"]
+        print(
+            f"{r['device']:6} {r['model'][-34:]:34} {r['turns_per_window']:5.0f} {tok:7d} {r['s_per_step']:8.3f} "
+            f"{r['turns_per_s']:8.1f} {tok / r['s_per_step']:9.0f} {r['peak_gb']:8.2f}"
+        )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.ERROR)
+    import torch
+
+    from model.tiny import build_tiny_checkpoint
+
+    turns = sorted(int(t) for t in args.turns.split(","))
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="streamo-bench-train-") as tmp:
+        work = Path(tmp)
+        seconds = math.lcm(*turns)  # every window length divides the clip: only full windows
+        data = make_clips(work / "clips", seconds, (320, 240))
+        if not args.no_cpu:
+            torch.set_num_threads(1)
+            model = str(build_tiny_checkpoint(work / "tiny", seed=0))
+            print(
+                f"CPU: tiny Qwen2.5-VL (fp32, 1 thread), 320x240 frames at the Streamo budget; {args.steps} timed steps"
+            )
+            for n in turns:
+                row = run_window(model, data, n, args.steps, work, "cpu")
+                row["model"] = "tiny (model/tiny.py)"
+                rows.append(row)
+        if torch.cuda.is_available():
+            name = torch.cuda.get_device_name(0)
+            print(f"CUDA: {args.cuda_model} QLoRA on {name}, 448x448 frames (128 visual tokens)")
+            cuda_data = make_clips(work / "clips448", seconds, (448, 448))
+            for n in turns:
+                try:
+                    row = run_window(args.cuda_model, cuda_data, n, args.steps, work, "cuda", precision="4bit",
+                                     gradient_checkpointing=True)  # fmt: skip
+                except Exception as e:  # noqa: BLE001 - report and go on (a missing model, out of memory)
+                    print(f"  {n} turns: {type(e).__name__}: {str(e).splitlines()[0][:200]}")
+                    torch.cuda.empty_cache()
+                    continue
+                rows.append(row)
+        else:
+            print("CUDA: no GPU (the QLoRA figures need one)")
+        print_table(rows)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(rows, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
