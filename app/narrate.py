@@ -8,9 +8,7 @@ Ctrl-C (or a crash) keeps everything up to the last finished second.
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
-import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -95,27 +93,6 @@ def step_record(result, wall_time: float) -> dict:
         "rebuilt": result.rebuilt,
         "wall_time": wall_time,
     }
-
-
-class _StopOnInterrupt:
-    """First Ctrl-C: finish the current second, then stop. A second Ctrl-C stops at once.
-    Either way the files hold every finished second and nothing half-written."""
-
-    def __init__(self) -> None:
-        self.requested = False
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 def _clock(seconds: float) -> str:
@@ -223,6 +200,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _loop(args, source, engine, asks: list[tuple[float, str]]) -> int:
     from app.exports import JsonlWriter
+    from model.interrupt import StopOnInterrupt
     from model.protocol import RESPONSE
 
     subs = SubtitleLog(Path(args.srt) if args.srt else None, Path(args.vtt) if args.vtt else None)
@@ -240,7 +218,7 @@ def _loop(args, source, engine, asks: list[tuple[float, str]]) -> int:
         streamed = True
         printer.token(t, piece)
 
-    stop = _StopOnInterrupt()
+    stop = StopOnInterrupt()
     try:
         for frame in source.frames(fps=args.fps):
             if stop.requested or (args.seconds is not None and frame.t >= args.seconds):

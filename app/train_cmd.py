@@ -12,6 +12,7 @@ import argparse
 import json
 import shlex
 import sys
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -96,34 +97,11 @@ def run_train(args: argparse.Namespace) -> int:
     from model.train.data import DataError
     from model.train.trainer import OutOfMemory, TrainingError, train
 
-    config = TrainConfig(
-        data=args.data,
-        model=args.model,
-        out=args.out,
-        video_prefix=args.video_prefix,
-        epochs=args.epochs,
-        steps=args.steps,
-        lr=args.lr,
-        rank=args.rank,
-        alpha=args.alpha,
-        dropout=args.dropout,
-        warmup=args.warmup,
-        accum=args.accum,
-        max_turns=args.max_turns,
-        loss=args.loss,
-        holdout=args.holdout,
-        seed=args.seed,
-        fps=args.fps,
-        max_pixels=args.max_pixels,
-        precision=args.precision,
-        device=args.device,
-        gradient_checkpointing=args.gradient_checkpointing,
-        save_every=args.save_every,
-        eval_every=args.eval_every,
-        cache_dir=args.cache_dir,
-        resume=args.resume,
-        command=_command_line(args),
-    )
+    # The flags carry the TrainConfig field names; what the command line does not set keeps its default.
+    given = {
+        f.name: getattr(args, f.name) for f in fields(TrainConfig) if hasattr(args, f.name) and f.name != "command"
+    }
+    config = TrainConfig(**given, command=_command_line(args))
     try:
         result = train(config, on_event=_TerminalEvents(), progress_bar=sys.stderr.isatty())
     except (ConfigError, DataError, TrainingError) as e:

@@ -55,6 +55,11 @@ class DataIssue:
         return f"{where}: {self.message}"
 
 
+def turns_of(messages: Sequence[dict[str, str]]) -> int:
+    """Turns of a stream-format conversation: the system prompt, then one user/assistant pair each."""
+    return (len(messages) - 1) // 2
+
+
 @dataclass
 class Clip:
     """One conversation and its video, in the stream format (``<stream>`` placeholders)."""
@@ -67,7 +72,7 @@ class Clip:
 
     @property
     def turns(self) -> int:
-        return (len(self.messages) - 1) // 2
+        return turns_of(self.messages)
 
     @property
     def origin(self) -> str:
@@ -85,7 +90,7 @@ class Window:
 
     @property
     def turns(self) -> int:
-        return (len(self.messages) - 1) // 2
+        return turns_of(self.messages)
 
     @property
     def key(self) -> str:

@@ -19,7 +19,6 @@ import logging
 import math
 import os
 import random
-import signal
 import threading
 import time
 from collections.abc import Callable
@@ -31,6 +30,7 @@ import torch
 
 from model import protocol as P
 from model.frames import MIN_PIXELS
+from model.interrupt import StopOnInterrupt
 from model.paths import data_dir
 from model.train import checkpoint as ckpt
 from model.train.config import TrainConfig, auto_lr, every, total_steps
@@ -86,31 +86,6 @@ def _is_oom(e: BaseException) -> bool:
         return True
     text = str(e).lower()
     return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
-
-
-class _StopRequest:
-    """Ctrl-C (first: finish the step, save, exit; second: stop at once) or the app's stop event."""
-
-    def __init__(self, external: threading.Event | None) -> None:
-        self.external = external
-        self.requested = False
-        self._previous = None
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handle)
-
-    def _handle(self, signum, frame) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        log.warning("Ctrl-C: finishing this step, then saving a checkpoint (press again to stop at once)")
-
-    def is_set(self) -> bool:
-        return self.requested or (self.external is not None and self.external.is_set())
-
-    def restore(self) -> None:
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-            self._previous = None
 
 
 def step_windows(step: int, n: int, steps_per_epoch: int, world: int, rank: int, accum: int, seed: int) -> list[int]:
@@ -173,7 +148,9 @@ class Trainer:
         self._load()
         self._data()
         self._setup()
-        stop = _StopRequest(self.stop_event)
+        stop = StopOnInterrupt(
+            self.stop_event, "Ctrl-C: finishing this step, then saving a checkpoint (press again to stop at once)"
+        )
         try:
             return self._loop(stop)
         finally:
@@ -306,7 +283,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     # The loop
 
-    def _loop(self, stop: _StopRequest) -> TrainResult:
+    def _loop(self, stop: StopOnInterrupt) -> TrainResult:
         cfg, acc = self.config, self.acc
         step = self.start_step
         started, first = time.perf_counter(), step
@@ -445,7 +422,7 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     # Stopping, saving, errors
 
-    def _stop_agreed(self, stop: _StopRequest) -> bool:
+    def _stop_agreed(self, stop: StopOnInterrupt) -> bool:
         """Every process stops at the same step boundary."""
         flag = torch.tensor(1.0 if stop.is_set() else 0.0, device=self.device)
         if self.acc.num_processes > 1:
