@@ -20,7 +20,7 @@ def interpreter_active() -> bool:
     """True when Triton runs kernels through its CPU interpreter (TRITON_INTERPRET=1).
 
     The variable is read by Triton when `triton` is first imported, so flipping it later has no effect;
-    the tests set it in `tests/kernels/conftest.py` before anything imports triton.
+    the tests set it in `tests/model/kernels/conftest.py` before anything imports triton.
     """
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
