@@ -44,13 +44,29 @@ def _cmd_shapes(args: argparse.Namespace) -> int:
     return 0
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("streamo-live")
+    except PackageNotFoundError:
+        return "development"
+
+
+def _missing(parser: argparse.ArgumentParser, message: str) -> int:
+    parser.print_help(sys.stderr)
+    raise CliError(message)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="streamo-live", description="Streamo Live: a local streaming video assistant")
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command")
 
-    data = sub.add_parser("data", help="dataset tools")
-    data_sub = data.add_subparsers(dest="data_command", required=True)
+    data = sub.add_parser("data", help="dataset tools: to-stream (convert raw annotations), shapes (a toy set)")
+    data_sub = data.add_subparsers(dest="data_command", metavar="{to-stream,shapes}")
+    data.set_defaults(func=lambda args: _missing(data, "choose a data command: to-stream or shapes"))
     ts = data_sub.add_parser("to-stream", help="convert raw Streamo annotations to the stream (multi-turn) format")
     ts.add_argument("--input", required=True, help="raw annotation JSON (a list of samples or one sample)")
     ts.add_argument("--output", required=True, help="output JSON in the stream format")

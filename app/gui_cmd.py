@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from model.device import KERNEL_MODES  # torch-free: importing this module stays cheap
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("gui", help="the desktop app (the default with no arguments)")
@@ -14,8 +16,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--precision", default=None, help="auto | 4bit | 8bit | bf16 | fp16 | fp32")
     p.add_argument("--device", default=None, help="auto | cpu | cuda | cuda:N")
     p.add_argument("--adapter", default=None, help="a PEFT LoRA adapter folder")
-    p.add_argument("--kernels", default=None, choices=("auto", "triton", "off"), help="Triton kernels (CUDA 4-bit)")
-    p.add_argument("--source", default=None, help="preselect a source: FILE, webcam[:N] or screen[:N][@x,y,w,h]")
+    p.add_argument(
+        "--kernels",
+        default=None,
+        choices=KERNEL_MODES,
+        help="Triton kernels (CUDA, 4-bit): auto = where they apply; triton = same, warns when they can't; off = never",
+    )
+    p.add_argument("--source", default=None, help="preselect a source: FILE, webcam[:N][@WxH] or screen[:N][@x,y,w,h]")
     p.add_argument("--start", action="store_true", help="start the live session once the model is loaded")
     p.add_argument("--overlay", action="store_true", help="show the subtitle overlay")
     p.add_argument(

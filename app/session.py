@@ -1,17 +1,19 @@
 """The session store: a live session appended to disk as JSON Lines, listed and reopened later.
 
 One file per session under ``<data>/sessions/`` (``STREAMO_LIVE_DATA``, else
-``$XDG_DATA_HOME/streamo-live``). Records, one per line, each fsynced as it is written so a
-crash loses at most the second being processed:
+``$XDG_DATA_HOME/streamo-live``), written the same way by the desktop app and by ``narrate``.
+Records, one per line, each fsynced as it is written so a crash loses at most the second being
+processed:
 
-* ``{"type": "session", "format": ..., "version": 1, "id", "started", "source", "model", "task", "fps"}``
-* ``{"type": "step", "t", "end", "state", "wall", "text", "question", "p", "latency_ms"}``
-  (``text``/``question`` only when present; every step is kept so the state timeline survives)
+* ``{"type": "session", "format": ..., "schema": 2, "id", "started", "source", "model", "task", "fps", "title"}``
+* ``{"type": "step", ...}``: one per model step, the schema of ``app.live.records.StepRecord``
+  (every step is kept so the state timeline survives)
 * ``{"type": "note", "wall", "level", "text"}`` (errors and warnings shown to the user)
 * ``{"type": "end", "wall"}``
 
+Schema 1 files (``"version": 1`` in the header) open too: their steps convert on read.
 :class:`Session` turns records into transcript entries and state spans; the live window and a
-reopened file go through the same :meth:`Session.add`. Exports reuse ``app.exports``.
+reopened file go through the same :meth:`Session.add`. Subtitles follow ``app.live.subtitles``.
 """
 
 from __future__ import annotations
@@ -27,12 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from app.exports import JsonlWriter, Subtitle, read_jsonl, to_srt, to_vtt, write_text_atomic
+from app.live.records import SCHEMA, StepRecord, clean_text
+from app.live.subtitles import HOLD_SECONDS, cue_list
 from model.paths import data_dir
 
 log = logging.getLogger(__name__)
 
 FORMAT = "streamo-live-session"
-VERSION = 1
 EXPORT_FORMATS = ("srt", "vtt", "json")
 RESPONSE, QUESTION = "response", "question"
 
@@ -53,20 +56,7 @@ class SessionMeta:
     fps: float = 1.0
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     started: float = field(default_factory=time.time)  # wall clock, seconds since the epoch
-
-
-@dataclass(frozen=True)
-class StepRecord:
-    """One model step as logged: the second ``[t, end)`` of stream time and what the model did."""
-
-    t: float
-    end: float
-    state: str  # model.protocol.SILENCE / STANDBY / RESPONSE
-    wall: float
-    text: str = ""
-    question: str | None = None  # a question that entered the stream at this step
-    p: dict[str, float] = field(default_factory=dict)
-    latency_ms: float = 0.0
+    title: str = ""  # a name the user gave it ("" shows the date and source)
 
 
 @dataclass(frozen=True)
@@ -75,7 +65,8 @@ class TranscriptEntry:
     t: float  # stream seconds
     end: float
     wall: float  # wall clock
-    text: str
+    text: str  # cleaned for display (the record keeps the raw text)
+    origin: str = ""  # a question's: typed | preset | voice
 
 
 @dataclass(frozen=True)
@@ -99,10 +90,11 @@ class Session:
     def add(self, step: StepRecord) -> list[TranscriptEntry]:
         """Take one step; returns the transcript entries it added (question first)."""
         added = []
-        if step.question:
-            added.append(TranscriptEntry(QUESTION, step.t, step.end, step.wall, step.question))
-        if step.text.strip():
-            added.append(TranscriptEntry(RESPONSE, step.t, step.end, step.wall, step.text.strip()))
+        q = step.question
+        if q is not None and clean_text(q.text).strip():
+            added.append(TranscriptEntry(QUESTION, step.t, step.end, step.wall, clean_text(q.text).strip(), q.origin))
+        if clean_text(step.text).strip():
+            added.append(TranscriptEntry(RESPONSE, step.t, step.end, step.wall, clean_text(step.text).strip()))
         self.entries.extend(added)
         self.states.append(StateSpan(step.t, step.end, step.state))
         return added
@@ -111,28 +103,22 @@ class Session:
     def duration(self) -> float:
         return self.states[-1].end if self.states else 0.0
 
-    def subtitles(self, hold: float = 6.0, questions: bool = False) -> list[Subtitle]:
-        """Responses as subtitles: each shows from its step until the next one or ``hold`` seconds."""
+    def subtitles(self, hold: float = HOLD_SECONDS, questions: bool = False) -> list[Subtitle]:
+        """Responses as subtitles, by the one rule of ``app.live.subtitles`` (cut at the stream's end)."""
         picked = [e for e in self.entries if e.kind == RESPONSE or (questions and e.kind == QUESTION)]
-        subs = []
-        for i, e in enumerate(picked):
-            end = e.t + max(hold, e.end - e.t)
-            if i + 1 < len(picked) and picked[i + 1].t > e.t:
-                end = min(end, picked[i + 1].t)
-            text = f"Q: {e.text}" if e.kind == QUESTION else e.text
-            subs.append(Subtitle(e.t, end, text))
-        return subs
+        items = ((e.t, e.end, f"Q: {e.text}" if e.kind == QUESTION else e.text) for e in picked)
+        return cue_list(items, hold, self.duration if self.states else None)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "format": "streamo-live-transcript",
-            "version": VERSION,
+            "schema": SCHEMA,
             "session": asdict(self.meta),
             "entries": [asdict(e) for e in self.entries],
             "states": [asdict(s) for s in self.states],
         }
 
-    def export_text(self, fmt: str, hold: float = 6.0) -> str:
+    def export_text(self, fmt: str, hold: float = HOLD_SECONDS) -> str:
         if fmt == "srt":
             return to_srt(self.subtitles(hold))
         if fmt == "vtt":
@@ -141,7 +127,7 @@ class Session:
             return json.dumps(self.to_json(), ensure_ascii=False, indent=1) + "\n"
         raise ValueError(f"unknown export format {fmt!r}; choose one of {', '.join(EXPORT_FORMATS)}")
 
-    def export(self, path: str | os.PathLike[str], fmt: str | None = None, hold: float = 6.0) -> Path:
+    def export(self, path: str | os.PathLike[str], fmt: str | None = None, hold: float = HOLD_SECONDS) -> Path:
         """Write the transcript as SRT, WebVTT or JSON (by ``fmt`` or the file's suffix)."""
         path = Path(path)
         fmt = fmt or path.suffix.lstrip(".").lower()
@@ -169,58 +155,53 @@ def format_clock(seconds: float) -> str:
 # Writing
 
 
-class SessionLog:
-    """Appends a session's records to its JSONL file. Thread-safe (the engine thread writes steps,
-    the GUI thread notes); every record is on disk before ``write`` returns."""
+def header(meta: SessionMeta) -> dict[str, Any]:
+    return {"type": "session", "format": FORMAT, "schema": SCHEMA, **asdict(meta)}
 
-    def __init__(self, path: Path, meta: SessionMeta) -> None:
+
+class SessionLog:
+    """Appends a session's records to its JSONL file (and to ``mirror``, the same records again,
+    for ``narrate --jsonl``). Thread-safe (the engine thread writes steps, the GUI thread notes);
+    every record is on disk before ``write`` returns."""
+
+    def __init__(self, path: Path, meta: SessionMeta, mirror: Path | None = None) -> None:
         self.path = Path(path)
         self.meta = meta
-        self._writer = JsonlWriter(self.path)
-        self._writer.write({"type": "session", "format": FORMAT, "version": VERSION, **asdict(meta)})
+        # The mirror starts afresh: a second run to the same --jsonl path replaces the first.
+        self._writers = [JsonlWriter(self.path)] + ([JsonlWriter(Path(mirror), append=False)] if mirror else [])
+        self._write(header(meta))
 
     @classmethod
-    def create(cls, meta: SessionMeta, root: Path | None = None) -> SessionLog:
+    def create(cls, meta: SessionMeta, root: Path | None = None, mirror: Path | None = None) -> SessionLog:
         folder = sessions_dir(root)
         folder.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(meta.started))
-        return cls(folder / f"{stamp}-{meta.id}.jsonl", meta)
+        return cls(folder / f"{stamp}-{meta.id}.jsonl", meta, mirror)
 
     def write_step(self, step: StepRecord) -> None:
-        record: dict[str, Any] = {
-            "type": "step",
-            "t": step.t,
-            "end": step.end,
-            "state": step.state,
-            "wall": round(step.wall, 3),
-            "p": {k: round(float(v), 4) for k, v in step.p.items()},
-            "latency_ms": round(step.latency_ms, 1),
-        }
-        if step.text:
-            record["text"] = step.text
-        if step.question:
-            record["question"] = step.question
-        self._write(record)
+        self._write(step.to_json())
 
     def write_note(self, text: str, level: str = "error") -> None:
         self._write({"type": "note", "wall": round(time.time(), 3), "level": level, "text": text})
 
     def close(self) -> None:
-        if not self._writer.closed:
+        if not self.closed:
             self._write({"type": "end", "wall": round(time.time(), 3)})
-            self._writer.close()
+            for writer in self._writers:
+                writer.close()
 
     @property
     def closed(self) -> bool:
-        return self._writer.closed
+        return self._writers[0].closed
 
     def _write(self, record: dict[str, Any]) -> None:
-        if self._writer.closed:
-            return  # a late note after the run ended
-        try:
-            self._writer.write(record)
-        except (OSError, ValueError) as e:  # a full disk must not stop the live session
-            log.error("could not append to %s: %s", self.path, e)
+        for writer in self._writers:
+            if writer.closed:
+                continue  # a late note after the run ended
+            try:
+                writer.write(record)
+            except (OSError, ValueError) as e:  # a full disk must not stop the live session
+                log.error("could not append to %s: %s", writer.path, e)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -237,8 +218,8 @@ class SessionSummary:
     @property
     def title(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.meta.started))
-        source = Path(self.meta.source).name if self.meta.source else "?"
-        return f"{when}  {source}  ({format_clock(self.duration)}, {self.responses} responses)"
+        name = self.meta.title or (Path(self.meta.source).name if self.meta.source else "?")
+        return f"{when}  {name}  ({format_clock(self.duration)}, {self.responses} responses)"
 
 
 def _meta_from(record: dict[str, Any]) -> SessionMeta:
@@ -246,21 +227,8 @@ def _meta_from(record: dict[str, Any]) -> SessionMeta:
     return SessionMeta(**{k: v for k, v in record.items() if k in known})
 
 
-def _step_from(record: dict[str, Any]) -> StepRecord:
-    return StepRecord(
-        t=float(record["t"]),
-        end=float(record.get("end", record["t"])),
-        state=str(record.get("state", "")),
-        wall=float(record.get("wall", 0.0)),
-        text=str(record.get("text") or ""),
-        question=record.get("question") or None,
-        p=dict(record.get("p") or {}),
-        latency_ms=float(record.get("latency_ms", 0.0)),
-    )
-
-
 def load_session(path: str | os.PathLike[str]) -> Session:
-    """Reopen a session file (tolerates the torn last line a crash leaves)."""
+    """Reopen a session file of either schema (tolerates the torn last line a crash leaves)."""
     path = Path(path)
     records = read_jsonl(path)
     if not records or records[0].get("type") != "session":
@@ -269,7 +237,10 @@ def load_session(path: str | os.PathLike[str]) -> Session:
     for r in records[1:]:
         kind = r.get("type")
         if kind == "step" and "t" in r:
-            session.add(_step_from(r))
+            try:
+                session.add(StepRecord.from_json(r))
+            except (TypeError, ValueError, KeyError) as e:  # one damaged line costs one step
+                log.warning("%s: skipping a step that cannot be read (%s)", path, e)
         elif kind == "note":
             session.notes.append(str(r.get("text", "")))
         elif kind == "end":
@@ -289,3 +260,26 @@ def list_sessions(root: Path | None = None) -> list[SessionSummary]:
         responses = sum(1 for e in s.entries if e.kind == RESPONSE)
         out.append(SessionSummary(path, s.meta, responses, s.duration))
     return out
+
+
+def delete_session(path: str | os.PathLike[str]) -> None:
+    """Remove a session file (only a Streamo Live session: the header is checked first)."""
+    path = Path(path)
+    load_session(path)  # raises ValueError for anything else
+    path.unlink()
+
+
+def rename_session(path: str | os.PathLike[str], title: str) -> None:
+    """Give a session a title: the header line is rewritten, the records are kept byte for byte,
+    through a temporary file renamed into place."""
+    path = Path(path)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    try:
+        record = json.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
+        record = {}
+    if record.get("type") != "session":
+        raise ValueError(f"{path} is not a Streamo Live session (no session header)")
+    record["title"] = title.strip()
+    lines[0] = json.dumps(record, ensure_ascii=False) + "\n"
+    write_text_atomic(path, "".join(lines))

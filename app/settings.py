@@ -39,7 +39,13 @@ class ModelOptions:
     precision: str = "auto"  # auto | 4bit | 8bit | bf16 | fp16 | fp32
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     adapter: str = ""  # a PEFT LoRA folder, "" for none
-    kernels: str = "auto"  # auto | off
+    kernels: str = "auto"  # model.device.KERNEL_MODES: auto | triton | off (Triton kernels, CUDA 4-bit)
+
+    def __post_init__(self) -> None:
+        from model.device import KERNEL_MODES  # torch-free
+
+        if self.kernels not in KERNEL_MODES:  # a stale or hand-edited setting: the default, not a failed load
+            object.__setattr__(self, "kernels", "auto")
 
     @property
     def is_demo(self) -> bool:
@@ -53,20 +59,52 @@ class ModelOptions:
 
 @dataclass(frozen=True)
 class SourceOptions:
-    """What the capture worker opens (``app.sources.open_source(spec, ...)``)."""
+    """What the capture worker opens: ``app.sources.open_source(spec, **open_kwargs())``.
+
+    ``spec`` is an ``app.sources.SourceSpec`` string, the camera resolution included
+    (``webcam:0@1280x720``). ``width``/``height`` only carry the keys that settings saved before
+    the resolution moved into the spec: a webcam spec without a resolution takes it from them,
+    after which both read 0 (and are saved as 0)."""
 
     GROUP: ClassVar[str] = "source"
-    spec: str = ""  # a file path, "webcam:N" or "screen:N[@x,y,w,h]"
-    width: int = 0  # requested camera resolution, 0 = the camera's default
-    height: int = 0
+    spec: str = ""  # a file path, "webcam:N[@WxH]" or "screen:N[@x,y,w,h]"; "" = not chosen yet
+    width: int = dataclasses.field(default=0, repr=False)  # legacy: folded into spec by __post_init__
+    height: int = dataclasses.field(default=0, repr=False)
     realtime: bool = True  # files play at their own speed, like a live stream
 
+    def __post_init__(self) -> None:
+        if self.width or self.height:
+            object.__setattr__(self, "spec", self._with_resolution(self.width, self.height))
+            object.__setattr__(self, "width", 0)
+            object.__setattr__(self, "height", 0)
+
+    def _with_resolution(self, width: int, height: int) -> str:
+        """``spec`` with a legacy camera resolution folded in, when it is a webcam spec without one."""
+        from app.sources import SourceError, SourceSpec
+
+        try:
+            spec = SourceSpec.parse(self.spec)
+            if spec.kind == "webcam" and spec.width is None and width > 0 and height > 0:
+                return str(dataclasses.replace(spec, width=int(width), height=int(height)))
+        except SourceError:
+            pass  # a damaged spec stays as it is; opening it says what is wrong
+        return self.spec
+
+    def source_spec(self) -> Any:
+        """The parsed ``app.sources.SourceSpec``; SourceError when ``spec`` is empty or invalid."""
+        from app.sources import SourceSpec
+
+        return SourceSpec.parse(self.spec)
+
     def open_kwargs(self) -> dict[str, Any]:
-        if self.spec.startswith("webcam"):
-            return {"width": self.width, "height": self.height} if self.width and self.height else {}
-        if self.spec.startswith("screen"):
-            return {}
-        return {"realtime": self.realtime}
+        """What ``open_source`` needs beside the spec: whether a file plays in real time."""
+        from app.sources import SourceError
+
+        try:
+            is_file = self.source_spec().kind == "file"
+        except SourceError:
+            return {}  # opening the spec reports the problem
+        return {"realtime": self.realtime} if is_file else {}
 
 
 @dataclass(frozen=True)

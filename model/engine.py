@@ -25,8 +25,9 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,24 @@ from model.rope import mrope_positions
 log = logging.getLogger(__name__)
 
 WINDOW_MODES = ("rebuild", "evict")
+# The options ``StreamEngine.update`` applies between steps. Every other field (``fps``: the
+# time labels would jump) is fixed for a run: make a new engine to change it.
+MID_RUN_OPTIONS: tuple[str, ...] = (
+    "threshold",
+    "max_answer_tokens",
+    "do_sample",
+    "temperature",
+    "top_p",
+    "seed",
+    "task",
+    "task_target",
+    "max_turns",
+    "max_tokens",
+    "keep_turns",
+    "window_mode",
+    "full_vocab_head",
+)
+RECENT_STEPS = 32  # StepResults kept in ``StreamEngine.recent``: memory stays flat on endless runs
 
 
 @dataclass
@@ -102,6 +121,19 @@ class StepResult:
     truncated: bool = False  # the answer hit max_answer_tokens; the turn was closed there
     token_ids: list[int] = field(default_factory=list)  # the answer tokens as generated
     approximate: bool = False  # the context went through an evict-mode drop (not exact)
+    question_tag: Any = None  # the ``tag`` of the asked question that entered; None for an instruction or none
+
+
+@dataclass(eq=False)
+class _Question:
+    """A question waiting for its turn (or the task's instruction, ``instruction=True``)."""
+
+    text: str
+    t: float | None  # stream second it was asked at; None: the next turn
+    tag: Any
+    order: float  # sort key: ``t``, or the next turn's start when asked with t=None
+    seq: int  # ties: in the order asked
+    instruction: bool = False
 
 
 @dataclass
@@ -171,7 +203,8 @@ class StreamEngine:
             except ImportError:
                 pass
         self.prefill_chunk = 1024  # tokens per forward when a rebuild re-prefills the window
-        self.history: list[StepResult] = []
+        self.steps = 0  # steps taken since reset()
+        self.recent: deque[StepResult] = deque(maxlen=RECENT_STEPS)  # the latest StepResults only
         self.reset()
 
     # ------------------------------------------------------------------------------------------
@@ -185,36 +218,87 @@ class StreamEngine:
         self._pending: list[int] = list(self._system_ids)  # tokens to prefill ahead of the next turn
         self._next_pos = 0
         self._t_next = 0.0
-        self._question: str | None = None  # asked, waiting for the next user turn
+        self._asked: list[_Question] = []  # questions waiting for their turn
+        self._seq = 0
+        self._instruction: _Question | None = None  # the task's instruction, waiting for the next turn
+        self._set_instruction()  # turn 0 carries it, like the training data
         self._active: str | None = None  # the question a rebuild puts back
         self._approximate = False
         self._broken = False  # a step failed part-way: the next one rebuilds the cache from the turns
         self._gen = self._make_generator()
-        self.history = []
+        self.steps = 0
+        self.recent.clear()
 
-    def ask(self, question: str) -> None:
-        """Put ``question`` on the next user turn; it becomes the active question."""
-        question = (question or "").strip()
-        if not question:
+    def ask(self, question: str, t: float | None = None, tag: Any = None) -> str:
+        """Queue ``question`` (user text, neutralised: it cannot create chat structure) for the
+        turn that covers stream second ``t`` (``start <= t < end``), or the next turn when that
+        one has been stepped already or ``t`` is None. A turn takes at most one question: the
+        task's instruction when one is waiting, else the earliest due (by ``t``, a question asked
+        with ``t=None`` counting as asked at the next turn's start; ties in the order asked);
+        the others wait for the following turns. The question that enters becomes the active
+        question, and its ``tag`` comes back as ``StepResult.question_tag``. Returns the
+        neutralised text as it will be rendered; an empty question raises ValueError."""
+        text = P.neutralize_user_text(question or "")
+        if not text:
             raise ValueError("an empty question cannot be asked")
-        self._question = question
+        if t is not None:
+            t = float(t)
+            if not math.isfinite(t):
+                raise ValueError(f"a question's time must be a finite number of seconds, got {t}")
+        self._seq += 1
+        self._asked.append(_Question(text, t, tag, self._t_next if t is None else t, self._seq))
+        return text
 
-    def set_options(self, **changes: Any) -> None:
-        """Change options between steps. A new task puts its instruction on the next user turn."""
+    def pending_questions(self) -> list[tuple[str, float | None, Any]]:
+        """The asked questions still waiting, as (text, t, tag), in the order they will enter."""
+        return [(q.text, q.t, q.tag) for q in sorted(self._asked, key=lambda q: (q.order, q.seq))]
+
+    def update(self, options: EngineOptions) -> list[str]:
+        """Apply ``options`` between steps. Validates them (ValueError: nothing applied), then
+        applies every changed field named in ``MID_RUN_OPTIONS``: a new task (or target) puts
+        its instruction on the next user turn, a new seed remakes the sampling generator.
+        Returns the names of the changed fields that cannot change mid-run (``fps``), which are
+        NOT applied: make a new engine for those."""
+        options.validate()
+        old = self.opts
+        changed = [f.name for f in fields(EngineOptions) if getattr(options, f.name) != getattr(old, f.name)]
+        new = replace(old, **{n: getattr(options, n) for n in changed if n in MID_RUN_OPTIONS})
+        new.validate()
+        self.opts = new
+        if new.seed != old.seed:
+            self._gen = self._make_generator()
+        if (new.task, new.task_target) != (old.task, old.task_target):
+            self._set_instruction()
+        return [n for n in changed if n not in MID_RUN_OPTIONS]
+
+    def set_options(self, **changes: Any) -> list[str]:
+        """``update`` with keyword changes to the current options (unknown names: ValueError).
+        Returns the changed names that cannot change mid-run and were not applied."""
         names = {f.name for f in fields(EngineOptions)}
         unknown = set(changes) - names
         if unknown:
             raise ValueError(f"unknown engine option(s): {', '.join(sorted(unknown))}")
-        new = EngineOptions(**{**{n: getattr(self.opts, n) for n in names}, **changes})
-        new.validate()
-        old, self.opts = self.opts, new
-        if "seed" in changes:
-            self._gen = self._make_generator()
-        task_changed = (new.task, new.task_target) != (old.task, old.task_target)
-        if task_changed and self.history:
-            instruction = task_instruction(new.task, new.task_target)
-            if instruction:
-                self._question = instruction
+        return self.update(replace(self.opts, **changes))
+
+    def _set_instruction(self) -> None:
+        """The current task's instruction waits for the next user turn (replacing one still waiting)."""
+        text = task_instruction(self.opts.task, self.opts.task_target)
+        self._instruction = _Question(text, None, None, -math.inf, 0, instruction=True) if text else None
+
+    def _due_question(self, end: float) -> _Question | None:
+        """What the turn ending at ``end`` carries: the waiting instruction, else the earliest due question."""
+        if self._instruction is not None:
+            return self._instruction
+        due = [q for q in self._asked if q.t is None or q.t < end]
+        return min(due, key=lambda q: (q.order, q.seq)) if due else None
+
+    def _consume(self, entry: _Question | None) -> None:
+        if entry is None:
+            return
+        if entry is self._instruction:
+            self._instruction = None
+        else:
+            self._asked = [q for q in self._asked if q is not entry]
 
     def messages(self) -> list[dict]:
         """The kept conversation in stream format (<image> placeholders), system first."""
@@ -246,19 +330,17 @@ class StreamEngine:
     ) -> StepResult:
         """Consume one HxWx3 uint8 RGB frame for the interval <t s-(t + 1/fps) s>.
 
-        If it raises (out of memory, a bad frame), the conversation so far is kept: the failed
-        second is not added, its question waits for the next step, and the next step rebuilds
-        the cache from the kept turns.
+        If it raises (out of memory, a bad frame), the conversation so far is kept (``messages()``
+        is unchanged): the failed second is not added, its question waits for the next step, and
+        the next step rebuilds the cache from the kept turns.
         """
-        question, active = self._question, self._active
+        active = self._active
         with torch.inference_mode():
             try:
                 return self._step(frame, t, on_token)
             except Exception:
                 self._broken = True
                 self._active = active
-                if self._question is None:
-                    self._question = question
                 raise
 
     # ------------------------------------------------------------------------------------------
@@ -271,11 +353,8 @@ class StreamEngine:
         start = self._t_next if t is None else float(t)
         end = start + 1.0 / opts.fps
         self._t_next = end
-        if not self.history:  # turn 0 carries the task instruction, like the training data
-            question = self._question or task_instruction(opts.task, opts.task_target)
-        else:
-            question = self._question
-        self._question = None
+        entry = self._due_question(end)  # consumed only once the step succeeded
+        question = entry.text if entry else None
         if question:
             self._active = question
 
@@ -287,14 +366,15 @@ class StreamEngine:
         turn = _Turn(start, end, question, feats, tuple(int(x) for x in fi.image_grid_thw[0].tolist()))
 
         rebuilt = False
+        kept = self._turns  # the window's turns; self._turns changes only once the step succeeded
         user_ids = self._user_ids(turn)
         over = self._over_budget(len(user_ids))
         if over or self._broken:
             if opts.window_mode == "rebuild" or self._broken:
-                hidden = self._rebuild(turn, drop_oldest=over)
+                hidden, kept = self._rebuild(turn, drop_oldest=over)
                 rebuilt = True
             else:
-                self._evict(turn)
+                kept = self._evict(turn)
                 user_ids = self._user_ids(turn)  # the question may have moved onto it
         if not rebuilt:
             hidden = self._prefill_turn(self._pending, turn, user_ids)
@@ -313,11 +393,12 @@ class StreamEngine:
         else:
             self._pending = [self._id_of[state], *self._closing_ids]
         turn.state = state
-        self._turns.append(turn)
+        self._turns = [*kept, turn]
         t4 = self._clock()
         timings["decode"] = (t4 - t3) * 1e3
         timings["total"] = (t4 - t0) * 1e3
 
+        self._consume(entry)
         result = StepResult(
             t=start,
             end=end,
@@ -333,8 +414,10 @@ class StreamEngine:
             truncated=truncated,
             token_ids=token_ids,
             approximate=self._approximate,
+            question_tag=None if entry is None or entry.instruction else entry.tag,
         )
-        self.history.append(result)
+        self.steps += 1
+        self.recent.append(result)
         return result
 
     def _decide(self, probs: list[float]) -> str:
@@ -489,13 +572,17 @@ class StreamEngine:
         starts = [t.cache_start for t in self._turns] + [self._cache.length + len(self._pending)]
         return [b - a for a, b in zip(starts, starts[1:], strict=False)]
 
-    def _rebuild(self, new_turn: _Turn, drop_oldest: bool = True) -> torch.Tensor:
+    def _rebuild(self, new_turn: _Turn, drop_oldest: bool = True) -> tuple[torch.Tensor, list[_Turn]]:
         """Exact: re-render system + kept turns (active question on the first) + the new turn, one forward.
-        ``drop_oldest=False`` (recovery after a failed step) keeps every turn."""
+        ``drop_oldest=False`` (recovery after a failed step) keeps every turn.
+
+        Returns the hidden states and the kept turns, re-rendered as COPIES: ``self._turns`` is
+        left alone (the step puts the copies there once it succeeded), so a failure anywhere in
+        the step leaves ``messages()`` unchanged."""
         opts = self.opts
         drop = max(0, len(self._turns) - (opts.kept_turns - 1)) if drop_oldest else 0
         while True:
-            kept = self._turns[drop:]
+            kept = [replace(turn) for turn in self._turns[drop:]]  # shallow: the features are shared
             if self._active and drop > 0:
                 (kept[0] if kept else new_turn).question = self._active
             ids = list(self._system_ids)
@@ -516,20 +603,21 @@ class StreamEngine:
         hidden, pos = self._prefill(ids, [*kept, new_turn])
         for turn in (*kept, new_turn):
             turn.pos_start = int(pos[0, turn.cache_start])
-        self._turns = kept
         self._broken = False
         self._approximate = False  # recomputed from the rendered turns: exact again
-        return hidden
+        return hidden, kept
 
-    def _evict(self, new_turn: _Turn) -> None:
+    def _evict(self, new_turn: _Turn) -> list[_Turn]:
         """APPROXIMATE: cut the oldest turns' cache entries out, re-rotating the kept keys so their
-        positions follow the system prompt's; the active question is re-asked on the new turn."""
+        positions follow the system prompt's; the active question is re-asked on the new turn.
+        Returns the kept turns as copies (``self._turns`` is left for the step to replace; after
+        a failure the next step rebuilds the cache from it)."""
         opts = self.opts
         drop = max(0, len(self._turns) - (opts.kept_turns - 1))
         if opts.max_tokens is not None:
             drop = max(drop, 1)
         if drop == 0 or not self._turns:
-            return
+            return self._turns
         if not new_turn.question and self._active:
             new_turn.question = self._active
         if opts.max_tokens is not None:
@@ -538,21 +626,21 @@ class StreamEngine:
             while drop < len(self._turns) and sum(spans[drop:]) > room:
                 drop += 1
         first = self._turns[0]
+        self._approximate = True
         if drop >= len(self._turns):  # nothing kept: also forget the last turn's pending closing
             self._cache.truncate(first.cache_start)
             self._next_pos = first.pos_start
             self._pending = []
-            self._turns = []
-        else:
-            kept0 = self._turns[drop]
-            gap, shift = kept0.cache_start - first.cache_start, kept0.pos_start - first.pos_start
-            self._cache.remove(first.cache_start, kept0.cache_start, key_shift=-shift, inv_freq=self._inv_freq)
-            self._turns = self._turns[drop:]
-            for turn in self._turns:
-                turn.cache_start -= gap
-                turn.pos_start -= shift
-            self._next_pos -= shift
-        self._approximate = True
+            return []
+        kept0 = self._turns[drop]
+        gap, shift = kept0.cache_start - first.cache_start, kept0.pos_start - first.pos_start
+        self._cache.remove(first.cache_start, kept0.cache_start, key_shift=-shift, inv_freq=self._inv_freq)
+        self._next_pos -= shift
+        kept = [replace(turn) for turn in self._turns[drop:]]
+        for turn in kept:
+            turn.cache_start -= gap
+            turn.pos_start -= shift
+        return kept
 
     # ------------------------------------------------------------------------------------------
     # Tokens

@@ -12,8 +12,6 @@ import json
 import logging
 import os
 import struct
-import threading
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,14 +19,22 @@ from typing import Any
 import torch
 
 from model import protocol as P
+from model.device import KERNEL_MODES, free_cuda_memory, is_out_of_memory, resolve_device
 from model.errors import ModelLoadError
 from model.frames import MAX_PIXELS, MIN_PIXELS
+from model.hub import ProgressFn, download_model
 from model.paths import data_dir
 
 log = logging.getLogger(__name__)
 
 SUPPORTED_MODEL_TYPES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
 PRECISIONS = ("auto", "4bit", "8bit", "bf16", "fp16", "fp32")
+# KERNEL_MODES = ("auto", "triton", "off"), the ``kernels`` choices (defined in model.device so the CLI
+# and the settings name them without importing torch):
+#   auto:   our Triton kernels where they apply (a CUDA GPU, a 4-bit model), otherwise bitsandbytes/torch,
+#           silently;
+#   triton: the same, but a warning in LoadedModel.warnings saying why when they cannot apply;
+#   off:    never; bitsandbytes/torch always.
 DEMO_MODEL = "demo"
 # The demo model sees frames at a fifth of the Streamo budget (a 320x240 frame: 20 visual tokens, not
 # 99): the tiny network learns the demo shapes from small frames in about a minute of CPU training.
@@ -154,105 +160,6 @@ def _transformers_has(model_type: str) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------
-# Downloads (huggingface_hub cache); never used by tests
-
-
-class DownloadCancelled(Exception):
-    pass
-
-
-ProgressFn = Callable[[int, int, str], None]  # (bytes done, bytes total, current file)
-_WEIGHT_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.jinja", "tokenizer*", "*.model"]
-
-
-def is_offline() -> bool:
-    from huggingface_hub import constants
-
-    return bool(constants.HF_HUB_OFFLINE) or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
-
-
-def cached_model_path(repo_id: str) -> Path | None:
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=_WEIGHT_PATTERNS, local_files_only=True))
-    except Exception:  # noqa: BLE001 - any miss means "not cached"
-        return None
-
-
-def download_model(
-    repo_id: str,
-    progress: ProgressFn | None = None,
-    cancel: threading.Event | None = None,
-    revision: str | None = None,
-) -> Path:
-    """Download a checkpoint into the huggingface_hub cache with byte progress.
-
-    Interrupted downloads resume (the hub keeps ``.incomplete`` files); ``cancel`` stops
-    between chunks. Honours HF_HUB_OFFLINE: offline, only the cache is used.
-    """
-    from huggingface_hub import HfApi, hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError
-    from tqdm.auto import tqdm
-
-    cached = cached_model_path(repo_id)
-    if is_offline():
-        if cached is None:
-            raise ModelLoadError(
-                f"{repo_id} is not in the local cache and HF_HUB_OFFLINE is set. Download it on a connected "
-                "machine, or choose a local model folder."
-            )
-        return cached
-    try:
-        info = HfApi().model_info(repo_id, revision=revision, files_metadata=True)
-    except Exception as e:  # noqa: BLE001 - network, auth and 404 all end here
-        if cached is not None:
-            log.warning("could not reach the hub (%s); using the cached copy of %s", e, repo_id)
-            return cached
-        raise ModelLoadError(
-            f"could not download {repo_id}: {e}. Check the connection or the id, or choose a local folder."
-        ) from None
-    import fnmatch
-
-    files = [s for s in info.siblings if any(fnmatch.fnmatch(s.rfilename.split("/")[-1], p) for p in _WEIGHT_PATTERNS)]
-    total = sum(s.size or 0 for s in files)
-    done = 0
-
-    class _Bar(tqdm):  # one per file; forwards bytes to the callback, stops on cancel
-        def __init__(self, *a, **k):
-            k["disable"] = True
-            super().__init__(*a, **k)
-
-        def update(self, n=1):
-            nonlocal done
-            if cancel is not None and cancel.is_set():
-                raise DownloadCancelled(f"download of {repo_id} cancelled")
-            done += n or 0
-            if progress:
-                progress(done, total, current)
-            return super().update(n)
-
-    for s in files:
-        current = s.rfilename
-        if cancel is not None and cancel.is_set():
-            raise DownloadCancelled(f"download of {repo_id} cancelled")
-        before = done
-        try:
-            path = hf_hub_download(repo_id, s.rfilename, revision=info.sha, tqdm_class=_Bar)
-        except HfHubHTTPError as e:
-            raise ModelLoadError(f"download of {repo_id}/{s.rfilename} failed: {e}") from None
-        done = before + (s.size or 0)  # cached files and resumed parts count as done
-        if progress:
-            progress(done, total, current)
-    if not files:
-        raise ModelLoadError(f"{repo_id} has no model files (config, safetensors) on the hub")
-    root = Path(path)
-    for _ in files[-1].rfilename.split("/"):  # the snapshot folder holds the repo's tree
-        root = root.parent
-    return root
-
-
-# ---------------------------------------------------------------------------------------------
 # State tokens
 
 
@@ -299,15 +206,6 @@ def state_token_ids(tokenizer: Any) -> dict[str, int]:
 
 # ---------------------------------------------------------------------------------------------
 # Loading
-
-
-def resolve_device(device: str = "auto") -> torch.device:
-    if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelLoadError(f"device {device} was asked for but no CUDA GPU is available; use --device cpu.")
-    return dev
 
 
 def resolve_precision(precision: str, device: torch.device, warnings: list[str], cpu_4bit: bool = False) -> str:
@@ -466,8 +364,9 @@ def load_model(
     """Load a checkpoint ready for the streaming engine, or with ``trainable=True`` for training.
 
     CUDA: 4-bit NF4 with double quantisation (compute bf16) by default, or 8bit/bf16/fp16.
-    CPU: fp32 (or bf16). ``kernels``: "auto"/"triton" swap in our Triton kernels where they
-    apply (CUDA, 4-bit), "off" keeps bitsandbytes/torch.
+    CPU: fp32 (or bf16). ``kernels``: one of KERNEL_MODES (see ``apply_kernel_switch``): "auto"
+    swaps in our Triton kernels where they apply (CUDA, 4-bit), "triton" too but with a warning
+    when they cannot, "off" keeps bitsandbytes/torch.
 
     ``trainable``: no ``eval()``, an adapter loads with its weights trainable, the Triton kernels
     stay off (they have no backward), an explicit ``precision="4bit"`` stays 4-bit on the CPU too
@@ -476,6 +375,7 @@ def load_model(
     """
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
+    _check_kernel_mode(kernels)  # before a download, not after
     warnings: list[str] = []
     path, is_demo = resolve_source(source, progress)
     model_type = check_model_folder(path)
@@ -496,12 +396,15 @@ def load_model(
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
         model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
-    except torch.OutOfMemoryError as e:
-        raise ModelLoadError(
-            f"out of GPU memory loading {path} in {precision}: {e}. Choose 4-bit, a smaller model "
-            f"({DEFAULT_3B}), or close other GPU programs."
-        ) from None
-    except (OSError, ValueError, KeyError, RuntimeError) as e:
+    except (OSError, ValueError, KeyError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
+        if is_out_of_memory(e):
+            free_cuda_memory()
+            if dev.type == "cuda":
+                advice = f"Choose 4-bit, a smaller model ({DEFAULT_3B}), or close other programs using the GPU."
+            else:
+                advice = f"Choose a smaller model ({DEFAULT_3B}), or close other programs."
+            gpu = "GPU " if dev.type == "cuda" else ""
+            raise ModelLoadError(f"out of {gpu}memory loading {path} in {precision}: {e}. {advice}") from None
         raise ModelLoadError(f"could not load the model in {path}: {e}") from e
     if dev.type != "cuda" and quant is None:
         model.to(dev)
@@ -543,21 +446,60 @@ def load_model(
         if not trainable:
             loaded.model.eval()
         loaded.adapter = Path(adapter)
+    if trainable and kernels == "triton":
+        _kernel_note(loaded, kernels, "they have no backward pass, so training runs without them", _base_path(loaded))
     loaded.kernel_path = apply_kernel_switch(loaded, "off" if trainable else kernels)
     return loaded
 
 
+def _check_kernel_mode(kernels: str) -> None:
+    if kernels not in KERNEL_MODES:
+        raise ModelLoadError(f"unknown kernels mode '{kernels}'; choose one of {', '.join(KERNEL_MODES)}")
+
+
+def _base_path(loaded: LoadedModel) -> str:
+    """What runs the layers without our kernels."""
+    return "bitsandbytes" if loaded.precision in ("4bit", "8bit") else "torch"
+
+
+def _kernel_note(loaded: LoadedModel, kernels: str, why: str, path: str) -> None:
+    """Why the Triton kernels do not run: a warning the user sees when they asked for them
+    ("triton"), a log line otherwise ("auto")."""
+    text = f"Triton kernels not used: {why}; running {path}"
+    if kernels == "triton":
+        loaded.warnings.append(text)
+        log.warning(text)
+    else:
+        log.debug(text)
+
+
 def apply_kernel_switch(loaded: LoadedModel, kernels: str = "auto") -> str:
-    """Swap in the Triton kernels where they apply; returns a label of the path that runs."""
-    base = "bitsandbytes" if loaded.precision in ("4bit", "8bit") else "torch"
-    if kernels == "off" or loaded.device.type != "cuda" or loaded.precision != "4bit":
+    """Swap in the Triton kernels as ``kernels`` (one of KERNEL_MODES) says; returns a label of
+    the path that runs ("triton (...)", "bitsandbytes" or "torch").
+
+    "auto" and "triton" swap them in where they apply (a CUDA GPU, a 4-bit model, triton importable
+    and the GPU new enough); where they cannot, "triton" adds a warning to ``loaded.warnings``
+    saying why and "auto" only logs it. "off" never swaps them in.
+    """
+    _check_kernel_mode(kernels)
+    base = _base_path(loaded)
+    if kernels == "off":
         return base
-    try:
-        from model.kernels.patch import apply_kernels
-    except ImportError as e:  # triton missing on this platform
-        loaded.warnings.append(f"Triton kernels unavailable ({e}); using {base}")
-        return base
-    report = apply_kernels(loaded.model, mode="triton")
-    for skipped in report.skipped[:5]:
-        log.info("kernel not applied: %s", skipped)
-    return report.path
+    if loaded.device.type != "cuda":
+        why = f"they need a CUDA GPU and the model runs on the {loaded.device.type.upper()}"
+    elif loaded.precision != "4bit":
+        why = f"they apply to 4-bit models and this one runs in {loaded.precision}"
+    else:
+        try:
+            from model.kernels.patch import apply_kernels
+        except ImportError as e:  # triton missing on this platform
+            why = f"Triton is unavailable ({e})"
+        else:
+            report = apply_kernels(loaded.model, mode="triton")
+            for skipped in report.skipped[:5]:
+                log.info("kernel not applied: %s", skipped)
+            if report.path.startswith("triton"):
+                return report.path
+            why = report.reason or "no layer of this model matched them"
+    _kernel_note(loaded, kernels, why, base)
+    return base

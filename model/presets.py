@@ -2,14 +2,15 @@
 
 A preset's instruction goes on the stream's first user turn, as the training data carries its
 question there, and is the "active question" a window rebuild puts back into the first kept
-turn. Switching task mid-stream puts the new instruction on the next user turn, like ``ask``.
+turn. Switching task mid-stream puts the new instruction on the next user turn (ahead of any
+question waiting there).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from model.protocol import DEFAULT_QUESTION
+from model.protocol import DEFAULT_QUESTION, neutralize_user_text
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ TASK_PRESETS: dict[str, TaskPreset] = {
 
 
 def task_instruction(key: str, target: str | None = None) -> str | None:
-    """The instruction text of preset ``key``; ``target`` fills the grounding preset's slot."""
+    """The instruction text of preset ``key``; ``target`` (user text, neutralised by
+    ``protocol.neutralize_user_text``) fills the grounding preset's slot."""
     try:
         preset = TASK_PRESETS[key]
     except KeyError:
@@ -49,7 +51,7 @@ def task_instruction(key: str, target: str | None = None) -> str | None:
     if preset.instruction is None:
         return None
     if preset.needs_target:
-        target = (target or "").strip()
+        target = neutralize_user_text(target or "")  # user text: data, never chat structure
         if not target:
             raise ValueError(f"task {key!r} needs a target, e.g. 'the kettle boils'")
         return preset.instruction.format(target=target.rstrip(".?!"))

@@ -85,6 +85,29 @@ def user_turn_content(
     return f"{question}\n{body}" if question else body
 
 
+# User text is data, never chat structure. A WORD JOINER (U+2060, invisible) after the "<" of a
+# placeholder, chat special token, state token or time-label line breaks it up for both
+# render_message's placeholder replacement and the tokenizer's special-token matching.
+WORD_JOINER = "\u2060"
+_STRUCTURE = re.compile(
+    "<(?="
+    + "|".join(re.escape(s[1:]) for s in (IMAGE_PLACEHOLDER, STREAM_PLACEHOLDER, *STATE_TOKENS))
+    + r"|\|[^<>]*\|>)"  # <|...|>: every chat special token (<|im_end|>, <|vision_start|>, ...)
+)
+_LABEL_LINE = re.compile(r"^([ \t]*)<(?=[\d.]+s-[\d.]+s>[ \t]*$)", re.MULTILINE)
+
+
+def neutralize_user_text(text: str) -> str:
+    """User text (a question, a grounding target) made safe to put into a user turn: the one
+    place that does it. Surrounding whitespace is stripped; ``<image>``/``<stream>``, anything
+    of the form ``<|...|>`` (the chat special tokens), the three state tokens and a line that
+    looks like a time label (``<3s-4s>``) get a WORD JOINER after their ``<``, so they cannot
+    open a vision block, end a turn, fake a state or a turn boundary. Everything else is kept
+    byte for byte (ordinary ``<`` and ``>`` included); applying it twice changes nothing."""
+    text = _STRUCTURE.sub("<" + WORD_JOINER, text.strip())
+    return _LABEL_LINE.sub(r"\1<" + WORD_JOINER, text)
+
+
 def assistant_turn_content(state: str, text: str = "") -> str:
     """Exactly one state token; only </Response> is followed by one space and the answer."""
     if state not in STATE_TOKENS:

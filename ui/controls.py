@@ -20,8 +20,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.live import RunState
 from app.settings import LiveOptions, talkativeness_to_threshold
 from model.presets import TASK_PRESETS
+
+# Keyboard shortcuts of the transport (also on the Run menu); shown in the buttons' tooltips.
+START_KEY, PAUSE_KEY, STOP_KEY, ASK_KEY = "F5", "F6", "Shift+F5", "Ctrl+L"
 
 
 class TransportBar(QWidget):
@@ -38,6 +42,9 @@ class TransportBar(QWidget):
         self.pause_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaPause), "Pause")
         self.pause_button.setCheckable(True)
         self.stop_button = QPushButton(style.standardIcon(QStyle.StandardPixmap.SP_MediaStop), "Stop")
+        self.start_button.setToolTip(f"Start watching the source ({START_KEY})")
+        self.pause_button.setToolTip(f"Pause the model and the video; press again to resume ({PAUSE_KEY})")
+        self.stop_button.setToolTip(f"Stop; the session is saved ({STOP_KEY})")
         self.start_button.clicked.connect(self.start_clicked)
         self.pause_button.toggled.connect(self.pause_toggled)
         self.stop_button.clicked.connect(self.stop_clicked)
@@ -45,17 +52,16 @@ class TransportBar(QWidget):
         row.setContentsMargins(0, 0, 0, 0)
         for b in (self.start_button, self.pause_button, self.stop_button):
             row.addWidget(b)
-        self.set_state("idle")
+        self.set_state(RunState.IDLE)
 
-    def set_state(self, state: str) -> None:
-        """idle | loading | running | paused"""
-        running = state in ("running", "paused")
-        self.start_button.setEnabled(state == "idle")
+    def set_state(self, state: RunState) -> None:
+        running = state in (RunState.RUNNING, RunState.PAUSED)
+        self.start_button.setEnabled(state == RunState.IDLE)
         self.pause_button.setEnabled(running)
         self.stop_button.setEnabled(running)
         self.pause_button.blockSignals(True)
-        self.pause_button.setChecked(state == "paused")
-        self.pause_button.setText("Resume" if state == "paused" else "Pause")
+        self.pause_button.setChecked(state == RunState.PAUSED)
+        self.pause_button.setText("Resume" if state == RunState.PAUSED else "Pause")
         self.pause_button.blockSignals(False)
 
 
@@ -71,13 +77,20 @@ class TaskControls(QWidget):
         for preset in TASK_PRESETS.values():
             self.task.addItem(preset.label, preset.key)
         self.target = QLineEdit(placeholderText="what to watch for, e.g. the kettle boils")
-        self.question = QLineEdit(placeholderText="Type a question and press Enter")
+        self.question = QLineEdit(placeholderText=f"Type a question and press Enter ({ASK_KEY} to get here)")
+        self.question.setToolTip("Your question enters the stream at the next second the model sees")
         self.ask_button = QPushButton("Ask")
         self.talk = QSlider(Qt.Orientation.Horizontal)
         self.talk.setRange(0, 100)
-        self.talk.setToolTip("How readily the model answers: it responds when P(Response) passes 1 - this")
+        self.talk.setToolTip(
+            "How readily the model answers. Each second it weighs three choices: stay silent, stand by (something "
+            "is happening, wait), or respond. To the right it answers even when it is not sure."
+        )
         self.auto_talk = QCheckBox("model decides")
-        self.auto_talk.setToolTip("Answer whenever Response is the most likely state (no threshold)")
+        self.auto_talk.setToolTip(
+            "Answer when responding is the model's most likely choice, as it was trained. Untick to set how "
+            "sure it must be with the slider."
+        )
         self.talk_label = QLabel()
         self.fps = QComboBox()
         self.fps.addItem("1 frame/s", 1.0)
@@ -174,4 +187,4 @@ class TaskControls(QWidget):
         decides = self.auto_talk.isChecked()
         self.talk.setEnabled(not decides)
         threshold = talkativeness_to_threshold(self.talk.value(), decides)
-        self.talk_label.setText("argmax" if threshold is None else f"P >= {threshold:.2f}")
+        self.talk_label.setText("as trained" if threshold is None else f"answers when {round(threshold * 100)}% sure")

@@ -5,8 +5,9 @@ from __future__ import annotations
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
+from app.live import RunState
+from app.live.qt import LiveController
 from app.settings import LiveOptions, SourceOptions
-from ui.controller import IDLE, RUNNING, LiveController
 from ui.controls import TaskControls, TransportBar
 from ui.preview import PreviewWidget
 from ui.source_picker import SourcePicker
@@ -97,7 +98,7 @@ class LiveTab(QWidget):
 
     def on_question_asked(self, text: str) -> None:
         self.controller.ask(text)
-        if self.controller.state == IDLE:
+        if self.controller.state == RunState.IDLE:
             self.message.emit("info", f"Your question will enter the stream when you press Start: {text}")
 
     def on_options_changed(self) -> None:
@@ -111,13 +112,13 @@ class LiveTab(QWidget):
         self.picker.set_file(path)
         self.message.emit("info", f"Source set to {path}. Press Start.")
 
-    def on_state_changed(self, state: str) -> None:
+    def on_state_changed(self, state: RunState) -> None:
         self.transport.set_state(state)
-        self.controls.set_running(state != IDLE)
-        self.picker.setEnabled(state == IDLE)
-        if state == RUNNING:
+        self.controls.set_running(state != RunState.IDLE)
+        self.picker.setEnabled(state == RunState.IDLE)
+        if state == RunState.RUNNING:
             self._preview_timer.start()
-        elif state == IDLE:
+        elif state == RunState.IDLE:
             self._preview_timer.stop()
             self.refresh_preview()  # the last frame stays up
 

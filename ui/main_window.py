@@ -8,12 +8,13 @@ from dataclasses import replace
 
 from PySide6.QtCore import QPoint, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
-from PySide6.QtWidgets import QDialog, QMainWindow, QTabWidget, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
+from app.live import RunState
+from app.live.qt import LiveController
 from app.session import load_session
 from app.settings import LiveOptions, ModelOptions, OverlayOptions, Settings, SourceOptions
 from ui.banner import MessageBanner
-from ui.controller import LiveController
 from ui.live_tab import LiveTab
 from ui.overlay import OverlayWindow
 from ui.status import StatusPanel
@@ -21,6 +22,7 @@ from ui.subtitles import SubtitleFeed
 
 log = logging.getLogger(__name__)
 
+HINT_AFTER_SECONDS = 20
 WAYLAND_NOTE = (
     "This Wayland session does not let applications keep a window on top, so the subtitle overlay "
     "is a normal window here. Under X11 (or XWayland: QT_QPA_PLATFORM=xcb) it stays on top."
@@ -52,11 +54,17 @@ class MainWindow(QMainWindow):
 
         c = self.controller
         c.message.connect(self.show_message)
+        c.message_cleared.connect(self.banner.clear_topic)
         c.state_changed.connect(self.status.on_run_state)
         c.step_finished.connect(self.status.on_step_finished)
         c.model_ready.connect(self.on_model_ready)
         c.load_progress.connect(self.status.on_load_progress)
         c.load_failed.connect(self.status.on_load_failed)
+        c.step_finished.connect(self._on_step_for_hint)
+        c.session_changed.connect(lambda session: self._reset_hint())
+        self._pending_model: ModelOptions | None = None  # saved as the model setting once it loads
+        self._standby_streak = 0  # seconds without an answer, for the "why is it quiet" hint
+        self._hinted = False
         self.live_tab.message.connect(self.show_message)
         self.live_tab.transcript.open_requested.connect(self.open_session_dialog)
         self.live_tab.transcript.exported.connect(lambda path: self.show_message("info", f"Exported {path}"))
@@ -66,6 +74,8 @@ class MainWindow(QMainWindow):
 
     # -- menus
     def _build_menus(self) -> None:
+        from ui.controls import ASK_KEY, PAUSE_KEY, START_KEY, STOP_KEY
+
         file_menu = self.menuBar().addMenu("&File")
         self._action(file_menu, "&Open session...", self.open_session_dialog, QKeySequence.StandardKey.Open)
         export = file_menu.addMenu("&Export transcript")
@@ -73,15 +83,29 @@ class MainWindow(QMainWindow):
             self._action(export, label, lambda f=fmt: self.live_tab.transcript.export_dialog(f))
         file_menu.addSeparator()
         self._action(file_menu, "&Quit", self.close, QKeySequence.StandardKey.Quit)
+        run = self.menuBar().addMenu("&Run")
+        tab = self.live_tab
+        self._action(run, "&Start", tab.start, QKeySequence(START_KEY))
+        self.pause_action = self._action(run, "&Pause / Resume", self.toggle_pause, QKeySequence(PAUSE_KEY))
+        self._action(run, "S&top", self.controller.stop, QKeySequence(STOP_KEY))
+        self._action(run, "&Ask a question", self.focus_question, QKeySequence(ASK_KEY))
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Manage models...", self.open_model_manager)
+        self._action(model_menu, "Use the &demo model", self.use_demo_model)
         self._action(model_menu, "&Reload", lambda: self.load_model(self.settings.load(ModelOptions)))
         view = self.menuBar().addMenu("&View")
-        self.overlay_action = self._action(view, "Subtitle &overlay", self.toggle_overlay, checkable=True)
+        self.overlay_action = self._action(
+            view, "Subtitle &overlay", self.toggle_overlay, QKeySequence("Ctrl+Shift+O"), checkable=True
+        )
         self.click_through_action = self._action(
             view, "Overlay &click-through", self.toggle_click_through, checkable=True
         )
         self._action(view, "Overlay &appearance...", self.open_overlay_settings)
+        view.addSeparator()
+        self._action(view, "&Messages...", self.show_message_history, QKeySequence("Ctrl+Shift+M"))
+        help_menu = self.menuBar().addMenu("&Help")
+        self._action(help_menu, "&Keyboard shortcuts", self.show_shortcuts)
+        self._action(help_menu, "&About Streamo Live", self.show_about)
 
     def _action(self, menu, text, slot, shortcut=None, checkable=False) -> QAction:  # noqa: ANN001
         action = QAction(text, self)
@@ -93,30 +117,105 @@ class MainWindow(QMainWindow):
         return action
 
     # -- messages
-    def show_message(self, level: str, text: str) -> None:
+    def show_message(self, level: str, text: str, topic: str = "info") -> None:
         log.log(logging.ERROR if level == "error" else logging.INFO, "%s", text)
-        self.banner.show_message(level, text)
+        self.banner.show_message(level, text, topic)
+
+    def show_message_history(self) -> None:
+        from ui.banner import MessageHistoryDialog
+
+        MessageHistoryDialog(self.banner.history, self).exec()
+
+    def show_shortcuts(self) -> None:
+        from ui.controls import ASK_KEY, PAUSE_KEY, START_KEY, STOP_KEY
+
+        rows = [
+            (START_KEY, "Start"),
+            (PAUSE_KEY, "Pause / resume (the model and a video playing in real time)"),
+            (STOP_KEY, "Stop (the session is saved)"),
+            (ASK_KEY, "Type a question"),
+            ("Ctrl+Shift+O", "Show / hide the subtitle overlay"),
+            ("Ctrl+Shift+M", "Messages"),
+            ("Ctrl+O", "Open a saved session"),
+        ]
+        text = "".join(f"<tr><td><b>{k}</b></td><td>&nbsp;&nbsp;{v}</td></tr>" for k, v in rows)
+        QMessageBox.information(self, "Keyboard shortcuts", f"<table>{text}</table>")
+
+    def show_about(self) -> None:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("streamo-live")
+        except PackageNotFoundError:
+            v = "development"
+        QMessageBox.about(
+            self,
+            "About Streamo Live",
+            f"<b>Streamo Live</b> {v}<br><br>A local live assistant on the Streamo streaming video LLM "
+            "(“Streaming Video Instruction Tuning”, arXiv 2512.21334). Every second the model decides to stay "
+            "silent, to stand by or to respond. Everything runs on this computer.<br><br>"
+            "No Streamo weights are public: a base Qwen2.5-VL runs until you train an adapter "
+            "(<tt>streamo-live train</tt>). The demo model is a toy that knows three shapes.",
+        )
+
+    # -- run
+    def toggle_pause(self) -> None:
+        if self.controller.state in (RunState.RUNNING, RunState.PAUSED):
+            self.controller.pause(self.controller.state == RunState.RUNNING)
+
+    def focus_question(self) -> None:
+        self.live_tab.controls.question.setFocus()
+        self.live_tab.controls.question.selectAll()
+
+    def _reset_hint(self) -> None:
+        self._standby_streak, self._hinted = 0, False
+
+    def _on_step_for_hint(self, report: object) -> None:
+        """Tell a user whose model keeps quiet why, once a run: the threshold is the usual reason."""
+        record = report.record  # type: ignore[attr-defined]
+        self._standby_streak = 0 if record.text.strip() else self._standby_streak + 1
+        if self._standby_streak == HINT_AFTER_SECONDS and not self._hinted:
+            self._hinted = True
+            self.show_message(
+                "info",
+                f"No answer for {HINT_AFTER_SECONDS} seconds: the model has not been sure enough to respond. "
+                "Untick 'model decides' and move Talkativeness to the right to hear more from it"
+                + (" (the demo knows only a red ball, a blue square and a green triangle)." if self._demo() else "."),
+                "hint",
+            )
+
+    def _demo(self) -> bool:
+        return bool(self.controller.model and self.controller.model.is_demo)
 
     # -- model
-    def load_model(self, options: ModelOptions) -> None:
+    def load_model(self, options: ModelOptions, save: bool = False) -> None:
+        """Load ``options``; with ``save``, they become the model setting once the model loaded (a
+        folder that fails to load is not remembered)."""
         if not options.source:
             self.show_message(
-                "info", "No model chosen yet. Open Model > Manage models to download one, or pick the demo model."
+                "info",
+                "No model chosen yet. Open Model > Manage models to download one, or Model > Use the demo model.",
+                "model",
             )
             return
+        self._pending_model = options if save else None
         self.controller.load_model(options)
+
+    def use_demo_model(self) -> None:
+        self.load_model(replace(self.settings.load(ModelOptions), source="demo", adapter=""), save=True)
 
     def open_model_manager(self) -> None:
         from ui.model_manager import ModelManagerDialog
 
         dialog = ModelManagerDialog(self.settings.load(ModelOptions), self)
         if dialog.exec() == QDialog.DialogCode.Accepted:
-            options = dialog.options()
-            self.settings.save(options)
-            self.load_model(options)
+            self.load_model(dialog.options(), save=True)
 
     def on_model_ready(self, info: object) -> None:
         self.status.on_model_loaded(info)
+        pending, self._pending_model = self._pending_model, None
+        if pending is not None and pending == getattr(info, "options", None):
+            self.settings.save(pending)
         if getattr(info, "is_demo", False) and getattr(info, "adapter", ""):
             self.show_message(
                 "info",
@@ -125,15 +224,13 @@ class MainWindow(QMainWindow):
             )
         elif getattr(info, "is_demo", False):
             self.show_message("info", "Demo model loaded: it exercises the pipeline, but its words are meaningless.")
-        elif self.banner.level == "error":
-            self.banner.hide()
 
     # -- sessions
     def open_session_dialog(self) -> None:
         from ui.sessions_dialog import SessionsDialog
 
-        if self.controller.state != "idle":
-            self.show_message("warning", "Stop the live session before opening a saved one.")
+        if self.controller.state != RunState.IDLE:
+            self.show_message("warning", "Stop the live session before opening a saved one.", "session")
             return
         dialog = SessionsDialog(parent=self)
         if dialog.exec() == QDialog.DialogCode.Accepted and dialog.selected_path is not None:
@@ -143,7 +240,7 @@ class MainWindow(QMainWindow):
         try:
             session = load_session(path)
         except (OSError, ValueError) as e:
-            self.show_message("error", f"Cannot open the session {path}: {e}")
+            self.show_message("error", f"Cannot open the session {path}: {e}", "session")
             return False
         self.controller.open_session(session)
         self.live_tab.transcript.set_session(session, reopened=True)
@@ -151,6 +248,9 @@ class MainWindow(QMainWindow):
 
     # -- overlay
     def toggle_overlay(self, visible: bool) -> None:
+        if visible and self.overlay.options.x < 0:  # the default place must not cover this window
+            self.overlay.avoid = self.frameGeometry()
+            self.overlay.apply_options(self.overlay.options)
         self.overlay.setVisible(visible)
         self.overlay_action.setChecked(visible)
         if visible and not self.overlay.always_on_top and not self._wayland_noted:

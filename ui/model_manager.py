@@ -4,8 +4,6 @@ cancel and resume."""
 
 from __future__ import annotations
 
-import sys
-
 from PySide6.QtCore import Qt, QThreadPool
 from PySide6.QtWidgets import (
     QComboBox,
@@ -24,8 +22,9 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.jobs import DownloadJob, DownloadProgress
 from app.settings import ModelOptions
-from ui.jobs import DownloadJob, DownloadProgress
+from model.device import KERNEL_MODES, device_choices
 
 DEMO, FOLDER = "demo", "<folder>"
 DEMO_TEXT = (
@@ -33,16 +32,6 @@ DEMO_TEXT = (
     "small adapter on synthetic clips (about a minute or two on a CPU), after which it narrates a red ball, "
     "a blue square and a green triangle, as in assets/sample.mp4. A toy: it knows nothing else."
 )
-
-
-def device_choices() -> list[str]:
-    devices = ["auto", "cpu"]
-    torch = sys.modules.get("torch")  # only when already imported: never stall the GUI on it
-    if torch is not None and torch.cuda.is_available():
-        devices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    elif torch is None:
-        devices.append("cuda")
-    return devices
 
 
 class ModelManagerDialog(QDialog):
@@ -81,8 +70,13 @@ class ModelManagerDialog(QDialog):
         self.device = QComboBox()
         self.device.addItems(device_choices())
         self.kernels = QComboBox()
-        self.kernels.addItems(["auto", "off"])
-        self.kernels.setToolTip("Triton fused kernels for 4-bit models on a CUDA GPU; off = bitsandbytes/torch")
+        self.kernels.addItems(list(KERNEL_MODES))
+        self.kernels.setToolTip(
+            "Triton fused kernels for 4-bit models on a CUDA GPU.\n"
+            "auto: where they apply, otherwise bitsandbytes/torch\n"
+            "triton: the same, and a warning saying why when they cannot apply\n"
+            "off: bitsandbytes/torch always"
+        )
         self.adapter = QLineEdit(placeholderText="optional: a LoRA adapter folder")
         adapter_browse = QPushButton("Browse...")
         adapter_browse.clicked.connect(self.browse_adapter)
@@ -173,7 +167,7 @@ class ModelManagerDialog(QDialog):
             self.device.addItem(o.device)
         self.device.setCurrentText(o.device)
         self.adapter.setText(o.adapter)
-        self.kernels.setCurrentText(o.kernels if o.kernels in ("auto", "off") else "auto")
+        self.kernels.setCurrentText(o.kernels if o.kernels in KERNEL_MODES else "auto")
         self._on_choice_changed()
 
     # -- download
@@ -263,7 +257,7 @@ class ModelManagerDialog(QDialog):
         elif choice == FOLDER:
             self.details.setText("A Hugging Face model folder on this computer (safetensors weights only).")
         else:
-            from model.loading import cached_model_path, is_offline
+            from model.hub import cached_model_path, is_offline
 
             cached = cached_model_path(choice)
             if cached is not None:

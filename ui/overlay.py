@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections import deque
 
-from PySide6.QtCore import QPoint, QRectF, Qt, QTimer, Signal
+from PySide6.QtCore import QPoint, QRect, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QGuiApplication, QMouseEvent, QPainter, QPaintEvent
 from PySide6.QtWidgets import QWidget
 
@@ -19,6 +19,24 @@ from app.settings import OverlayOptions
 from ui.subtitles import SubtitleFeed, paint_standby, paint_subtitle
 
 IDLE_HINT = "Streamo Live overlay: drag to move"
+
+
+def default_position(width: int, height: int, avoid: QRect | None) -> QPoint:
+    """Centred near the bottom of the primary screen, like TV captions, unless that covers ``avoid``
+    (the main window, whose Start/Stop buttons sit at its bottom): then just below it if there is
+    room, else at the top of the screen."""
+    screen = QGuiApplication.primaryScreen()
+    if screen is None:
+        return QPoint(100, 100)
+    geo = screen.availableGeometry()
+    margin = geo.height() // 24
+    x = geo.center().x() - width // 2
+    bottom = QRect(x, geo.bottom() - height - margin, width, height)
+    if avoid is None or not bottom.intersects(avoid):
+        return bottom.topLeft()
+    if avoid.bottom() + margin + height <= geo.bottom():
+        return QPoint(x, avoid.bottom() + margin)
+    return QPoint(x, geo.top() + margin)
 
 
 def on_wayland() -> bool:
@@ -74,16 +92,14 @@ class OverlayWindow(QWidget):
     def _height_for(self, options: OverlayOptions) -> int:
         font = QFont(options.font_family) if options.font_family else QFont(self.font())
         font.setPointSize(max(8, options.font_size))
-        return int(QFontMetricsF(font).height() * 4.2)  # three lines and the padding
+        return int(QFontMetricsF(font).height() * 3.2)  # two lines (live captions) and the padding
 
     def _position(self, options: OverlayOptions) -> QPoint:
         if options.x >= 0 and options.y >= 0:
             return QPoint(options.x, options.y)
-        screen = QGuiApplication.primaryScreen()
-        if screen is None:
-            return QPoint(100, 100)
-        geo = screen.availableGeometry()
-        return QPoint(geo.center().x() - self.width() // 2, geo.bottom() - self.height() - geo.height() // 12)
+        return default_position(self.width(), self.height(), self.avoid)
+
+    avoid: QRect | None = None  # a window the default place should not cover (the main window)
 
     # -- painting
     def _on_feed_changed(self) -> None:

@@ -72,7 +72,8 @@ class OverlaySettingsDialog(QDialog):
             (self.text_button, self._options.text_color),
             (self.background_button, self._options.background_color),
         ):
-            button.setText(value)
+            button.setText(colour_words(value))
+            button.setToolTip("Click to choose a colour and how see-through it is")
             c = QColor(value)
             button.setStyleSheet(
                 f"background: rgba({c.red()},{c.green()},{c.blue()},{c.alpha()}); color: {'black' if c.lightness() > 128 else 'white'}"
@@ -80,3 +81,13 @@ class OverlaySettingsDialog(QDialog):
 
     def _changed(self, *args: object) -> None:
         self.previewed.emit(self.options())
+
+
+def colour_words(value: str) -> str:
+    """'#b4000000' -> 'black, 71% opaque': what a person reads instead of an ARGB code."""
+    c = QColor(value)
+    if not c.isValid():
+        return value
+    name = c.name(QColor.NameFormat.HexRgb)
+    words = {"#000000": "black", "#ffffff": "white"}.get(name, name)
+    return words if c.alpha() == 255 else f"{words}, {round(c.alpha() / 255 * 100)}% opaque"

@@ -1,4 +1,4 @@
-"""Pick a saved session to reopen in the transcript panel."""
+"""Pick a saved session to reopen in the transcript panel; rename or delete saved ones."""
 
 from __future__ import annotations
 
@@ -9,15 +9,17 @@ from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
     QFileDialog,
+    QInputDialog,
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMessageBox,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from app.session import SessionSummary, list_sessions, sessions_dir
+from app.session import SessionSummary, delete_session, list_sessions, rename_session, sessions_dir
 
 
 class SessionsDialog(QDialog):
@@ -35,8 +37,13 @@ class SessionsDialog(QDialog):
         info.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         browse = QPushButton("Other file...")
         browse.clicked.connect(self._browse)
+        self.rename_button = QPushButton("Rename...")
+        self.rename_button.clicked.connect(self.rename_selected)
+        self.delete_button = QPushButton("Delete...")
+        self.delete_button.clicked.connect(self.delete_selected)
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
-        buttons.addButton(browse, QDialogButtonBox.ButtonRole.ActionRole)
+        for b in (self.rename_button, self.delete_button, browse):
+            buttons.addButton(b, QDialogButtonBox.ButtonRole.ActionRole)
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         layout = QVBoxLayout(self)
@@ -59,12 +66,52 @@ class SessionsDialog(QDialog):
             self.list.addItem("No saved sessions yet.")
         return summaries
 
-    def accept(self) -> None:
+    def current_path(self) -> Path | None:
         item = self.list.currentItem()
         path = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
-        if path:
-            self.selected_path = Path(path)
+        return Path(path) if path else None
+
+    def accept(self) -> None:
+        path = self.current_path()
+        if path is not None:
+            self.selected_path = path
             super().accept()
+
+    def rename_selected(self, title: str | None = None) -> bool:
+        """Give the selected session a name (asked for when ``title`` is None)."""
+        path = self.current_path()
+        if path is None:
+            return False
+        if title is None:
+            title, ok = QInputDialog.getText(self, "Rename session", "Name:")
+            if not ok:
+                return False
+        try:
+            rename_session(path, title)
+        except (OSError, ValueError) as e:
+            QMessageBox.warning(self, "Rename session", f"Could not rename {path.name}: {e}")
+            return False
+        self.refresh()
+        return True
+
+    def delete_selected(self, confirm: bool = True) -> bool:
+        """Delete the selected session file, after asking."""
+        path = self.current_path()
+        if path is None:
+            return False
+        if confirm:
+            answer = QMessageBox.question(
+                self, "Delete session", f"Delete {self.list.currentItem().text()}?\nThe file {path} is removed."
+            )
+            if answer != QMessageBox.StandardButton.Yes:
+                return False
+        try:
+            delete_session(path)
+        except (OSError, ValueError) as e:
+            QMessageBox.warning(self, "Delete session", f"Could not delete {path.name}: {e}")
+            return False
+        self.refresh()
+        return True
 
     def _browse(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Open session", str(sessions_dir(self._root)), "Sessions (*.jsonl)")

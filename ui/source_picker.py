@@ -4,7 +4,6 @@ screen (a monitor or a region of it)."""
 from __future__ import annotations
 
 import os
-import re
 
 from PySide6.QtCore import QThreadPool, Signal
 from PySide6.QtWidgets import (
@@ -21,12 +20,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
+from app.jobs import CameraScan
 from app.settings import SourceOptions
-from app.sources import COMMON_RESOLUTIONS
-from ui.jobs import CameraScan
+from app.sources import COMMON_RESOLUTIONS, SourceError, SourceSpec
 
 FILE, WEBCAM, SCREEN = 0, 1, 2
-_REGION = re.compile(r"^\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*$")
 VIDEO_FILTER = "Videos (*.mp4 *.mkv *.mov *.avi *.webm *.m4v *.mpg *.mpeg *.wmv *.flv);;All files (*)"
 
 
@@ -59,8 +57,9 @@ class SourcePicker(QWidget):
         # webcam
         self.camera = QComboBox()
         self.resolution = QComboBox()
-        for w, h in ((0, 0), *COMMON_RESOLUTIONS):
-            self.resolution.addItem("camera default" if not w else f"{w} x {h}", f"{w}x{h}")
+        self.resolution.addItem("camera default", None)  # item data: (width, height) or None
+        for w, h in COMMON_RESOLUTIONS:
+            self.resolution.addItem(_resolution_label(w, h), (w, h))
         refresh = QToolButton(text="Refresh")
         refresh.setToolTip("Look for cameras again")
         refresh.clicked.connect(self.scan_cameras)
@@ -98,39 +97,46 @@ class SourcePicker(QWidget):
         self._cameras_scanned = self._monitors_listed = False
         self._scan: CameraScan | None = None
 
-    # -- options
+    # -- options: specs are built and read by SourceSpec only
     def options(self) -> SourceOptions:
         kind = self.kind.currentIndex()
         if kind == WEBCAM:
             index = self.camera.currentData()
-            w, h = (int(v) for v in (self.resolution.currentData() or "0x0").split("x"))
-            return SourceOptions(spec=f"webcam:{0 if index is None else index}", width=w, height=h)
+            w, h = self.resolution.currentData() or (None, None)
+            return SourceOptions(spec=str(SourceSpec.webcam(0 if index is None else index, w, h)))
         if kind == SCREEN:
             index = self.monitor.currentData()
-            spec = f"screen:{1 if index is None else index}"
-            m = _REGION.match(self.region.text())
-            if m:
-                spec += "@" + ",".join(m.groups())
-            return SourceOptions(spec=spec)
+            try:
+                region = SourceSpec.parse_region(self.region.text()) if self.region.text().strip() else None
+            except SourceError:
+                region = None  # not a region (yet): the whole monitor
+            return SourceOptions(spec=str(SourceSpec.screen(1 if index is None else index, region)))
         path = self.path.text().strip()
-        return SourceOptions(spec=os.path.expanduser(path) if path else "", realtime=self.realtime.isChecked())
+        return SourceOptions(spec=str(SourceSpec.file(path)) if path else "", realtime=self.realtime.isChecked())
 
     def set_options(self, options: SourceOptions) -> None:
-        spec = options.spec
-        if spec.startswith("webcam"):
+        """Show ``options``; an invalid spec (damaged settings, a bad --source) leaves the
+        choice as it is and says why through ``problem``."""
+        if not options.spec.strip():
+            spec = None
+        else:
+            try:
+                spec = options.source_spec()
+            except SourceError as e:
+                self.problem.emit(str(e))
+                return
+        if spec is not None and spec.kind == "webcam":
             self.kind.setCurrentIndex(WEBCAM)
-            index = int(spec.split(":")[1].split("@")[0]) if ":" in spec else 0
-            self._select(self.camera, index, f"Camera {index}")
-            self._select(self.resolution, f"{options.width}x{options.height}", None)
-        elif spec.startswith("screen"):
+            self._select(self.camera, spec.index, f"Camera {spec.index}")
+            size = (spec.width, spec.height) if spec.width is not None else None
+            self._select(self.resolution, size, None if size is None else _resolution_label(*size))
+        elif spec is not None and spec.kind == "screen":
             self.kind.setCurrentIndex(SCREEN)
-            body = spec.split(":", 1)[1] if ":" in spec else "1"
-            index, _, region = body.partition("@")
-            self._select(self.monitor, int(index or 1), f"Monitor {index or 1}")
-            self.region.setText(region)
+            self._select(self.monitor, spec.index, f"Monitor {spec.index}")
+            self.region.setText("" if spec.region is None else SourceSpec.format_region(spec.region))
         else:
             self.kind.setCurrentIndex(FILE)
-            self.path.setText(spec)
+            self.path.setText("" if spec is None else str(spec.path))
             self.realtime.setChecked(options.realtime)
 
     def set_file(self, path: str) -> None:
@@ -166,7 +172,7 @@ class SourcePicker(QWidget):
         self._select(self.camera, wanted, None)
 
     def list_monitors(self) -> None:
-        from app.sources import SourceError, list_monitors
+        from app.sources import list_monitors
 
         self._monitors_listed = True
         self.monitor.clear()
@@ -196,3 +202,7 @@ class SourcePicker(QWidget):
             i = combo.count() - 1
         if i >= 0:
             combo.setCurrentIndex(i)
+
+
+def _resolution_label(width: int, height: int) -> str:
+    return f"{width} x {height}"

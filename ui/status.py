@@ -8,7 +8,21 @@ from collections import deque
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
-from ui.workers import LoadProgress, ModelInfo, StepReport
+from app.live import RunState
+from app.live.qt import LoadProgress, ModelInfo, StepReport
+
+# Which code runs the model's layers, in words (the model manager's "Speed-up kernels" choice).
+KERNEL_WORDS = {
+    "torch": "PyTorch",
+    "bitsandbytes": "bitsandbytes 4/8-bit",
+    "triton": "our Triton kernels",
+}
+
+
+def kernel_words(path: str) -> str:
+    base, _, extra = path.partition("+")
+    words = KERNEL_WORDS.get(base, base)
+    return f"{words} + Triton state head" if extra else words
 
 
 class RateMeter:
@@ -53,7 +67,11 @@ class StatusPanel:
         self.latency.setToolTip("Time of the last model step (vision, prefill, decision, decode)")
         self.fps.setToolTip("Model steps per second over the last 10 seconds")
         self.context.setToolTip("Turns and tokens in the model's context")
-        self.kernel.setToolTip("Which implementation runs the quantised layers")
+        self.kernel.setToolTip(
+            "Which code runs the model's layers: PyTorch, bitsandbytes for 4/8-bit weights, or our fused Triton "
+            "kernels on a CUDA GPU (Model > Manage models > Speed-up kernels)"
+        )
+        self.last_model = ""  # what the status shows for the loaded model, kept when a later load fails
         bar.addWidget(self.model)
         bar.addWidget(self.progress)
         for w in (self.latency, self.fps, self.context, self.memory, self.kernel):
@@ -86,24 +104,29 @@ class StatusPanel:
         name = "demo shapes model" if shapes else "demo model" if info.is_demo else info.options.label()
         demo = " · a toy: it knows three shapes" if shapes else " · its words are meaningless" if info.is_demo else ""
         self.model.setText(f"{name} · {info.precision} · {info.device}{demo}")
+        self.last_model = self.model.text()
         self.model.setToolTip(f"Loaded in {info.load_seconds:.1f} s from {info.options.source}")
-        self.kernel.setText(f"kernels: {info.kernel_path}")
+        self.kernel.setText(f"runs on {kernel_words(info.kernel_path)}")
         self.memory.setText(info.device)
 
     def on_load_failed(self, text: str) -> None:
         self.progress.hide()
-        self.model.setText("model not loaded")
+        self.model.setText(
+            f"{self.last_model} (the new model failed to load)" if self.last_model else "model not loaded"
+        )
         self.model.setToolTip(text)
 
     def on_step_finished(self, report: StepReport) -> None:
-        t = report.timings
+        r = report.record
+        t = r.latency_ms
         self.latency.setText(f"step {t.get('total', 0.0):.0f} ms")
         self.latency.setToolTip(", ".join(f"{k} {v:.1f} ms" for k, v in t.items()))
         self.fps.setText(f"{self.meter.tick():.2f} fps")
-        self.context.setText(f"context {report.context_turns} turns / {report.context_tokens} tok")
+        approx = "" if r.exact else " (approximate)"
+        self.context.setText(f"context {r.context_turns} turns / {r.context_tokens} tok{approx}")
         self.memory.setText(f"{self.device} · {report.memory}" if self.device else report.memory)
-        self.kernel.setText(f"kernels: {report.kernel_path}")
+        self.kernel.setText(f"runs on {kernel_words(report.kernel_path)}")
 
-    def on_run_state(self, state: str) -> None:
-        if state == "running":
+    def on_run_state(self, state: RunState) -> None:
+        if state == RunState.RUNNING:
             self.meter.reset()

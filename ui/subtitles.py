@@ -1,22 +1,24 @@
 """The subtitle shown on the preview and the overlay: tokens stream in, the text fades after a
 configurable time, and Standby shows as a small indicator rather than as words.
 
+The rule is ``app.live.subtitles``' (a newer answer replaces the older one; an answer fades
+``hold`` seconds after its last token; the newest two lines show, like live captions).
 :class:`SubtitleFeed` holds the current text, opacity and state; the preview and the overlay
 both listen to its ``changed`` signal and draw with :func:`paint_subtitle`.
 """
 
 from __future__ import annotations
 
-import re
 import time
 
 from PySide6.QtCore import QObject, QRectF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QFont, QFontMetricsF, QPainter, QPainterPath
 
+from app.live.qt import StepReport, TokenChunk
+from app.live.records import clean_text
+from app.live.subtitles import HOLD_SECONDS, MAX_LINES
 from model.protocol import RESPONSE, STANDBY
-from ui.workers import StepReport, TokenChunk
 
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\ufffd]")
 FADE_SECONDS = 0.8  # the fade itself, after the hold time
 MAX_CHARS = 240  # a long answer keeps its newest words on screen
 
@@ -24,7 +26,7 @@ MAX_CHARS = 240  # a long answer keeps its newest words on screen
 class SubtitleFeed(QObject):
     changed = Signal()  # text, opacity or state changed: repaint
 
-    def __init__(self, hold_seconds: float = 6.0, parent: QObject | None = None) -> None:
+    def __init__(self, hold_seconds: float = HOLD_SECONDS, parent: QObject | None = None) -> None:
         super().__init__(parent)
         self.hold_seconds = hold_seconds
         self.text = ""
@@ -94,10 +96,7 @@ class SubtitleFeed(QObject):
             self._timer.stop()
 
 
-def display_text(text: str) -> str:
-    """Model text without control characters and undecodable bytes (a random demo model emits
-    them; a real one rarely does)."""
-    return _CONTROL.sub("", text)
+display_text = clean_text  # model text as screens show it
 
 
 def paint_subtitle(
@@ -110,8 +109,9 @@ def paint_subtitle(
     opacity: float,
     align_bottom: bool = True,
 ) -> QRectF:
-    """Word-wrapped text in a rounded box, centred in ``area`` at its bottom (or top). Returns the
-    box drawn (empty when there is nothing to show)."""
+    """Word-wrapped text in a rounded box, centred in ``area`` at its bottom (or top), at most
+    ``MAX_LINES`` lines: a longer text shows its newest lines, like live captions. Returns the box
+    drawn (empty when there is nothing to show)."""
     if not text or opacity <= 0.0:
         return QRectF()
     metrics = QFontMetricsF(font)
@@ -119,9 +119,7 @@ def paint_subtitle(
     max_w = max(40.0, area.width() - 2 * pad)
     flags = int(Qt.AlignmentFlag.AlignHCenter) | int(Qt.TextFlag.TextWordWrap)
     bound = metrics.boundingRect(QRectF(0, 0, max_w, 10_000), flags, text)
-    # Keep the newest lines when the answer is taller than a third of the area.
-    max_h = max(metrics.height() * 2, area.height() / 3)
-    h = min(bound.height(), max_h)
+    h = min(bound.height(), metrics.lineSpacing() * (MAX_LINES - 1) + metrics.height())
     box = QRectF(0, 0, bound.width() + 2 * pad, h + 2 * pad)
     box.moveCenter(area.center())
     box.moveBottom(area.bottom() - pad) if align_bottom else box.moveTop(area.top() + pad)

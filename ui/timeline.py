@@ -4,13 +4,19 @@ from __future__ import annotations
 
 from PySide6.QtCore import QRectF, QSize
 from PySide6.QtGui import QColor, QPainter, QPaintEvent
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QLabel, QSizePolicy, QWidget
 
 from app.session import StateSpan, format_clock
 from model.protocol import RESPONSE, SILENCE, STANDBY
 
 STATE_COLORS = {SILENCE: QColor(70, 74, 84), STANDBY: QColor(236, 178, 46), RESPONSE: QColor(64, 190, 110)}
 STATE_NAMES = {SILENCE: "Silence", STANDBY: "Standby", RESPONSE: "Response"}
+STATE_MEANINGS = {
+    SILENCE: "nothing worth saying",
+    STANDBY: "something is happening: waiting for it to finish",
+    RESPONSE: "it answered",
+}
+LEGEND_TIP = "What the model decided each second, left (start) to right (now)"
 # Priority when several seconds share one pixel column: an answer must not vanish in a long run.
 _RANK = {SILENCE: 0, STANDBY: 1, RESPONSE: 2}
 
@@ -66,3 +72,18 @@ class StateTimeline(QWidget):
             for x, state in columns.items():
                 p.fillRect(QRectF(x, 0, 1, self.height()), STATE_COLORS.get(state, QColor("gray")))
         p.end()
+
+
+def timeline_legend() -> QWidget:
+    """The timeline's colours in words, one small swatch each."""
+    legend = QWidget()
+    row = QHBoxLayout(legend)
+    row.setContentsMargins(0, 0, 0, 0)
+    row.setSpacing(10)
+    for state, name in STATE_NAMES.items():
+        label = QLabel(f'<span style="color:{STATE_COLORS[state].name()}">■</span> {name}')
+        label.setToolTip(f"{name}: {STATE_MEANINGS[state]}")
+        row.addWidget(label)
+    row.addStretch(1)
+    legend.setToolTip(LEGEND_TIP)
+    return legend

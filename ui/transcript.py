@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 
 from app.session import EXPORT_FORMATS, QUESTION, Session, TranscriptEntry, format_clock
 from ui.subtitles import display_text
-from ui.timeline import StateTimeline
+from ui.timeline import StateTimeline, timeline_legend
 
 EXPORT_FILTERS = {
     "srt": "SubRip subtitles (*.srt)",
@@ -36,8 +36,17 @@ EXPORT_FILTERS = {
 _Index = QModelIndex | QPersistentModelIndex
 
 
+WHO = {"typed": "You", "voice": "You (spoken)", "preset": "Task"}
+COLUMN_TIPS = (
+    "Time in the stream (the video's clock)",
+    "Time of day it happened",
+    "Who: your question, the task's standing instruction, or the model's answer",
+    "What was asked or answered",
+)
+
+
 class TranscriptModel(QAbstractTableModel):
-    COLUMNS = ("Stream", "Wall", "", "Text")
+    COLUMNS = ("Stream", "Clock", "Who", "Text")
 
     def __init__(self, parent: Any = None) -> None:
         super().__init__(parent)
@@ -50,8 +59,12 @@ class TranscriptModel(QAbstractTableModel):
         return 0 if parent.isValid() else len(self.COLUMNS)
 
     def headerData(self, section: int, orientation: Qt.Orientation, role: int = Qt.ItemDataRole.DisplayRole) -> Any:  # noqa: N802
-        if role == Qt.ItemDataRole.DisplayRole and orientation == Qt.Orientation.Horizontal:
+        if orientation != Qt.Orientation.Horizontal:
+            return None
+        if role == Qt.ItemDataRole.DisplayRole:
             return self.COLUMNS[section]
+        if role == Qt.ItemDataRole.ToolTipRole:
+            return COLUMN_TIPS[section]
         return None
 
     def data(self, index: _Index, role: int = Qt.ItemDataRole.DisplayRole) -> Any:
@@ -65,7 +78,7 @@ class TranscriptModel(QAbstractTableModel):
             if col == 1:
                 return time.strftime("%H:%M:%S", time.localtime(e.wall))
             if col == 2:
-                return "Q" if e.kind == QUESTION else "A"
+                return WHO.get(e.origin, "You") if e.kind == QUESTION else "Model"
             return display_text(e.text)
         if role == Qt.ItemDataRole.ToolTipRole and col == 3:
             return display_text(e.text)
@@ -105,6 +118,7 @@ class TranscriptPanel(QWidget):
         self.title = QLabel("Transcript")
         self.title.setStyleSheet("font-weight: 600")
         self.timeline = StateTimeline()
+        self.legend = timeline_legend()
         self.search = QLineEdit(placeholderText="Search the transcript", clearButtonEnabled=True)
         self.search.textChanged.connect(self.proxy.setFilterFixedString)
 
@@ -141,6 +155,7 @@ class TranscriptPanel(QWidget):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.title)
         layout.addWidget(self.timeline)
+        layout.addWidget(self.legend)
         layout.addWidget(self.search)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)

@@ -29,6 +29,7 @@ from typing import Any
 import torch
 
 from model import protocol as P
+from model.device import is_out_of_memory
 from model.frames import MIN_PIXELS
 from model.interrupt import StopOnInterrupt
 from model.paths import data_dir
@@ -81,11 +82,7 @@ def default_cache_dir() -> Path:
     return data_dir() / "frame-cache"
 
 
-def _is_oom(e: BaseException) -> bool:
-    if isinstance(e, torch.OutOfMemoryError):
-        return True
-    text = str(e).lower()
-    return isinstance(e, RuntimeError) and ("out of memory" in text or "can't allocate memory" in text)
+_is_oom = is_out_of_memory  # CUDA OutOfMemoryError, or a CPU "can't allocate memory" RuntimeError
 
 
 def step_windows(step: int, n: int, steps_per_epoch: int, world: int, rank: int, accum: int, seed: int) -> list[int]:

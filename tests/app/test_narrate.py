@@ -31,21 +31,31 @@ def test_narrate_file_writes_jsonl_srt_vtt(tiny_ckpt, tmp_path, capsys):
         "--jsonl", str(out / "s.jsonl"), "--srt", str(out / "s.srt"), "--vtt", str(out / "s.vtt"),
     ])  # fmt: skip
     assert rc == 0
-    records = read_jsonl(out / "s.jsonl")
+    lines = read_jsonl(out / "s.jsonl")
+    assert lines[0]["type"] == "session" and lines[0]["schema"] == 2 and lines[-1]["type"] == "end"
+    records = [r for r in lines if r["type"] == "step"]
     assert [r["t"] for r in records] == [0, 1, 2, 3, 4]
     for r in records:
         assert r["state"] in P.STATE_TOKENS
-        assert abs(sum(r["probs"].values()) - 1) < 1e-4 and set(r["probs"]) == set(P.STATE_TOKENS)
+        assert abs(sum(r["p"].values()) - 1) < 1e-4 and set(r["p"]) == set(P.STATE_TOKENS)
         assert {"vision", "prefill", "decision", "total"} <= set(r["latency_ms"])
+        assert r["exact"] is True and r["context_turns"] == min(r["t"] + 1, 120)
     # threshold 0 makes every second a response: all five become subtitles.
     assert all(r["state"] == P.RESPONSE for r in records)
-    assert records[2]["question"] and "what moves?" in records[2]["question"]
-    texts = [r["text"] for r in records if r["text"]]
+    assert records[0]["question"]["origin"] == "preset"  # the narrate task's instruction
+    assert records[2]["question"] == {"text": "what moves?", "t": 2.0, "origin": "typed"}
+    texts = [r["text"] for r in records if r["text"].strip()]
     cues = SRT_CUE.findall((out / "s.srt").read_text())
     assert [int(c[0]) for c in cues] == list(range(1, len(texts) + 1)) and len(texts) >= 1
-    assert cues[0][1] == "00:00:01,000"  # a response is shown when its second ends
+    assert cues[0][1] == "00:00:00,000"  # a response shows from the start of its second
+    assert cues[-1][2] <= "00:00:05,000"  # and never past the end of the stream
     vtt = (out / "s.vtt").read_text()
     assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(texts)
+    # The same records are in the session store, where File > Open session finds them.
+    from app.session import list_sessions, load_session
+
+    session = load_session(list_sessions()[0].path)
+    assert [s.state for s in session.states] == [r["state"] for r in records]
     printed = capsys.readouterr().out
     assert "Q: what moves?" in printed and "[00:00:00]" in printed
 
@@ -74,7 +84,7 @@ def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
     )  # fmt: skip
     try:
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (not jsonl.exists() or len(jsonl.read_text().splitlines()) < 2):
+        while time.monotonic() < deadline and (not jsonl.exists() or jsonl.read_text().count('"step"') < 2):
             time.sleep(0.2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
@@ -82,6 +92,8 @@ def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
         proc.kill()
     assert proc.returncode == 130, err
     assert "interrupted at" in err
-    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    lines = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    records = [r for r in lines if r["type"] == "step"]
     assert 2 <= len(records) < 60
-    assert len(SRT_CUE.findall(srt.read_text())) == sum(1 for r in records if r["text"])
+    assert lines[-1]["type"] == "end"  # an interrupted run still closes its log
+    assert len(SRT_CUE.findall(srt.read_text())) == sum(1 for r in records if r["text"].strip())

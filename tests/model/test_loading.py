@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from model import protocol as P
 from model.errors import ModelLoadError
 from model.frames import preprocess_frame
-from model.loading import check_safetensors, default_model_id, download_model, load_model
+from model.hub import download_model
+from model.loading import KERNEL_MODES, check_safetensors, default_model_id, load_model
 from model.tiny import build_tiny_checkpoint
 
 
@@ -136,6 +137,53 @@ def test_4bit_on_cpu_falls_back_with_warning(tiny_ckpt):
         load_model(tiny_ckpt, precision="3bit", device="cpu")
 
 
+def test_kernel_modes_are_checked_and_explained(tiny_ckpt):
+    assert KERNEL_MODES == ("auto", "triton", "off")
+    with pytest.raises(ModelLoadError, match=r"unknown kernels mode 'fast'; choose one of auto, triton, off"):
+        load_model(tiny_ckpt, device="cpu", kernels="fast")
+    asked = load_model(tiny_ckpt, device="cpu", kernels="triton")  # asked for, cannot apply: says why
+    assert asked.kernel_path == "torch"
+    assert [w for w in asked.warnings if "Triton" in w] == [
+        "Triton kernels not used: they need a CUDA GPU and the model runs on the CPU; running torch"
+    ]
+    training = load_model(tiny_ckpt, device="cpu", kernels="triton", trainable=True)
+    assert [w for w in training.warnings if "Triton" in w] == [
+        "Triton kernels not used: they have no backward pass, so training runs without them; running torch"
+    ]
+    for quiet in ("auto", "off"):  # auto falls back silently; off never tries
+        lm = load_model(tiny_ckpt, device="cpu", kernels=quiet)
+        assert lm.kernel_path == "torch" and not any("Triton" in w for w in lm.warnings), lm.warnings
+
+
+def test_kernel_switch_on_a_gpu_model_that_is_not_4bit(tiny_loaded):
+    """The switch itself, on a stand-in for a bf16 model on a GPU: no kernels, and only "triton" says so."""
+    from dataclasses import replace
+
+    from model.loading import apply_kernel_switch
+
+    bf16_gpu = replace(tiny_loaded, device=torch.device("cuda", 0), precision="bf16", warnings=[])
+    assert apply_kernel_switch(bf16_gpu, "auto") == "torch" and bf16_gpu.warnings == []
+    assert apply_kernel_switch(bf16_gpu, "triton") == "torch"
+    assert bf16_gpu.warnings == [
+        "Triton kernels not used: they apply to 4-bit models and this one runs in bf16; running torch"
+    ]
+    eight_bit = replace(bf16_gpu, precision="8bit", warnings=[])
+    assert apply_kernel_switch(eight_bit, "off") == "bitsandbytes" and eight_bit.warnings == []
+    with pytest.raises(ModelLoadError, match="unknown kernels mode"):
+        apply_kernel_switch(bf16_gpu, "on")
+
+
+def test_running_out_of_memory_while_loading_says_so(tiny_ckpt, monkeypatch):
+    from transformers import AutoModelForImageTextToText
+
+    def no_memory(*args, **kwargs):
+        raise RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate memory")
+
+    monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", no_memory)
+    with pytest.raises(ModelLoadError, match=r"out of memory loading .* in fp32: .*Choose a smaller model"):
+        load_model(tiny_ckpt, device="cpu")
+
+
 def test_adapter_is_applied_and_checked(tiny_ckpt, tmp_path):
     from peft import LoraConfig, get_peft_model
 
@@ -225,7 +273,7 @@ def test_download_reports_bytes_and_can_cancel(monkeypatch, tmp_path):
 
     import huggingface_hub
 
-    import model.loading as L
+    import model.hub as L
 
     hub = _FakeHub(tmp_path, {"config.json": 100, "model.safetensors": 1000, "README.md": 50})
     monkeypatch.setattr(huggingface_hub, "HfApi", lambda: hub)

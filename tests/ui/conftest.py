@@ -93,7 +93,7 @@ class Harness:
 
 @pytest.fixture
 def make_harness(qtbot, settings: Settings, tmp_path: Path) -> Iterator[Callable[..., Harness]]:
-    from ui.controller import LiveController
+    from app.live.qt import LiveController
     from ui.main_window import MainWindow
 
     made: list[Harness] = []

@@ -8,17 +8,18 @@ from pathlib import Path
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl
 from PySide6.QtGui import QDropEvent
 
+from app.live.qt import StepReport, TokenChunk
 from app.session import StepRecord
 from app.settings import SourceOptions
 from model.protocol import RESPONSE, SILENCE, STANDBY
 from ui.preview import PreviewWidget
 from ui.source_picker import SCREEN, WEBCAM, SourcePicker
 from ui.subtitles import SubtitleFeed
-from ui.workers import StepReport, TokenChunk
 
 
 def report(t: float, state: str, text: str = "") -> StepReport:
-    return StepReport(StepRecord(t, t + 1, state, 0.0, text=text), {"total": 5.0}, 1, 10, "RSS 0.1 GB", "torch")
+    record = StepRecord(t, t + 1, state, 0.0, text=text, latency_ms={"total": 5.0}, context_turns=1, context_tokens=10)
+    return StepReport(record, "RSS 0.1 GB", "torch")
 
 
 def test_picker_builds_source_specs(qtbot):

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from PySide6.QtCore import QTimer
 
+from app.live.qt import LoadProgress
 from app.settings import ModelOptions
-from ui.workers import LoadProgress
 
 REPO = Path(__file__).resolve().parents[2]
 

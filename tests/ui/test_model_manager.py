@@ -9,7 +9,9 @@ import threading
 from PySide6.QtCore import Qt
 
 from app.settings import ModelOptions
-from model.loading import KNOWN_MODELS, DownloadCancelled
+from model.device import KERNEL_MODES
+from model.hub import DownloadCancelled
+from model.loading import KNOWN_MODELS
 from ui.model_manager import DEMO, FOLDER, ModelManagerDialog
 
 
@@ -42,6 +44,16 @@ def test_local_folder_and_precision_make_the_options(qtbot, tmp_path):
     assert d.options().kernels == "auto"
     d.folder.clear()
     assert not d.load_button.isEnabled()  # a folder choice needs a folder
+
+
+def test_kernels_offer_every_mode(qtbot):
+    d = ModelManagerDialog(ModelOptions(kernels="triton"))
+    qtbot.addWidget(d)
+    assert [d.kernels.itemText(i) for i in range(d.kernels.count())] == list(KERNEL_MODES) == ["auto", "triton", "off"]
+    assert d.kernels.currentText() == "triton" and d.options().kernels == "triton"
+    d.set_options(ModelOptions(kernels="off"))
+    assert d.options().kernels == "off"
+    assert ModelOptions(kernels="fast").kernels == "auto"  # a stale setting falls back to the default
 
 
 def test_offline_download_says_so_and_offers_a_folder(qtbot):

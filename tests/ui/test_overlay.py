@@ -6,11 +6,11 @@ from __future__ import annotations
 from PySide6.QtCore import QPoint, Qt
 from PySide6.QtTest import QTest
 
+from app.live.qt import TokenChunk
 from app.settings import OverlayOptions
 from ui import overlay as overlay_module
 from ui.overlay import OverlayWindow
 from ui.subtitles import SubtitleFeed
-from ui.workers import TokenChunk
 
 
 def test_overlay_window_flags(qtbot):
@@ -96,4 +96,4 @@ def test_wayland_falls_back_to_a_normal_window_and_says_so_once(make_harness, mo
     w.banner.hide()
     w.toggle_overlay(False)
     w.toggle_overlay(True)
-    assert sum("Wayland" in text for _, _, text in w.banner.history) == 1
+    assert sum("Wayland" in m.text for m in w.banner.history) == 1

@@ -8,7 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from app.session import SessionLog, SessionMeta, StepRecord, list_sessions, load_session
+from app.live.records import Question
+from app.session import (
+    SessionLog,
+    SessionMeta,
+    StepRecord,
+    delete_session,
+    list_sessions,
+    load_session,
+    rename_session,
+)
 from model.protocol import RESPONSE, SILENCE, STANDBY
 
 
@@ -22,7 +31,7 @@ def write_session(root: Path, steps: list[StepRecord], close: bool = True) -> Pa
 
 
 STEPS = [
-    StepRecord(0.0, 1.0, SILENCE, 1000.0, question="What happens?"),
+    StepRecord(0.0, 1.0, SILENCE, 1000.0, question=Question("What happens?", 0.0)),
     StepRecord(1.0, 2.0, RESPONSE, 1001.0, text="A man opens the door."),
     StepRecord(2.0, 3.0, STANDBY, 1002.0),
     StepRecord(3.0, 4.0, RESPONSE, 1003.0, text="He sits down.", p={RESPONSE: 0.9}),
@@ -65,9 +74,64 @@ def test_subtitles_hold_until_the_next_response(tmp_path: Path):
     subs = session.subtitles(hold=6.0)
     assert [(s.start, s.end, s.text) for s in subs] == [
         (1.0, 3.0, "A man opens the door."),
-        (3.0, 9.0, "He sits down."),
+        (3.0, 4.0, "He sits down."),  # cut at the end of the stream, not 6 s later
     ]
     doc = json.loads(session.export_text("json"))
     assert [e["kind"] for e in doc["entries"]] == ["question", "response", "response"]
     with pytest.raises(ValueError, match="unknown export format"):
         session.export_text("docx")
+
+
+SCHEMA_1 = [  # what the app's first session log wrote: "version", "p", latency as a number, question as text
+    {"type": "session", "format": "streamo-live-session", "version": 1, "id": "abc123", "started": 1700000000.0,
+     "source": "/videos/old.mp4", "model": "demo", "task": "narrate", "fps": 1.0},
+    {"type": "step", "t": 0.0, "end": 1.0, "state": SILENCE, "wall": 1700000001.0, "question": "Where is the cat?",
+     "p": {SILENCE: 0.9, STANDBY: 0.05, RESPONSE: 0.05}, "latency_ms": 120.5},
+    {"type": "step", "t": 1.0, "end": 2.0, "state": RESPONSE, "wall": 1700000002.0, "text": "On the sofa.",
+     "p": {SILENCE: 0.1, STANDBY: 0.1, RESPONSE: 0.8}, "latency_ms": 300.0},
+    {"type": "end", "wall": 1700000003.0},
+]  # fmt: skip
+
+
+def test_a_previous_schema_session_opens(tmp_path: Path):
+    folder = tmp_path / "sessions"
+    folder.mkdir()
+    path = folder / "20231114-221320-abc123.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in SCHEMA_1), encoding="utf-8")
+    session = load_session(path)
+    assert session.ended and session.meta.source == "/videos/old.mp4"
+    assert [(e.kind, e.text, e.origin) for e in session.entries] == [
+        ("question", "Where is the cat?", "typed"),
+        ("response", "On the sofa.", ""),
+    ]
+    assert [s.state for s in session.states] == [SILENCE, RESPONSE]
+    assert [s.path for s in list_sessions(tmp_path)] == [path]
+
+
+def test_the_step_record_round_trips_through_the_file(tmp_path: Path):
+    step = StepRecord(
+        2.0, 3.0, RESPONSE, 1002.5, text="Raw \x07 text\ufffd", question=Question("Why?", 1.4, "voice"),
+        p={SILENCE: 0.1, STANDBY: 0.2, RESPONSE: 0.7}, latency_ms={"vision": 1.5, "total": 20.0},
+        context_turns=3, context_tokens=300, exact=False, token_ids=(5, 6, 7),
+    )  # fmt: skip
+    path = write_session(tmp_path, [step])
+    record = json.loads(path.read_text(encoding="utf-8").splitlines()[1])
+    assert StepRecord.from_json(record) == step  # the raw text and tokens are kept in the record
+    entries = load_session(path).entries
+    assert [(e.text, e.origin) for e in entries] == [("Why?", "voice"), ("Raw  text", "")]  # shown cleaned
+
+
+def test_sessions_can_be_renamed_and_deleted(tmp_path: Path):
+    path = write_session(tmp_path, STEPS)
+    before = path.read_text(encoding="utf-8").splitlines()[1:]
+    rename_session(path, "  Kitchen, Monday  ")
+    assert load_session(path).meta.title == "Kitchen, Monday"
+    assert path.read_text(encoding="utf-8").splitlines()[1:] == before  # the records are untouched
+    assert "Kitchen, Monday" in list_sessions(tmp_path)[0].title
+    other = tmp_path / "notes.jsonl"
+    other.write_text('{"hello": 1}\n')
+    with pytest.raises(ValueError, match="not a Streamo Live session"):
+        delete_session(other)
+    assert other.exists()
+    delete_session(path)
+    assert list_sessions(tmp_path) == []

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from PySide6.QtGui import QGuiApplication
 
+from app.live.records import Question
 from app.session import Session, SessionMeta, StepRecord
 from model.protocol import RESPONSE, SILENCE, STANDBY
 from ui.timeline import StateTimeline
@@ -18,7 +19,7 @@ def filled_panel(qtbot) -> TranscriptPanel:
     session = Session(meta=SessionMeta(source="/v/clip.mp4"))
     panel.set_session(session)
     steps = [
-        StepRecord(0.0, 1.0, SILENCE, 1_700_000_000.0, question="Where is the cat?"),
+        StepRecord(0.0, 1.0, SILENCE, 1_700_000_000.0, question=Question("Where is the cat?", 0.0)),
         StepRecord(1.0, 2.0, STANDBY, 1_700_000_001.0),
         StepRecord(2.0, 3.0, RESPONSE, 1_700_000_002.0, text="The cat is on the sofa."),
         StepRecord(65.0, 66.0, RESPONSE, 1_700_000_065.0, text="A dog walks in."),
@@ -34,9 +35,17 @@ def test_rows_show_stream_and_wall_time(qtbot):
     m = panel.model
     assert m.rowCount() == 3
     row = [m.data(m.index(2, c)) for c in range(4)]
-    assert row[0] == "1:05" and row[2] == "A" and row[3] == "A dog walks in."
+    assert row[0] == "1:05" and row[2] == "Model" and row[3] == "A dog walks in."
     assert len(row[1]) == 8 and row[1].count(":") == 2  # local wall clock HH:MM:SS
-    assert m.data(m.index(0, 2)) == "Q"
+    assert m.data(m.index(0, 2)) == "You"
+    # Plain-word headers with an explanation each, and a legend for the timeline's colours.
+    from PySide6.QtCore import Qt
+
+    headers = [m.headerData(c, Qt.Orientation.Horizontal) for c in range(4)]
+    assert headers == ["Stream", "Clock", "Who", "Text"]
+    assert all(m.headerData(c, Qt.Orientation.Horizontal, Qt.ItemDataRole.ToolTipRole) for c in range(4))
+    legend = [w.text() for w in panel.legend.findChildren(type(panel.title))]
+    assert [t.split("</span> ")[1] for t in legend] == ["Silence", "Standby", "Response"]
 
 
 def test_search_filters_and_copy_takes_what_is_shown(qtbot):

@@ -59,7 +59,7 @@ class DownloadJob(QRunnable):
     def run(self) -> None:
         try:
             from model.errors import ModelLoadError
-            from model.loading import DownloadCancelled, download_model
+            from model.hub import DownloadCancelled, download_model
 
             download = self._downloader or download_model
         except Exception as e:  # noqa: BLE001

@@ -1,0 +1,129 @@
+"""Capture for a live run: open a source and sample it at the model's rate into a mailbox.
+
+:meth:`Capture.run` blocks (run it on a thread of its own): it opens the source, then puts every
+sampled frame into the :class:`FrameMailbox`. A file read at the model's pace (not in real time)
+waits until each frame was taken, so every sample is processed; a live source (a webcam, the
+screen, a file played in real time) leaves only the newest frame, so a slow model never falls
+behind. ``pause`` pauses the source itself: a file played in real time stops its clock, so no
+second of it goes by unprocessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from app.live.mailbox import FrameMailbox
+
+log = logging.getLogger(__name__)
+
+
+def _default_open(spec: str, **kwargs: Any) -> Any:
+    from app.sources import open_source
+
+    return open_source(spec, **kwargs)
+
+
+class Capture:
+    """One capture of ``spec`` at ``fps`` samples a second. ``stop``, ``pause`` and ``latest`` may be
+    called from any thread."""
+
+    def __init__(
+        self,
+        spec: str,
+        fps: float,
+        realtime: bool = True,
+        open_kwargs: dict[str, Any] | None = None,
+        mailbox: FrameMailbox | None = None,
+        opener: Callable[..., Any] = _default_open,
+        on_opened: Callable[[Any], None] | None = None,  # SourceInfo
+        on_frame: Callable[[], None] | None = None,  # a frame waits in the mailbox
+        on_error: Callable[[str], None] | None = None,  # user-facing message
+    ) -> None:
+        self.spec, self.fps, self.realtime = spec, float(fps), realtime
+        self.open_kwargs = dict(open_kwargs or {})
+        self.mailbox = mailbox or FrameMailbox()
+        self._opener = opener
+        self._on_opened, self._on_frame, self._on_error = on_opened, on_frame, on_error
+        self._lock = threading.Lock()
+        self._source: Any = None
+        self._stopped = False
+        self.done = False  # run() returned
+        self.finished = False  # the file played to its end (not stopped, not failed)
+        self.error: str | None = None
+        self.info: Any = None
+
+    def latest(self) -> Any:
+        source = self._source
+        return source.latest() if source is not None else None
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopped = True
+            source = self._source
+        self.mailbox.close()
+        if source is not None:
+            source.close()  # ends a running frames() generator
+
+    @property
+    def stopped(self) -> bool:
+        with self._lock:
+            return self._stopped
+
+    def pause(self, paused: bool) -> None:
+        source = self._source
+        if source is not None and hasattr(source, "pause"):
+            source.pause(paused)
+
+    def _fail(self, message: str) -> None:
+        self.error = message
+        if self._on_error:
+            self._on_error(message)
+
+    def run(self) -> bool:
+        """Open and sample until the source ends, fails or ``stop``; True when a file played to its end."""
+        from app.sources import SourceError
+
+        try:
+            return self._run()
+        except SourceError as e:
+            self._fail(str(e))
+        except Exception as e:  # noqa: BLE001 - a driver or decoder failure
+            log.exception("capture of %s failed", self.spec)
+            self._fail(f"Capture from {self.spec} failed: {type(e).__name__}: {e}")
+        finally:
+            self.done = True
+        return False
+
+    def _run(self) -> bool:
+        if self.stopped:
+            return False
+        self.mailbox.open()
+        source = self._opener(self.spec, **self.open_kwargs)
+        with self._lock:
+            self._source = source
+            stopped = self._stopped  # stop pressed while it opened
+        try:
+            if stopped:
+                return False
+            self.info = source.info
+            if self._on_opened:
+                self._on_opened(source.info)
+            wait = source.kind == "file" and not self.realtime  # every sample, at the model's pace
+            for frame in source.frames(self.fps):
+                if not self.mailbox.put(frame, wait=wait):
+                    return False
+                if self._on_frame:
+                    self._on_frame()
+            if self.stopped or (source.error is not None):
+                if source.error:
+                    self._fail(source.error)
+                return False
+            if wait:  # let the model take the last frame before saying the file is done
+                self.mailbox.put(None, wait=True)
+            self.finished = source.kind == "file"
+            return self.finished
+        finally:
+            source.close()
