@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from model import protocol as P
+from model.catalog import DEFAULT_3B, DEFAULT_7B, DEMO_MAX_PIXELS, DEMO_MODEL, PRECISIONS, SUPPORTED_MODEL_TYPES
 from model.device import KERNEL_MODES, free_cuda_memory, is_out_of_memory, resolve_device
 from model.errors import ModelLoadError
 from model.frames import MAX_PIXELS, MIN_PIXELS
@@ -26,40 +27,6 @@ from model.hub import ProgressFn, download_model
 from model.paths import data_dir
 
 log = logging.getLogger(__name__)
-
-SUPPORTED_MODEL_TYPES = {"qwen2_5_vl": "Qwen2.5-VL", "qwen3_vl": "Qwen3-VL"}
-PRECISIONS = ("auto", "4bit", "8bit", "bf16", "fp16", "fp32")
-# KERNEL_MODES = ("auto", "triton", "off"), the ``kernels`` choices (defined in model.device so the CLI
-# and the settings name them without importing torch):
-#   auto:   our Triton kernels where they apply (a CUDA GPU, a 4-bit model), otherwise bitsandbytes/torch,
-#           silently;
-#   triton: the same, but a warning in LoadedModel.warnings saying why when they cannot apply;
-#   off:    never; bitsandbytes/torch always.
-DEMO_MODEL = "demo"
-# The demo model sees frames at a fifth of the Streamo budget (a 320x240 frame: 20 visual tokens, not
-# 99): the tiny network learns the demo shapes from small frames in about a minute of CPU training.
-DEMO_MAX_PIXELS = 28 * 28 * 20
-
-
-@dataclass(frozen=True)
-class ModelChoice:
-    """A known checkpoint. Sizes are approximate, for the model manager and the default pick."""
-
-    model_id: str
-    params_b: float
-    download_gb: float  # bf16 safetensors on the hub
-    vram_4bit_gb: float  # weights in NF4 + vision tower + a 300-turn context, approximate
-    vram_bf16_gb: float
-    note: str = ""
-
-
-KNOWN_MODELS: tuple[ModelChoice, ...] = (
-    ModelChoice("Qwen/Qwen2.5-VL-7B-Instruct", 8.3, 16.6, 7.5, 18.5, "best quality; the paper's Streamo-7B base"),
-    ModelChoice("Qwen/Qwen2.5-VL-3B-Instruct", 3.8, 7.5, 3.5, 9.0, "for GPUs with less than ~10 GB free"),
-)
-# Qwen3-VL checkpoints load (SUPPORTED_MODEL_TYPES) but the streaming engine speaks Qwen2.5-VL's
-# rotary layout only, so the model manager offers Qwen2.5-VL alone.
-DEFAULT_7B, DEFAULT_3B = KNOWN_MODELS[0].model_id, KNOWN_MODELS[1].model_id
 
 
 def default_model_id(free_gpu_bytes: int | None = None) -> str:

@@ -112,3 +112,94 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return predicate()
+
+
+class FakeEngine:
+    """A stand-in for ``model.engine.StreamEngine`` with the same calls the live runner makes: each
+    step answers from ``script`` (a state per step, cycled; RESPONSE steps answer ``"answer at T"``
+    token by token), questions enter the first turn that covers their time, one per turn, and
+    ``fail_at`` (a step number, 1-based) raises ``error`` there."""
+
+    def __init__(self, script=("</Silence>",), fps: float = 1.0, fail_at=None, error=None) -> None:
+        from model.engine import EngineOptions
+
+        self.script, self.fail_at, self.error = list(script), fail_at, error
+        self.opts = EngineOptions(fps=fps)
+        self.kernel_path = "fake"
+        self.calls = 0
+        self.steps = 0
+        self.resets = 0
+        self._pending = []  # (text, t, tag)
+
+    def ask(self, text, t=None, tag=None):
+        from model.protocol import neutralize_user_text
+
+        text = neutralize_user_text(text)
+        if not text:
+            raise ValueError("an empty question cannot be asked")
+        self._pending.append((text, t, tag))
+        return text
+
+    def update(self, options):
+        later = ["fps"] if options.fps != self.opts.fps else []
+        self.opts = options
+        return later
+
+    def set_options(self, **changes):
+        from dataclasses import replace
+
+        return self.update(replace(self.opts, **changes))
+
+    def reset(self):
+        self.resets += 1
+        self.steps = 0
+
+    def step(self, image, t=None, on_token=None):
+        from model.engine import StepResult
+        from model.protocol import RESPONSE, STATE_TOKENS
+
+        self.calls += 1
+        if self.fail_at is not None and self.calls == self.fail_at:
+            raise self.error
+        end = t + 1.0 / self.opts.fps
+        due = [q for q in self._pending if q[1] is None or q[1] < end]
+        question = due[0] if due else None
+        if question is not None:
+            self._pending.remove(question)
+        state = self.script[self.steps % len(self.script)]
+        text = ""
+        if state == RESPONSE:
+            for piece in ("answer", " at", f" {t:g}"):
+                text += piece
+                if on_token is not None:
+                    on_token(piece)
+        self.steps += 1
+        probs = {s: (0.8 if s == state else 0.1) for s in STATE_TOKENS}
+        return StepResult(
+            t=t, end=end, state=state, probs=probs, text=text,
+            question=question[0] if question else None,
+            timings={"vision": 1.0, "prefill": 2.0, "decision": 0.5, "decode": 0.0, "rebuild": 0.0, "total": 3.5},
+            context_turns=self.steps, context_tokens=100 * self.steps, rebuilt=False, n_answer_tokens=3 if text else 0,
+            question_tag=question[2] if question else None,
+        )  # fmt: skip
+
+
+def read_until(stream, predicate, timeout: float = 120.0) -> list[str]:
+    """Lines of a subprocess's text ``stream`` until one satisfies ``predicate`` (awaited with
+    select, not polled); raises AssertionError after ``timeout`` seconds."""
+    import selectors
+
+    lines: list[str] = []
+    deadline = time.monotonic() + timeout
+    with selectors.DefaultSelector() as sel:
+        sel.register(stream, selectors.EVENT_READ)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0 or not sel.select(left):
+                raise AssertionError(f"no matching line within {timeout} s; got {lines[-5:]}")
+            line = stream.readline()
+            if not line:
+                raise AssertionError(f"the stream ended before a matching line; got {lines[-5:]}")
+            lines.append(line)
+            if predicate(line):
+                return lines

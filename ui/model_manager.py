@@ -37,7 +37,7 @@ DEMO_TEXT = (
 class ModelManagerDialog(QDialog):
     def __init__(self, current: ModelOptions, parent: QWidget | None = None, downloader: object = None) -> None:
         super().__init__(parent)
-        from model.loading import KNOWN_MODELS, PRECISIONS
+        from model.catalog import KNOWN_MODELS, PRECISIONS
 
         self.setWindowTitle("Model manager")
         self.resize(640, 520)

@@ -43,7 +43,7 @@ class Capture:
         on_error: Callable[[str], None] | None = None,  # user-facing message
     ) -> None:
         self.spec, self.fps, self.realtime = spec, float(fps), realtime
-        self.open_kwargs = dict(open_kwargs or {})
+        self.open_kwargs = {"realtime": realtime, **(open_kwargs or {})}  # live sources ignore realtime
         self.mailbox = mailbox or FrameMailbox()
         self._opener = opener
         self._on_opened, self._on_frame, self._on_error = on_opened, on_frame, on_error

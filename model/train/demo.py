@@ -125,7 +125,7 @@ def demo_adapter_for(
 ) -> Path | None:
     """The adapter to load: the caller's; else, for the demo model, the shapes adapter (built on first
     use) unless turned off; a build that fails leaves the random demo running, with a warning."""
-    from model.loading import DEMO_MODEL
+    from model.catalog import DEMO_MODEL
 
     if adapter:
         return Path(adapter)

@@ -4,11 +4,10 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-from fakes import write_video
+from fakes import read_until, write_video
 
 from app.cli import main as cli_main
 from app.exports import read_jsonl
@@ -83,9 +82,8 @@ def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and (not jsonl.exists() or jsonl.read_text().count('"step"') < 2):
-            time.sleep(0.2)
+        seen = []  # every second answers (threshold 0): wait for the second subtitle line
+        read_until(proc.stdout, lambda line: seen.append(line) or len(seen) >= 2)
         proc.send_signal(signal.SIGINT)
         _, err = proc.communicate(timeout=60)
     finally:
@@ -97,3 +95,88 @@ def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
     assert 2 <= len(records) < 60
     assert lines[-1]["type"] == "end"  # an interrupted run still closes its log
     assert len(SRT_CUE.findall(srt.read_text())) == sum(1 for r in records if r["text"].strip())
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--threshold", "2"], "--threshold must be between 0 and 1"),
+        (["--max-turns", "0"], "--max-turns must be >= 1"),
+        (["--seconds", "-1"], "--seconds must be positive"),
+        (["--at", "-2", "--question", "q"], "--at must be a stream second >= 0"),
+        (["--task", "grounding"], "needs a target"),
+        (["--task", "dance"], "unknown task"),
+        (["--source", "webcam:x"], "Invalid source 'webcam:x'"),
+    ],
+)
+def test_bad_values_are_one_line_errors_before_the_model_loads(tmp_path, capsys, extra, message):
+    video = make_video(tmp_path / "c.mp4", 1)
+    args = ["narrate", "--source", str(video), "--model", str(tmp_path / "no-model-here"), *extra]
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and "no-model-here" not in err  # nothing loaded yet
+
+
+def test_a_question_past_the_end_is_warned_about(tiny_ckpt, tmp_path, capsys):
+    video = make_video(tmp_path / "c.mp4", 3)
+    args = ["narrate", "--source", str(video), "--model", str(tiny_ckpt), "--device", "cpu", "--quiet",
+            "--question", "early?", "--at", "1", "--question", "too late?", "--at", "50"]  # fmt: skip
+    assert cli_main(args) == 0
+    captured = capsys.readouterr()
+    assert "--at 50 is past the end of c.mp4 (3.0 s): 'too late?' will not be asked" in captured.err
+    assert "'too late?' (at 50 s) was never asked" in captured.err
+    assert "Q: early?" in captured.out
+
+
+def test_help_version_and_a_bare_data_command(capsys):
+    with pytest.raises(SystemExit):
+        cli_main(["narrate", "--help"])
+    out = capsys.readouterr().out
+    assert "Narrate a video file, a webcam or the screen" in out and "(default: demo)" in out
+    with pytest.raises(SystemExit) as info:
+        cli_main(["--version"])
+    assert info.value.code == 0 and capsys.readouterr().out.startswith("streamo-live ")
+    assert cli_main(["data"]) == 2
+    err = capsys.readouterr().err
+    assert "choose a data command: to-stream or shapes" in err and "required: data_command" not in err
+
+
+def test_terminal_text_is_cleaned(tiny_ckpt, tmp_path, capsys, monkeypatch):
+    """Control characters and U+FFFD from the model never reach the terminal or the subtitles."""
+    from app.live import runner as runner_module
+
+    real = runner_module.make_engine
+
+    def dirty(loaded, options):
+        engine = real(loaded, options)
+        step = engine.step
+
+        def noisy(image, t=None, on_token=None):
+            if on_token is not None:
+                on_token("bad\x07bytes\ufffd ")
+            result = step(image, t=t)
+            result.text = "A\x1b[31m red\ufffd ball"
+            return result
+
+        engine.step = noisy
+        return engine
+
+    monkeypatch.setattr("app.live.runner.make_engine", dirty)
+    video = make_video(tmp_path / "c.mp4", 2)
+    srt = tmp_path / "c.srt"
+    args = [
+        "narrate",
+        "--source",
+        str(video),
+        "--model",
+        str(tiny_ckpt),
+        "--device",
+        "cpu",
+        "--quiet",
+        "--srt",
+        str(srt),
+    ]
+    assert cli_main(args) == 0
+    out = capsys.readouterr().out
+    assert "\x07" not in out and "\ufffd" not in out and "\x1b" not in out and "badbytes" in out
+    assert "A[31m red ball" in srt.read_text() and "\ufffd" not in srt.read_text()

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from app.live.records import clean_text
 from app.session import RESPONSE, list_sessions, load_session
+from app.settings import SourceOptions
 from model.protocol import STATE_TOKENS
 
 SRT_TIMING = re.compile(r"^(\d\d):(\d\d):(\d\d),(\d\d\d) --> (\d\d):(\d\d):(\d\d),(\d\d\d)$")
@@ -183,3 +184,31 @@ def test_stop_right_after_start_then_start_again(make_harness, shared_loader, ti
     h.reports.clear()
     h.run(sample_source)
     assert len(h.reports) == 10
+
+
+def test_pause_on_a_file_at_real_speed_pauses_the_video(make_harness, shared_loader, tiny_options, sample_clip):
+    """The video's clock stops too: after a pause no second was skipped, and Resume stays possible."""
+    h = make_harness(loader=shared_loader)
+    h.load(tiny_options)
+    c = h.controller
+    with h.qtbot.waitSignal(c.step_finished, timeout=20_000):
+        h.start(SourceOptions(spec=str(sample_clip), realtime=True))
+    with h.qtbot.waitSignal(c.pause_applied, timeout=20_000):
+        h.window.live_tab.transport.pause_button.click()
+    with h.qtbot.assertNotEmitted(c.step_finished, wait=3000):  # longer than a second of video
+        pass
+    assert h.window.live_tab.transport.pause_button.isEnabled()  # Resume is there
+    with h.qtbot.waitSignal(c.run_finished, timeout=30_000):
+        h.window.live_tab.transport.pause_button.click()
+    assert [r.record.t for r in h.reports] == [float(t) for t in range(10)]
+
+
+def test_a_quiet_model_gets_explained(make_harness, shared_loader, tiny_options, sample_source, monkeypatch):
+    from fakes import FakeEngine
+
+    monkeypatch.setattr("ui.main_window.HINT_AFTER_SECONDS", 5)
+    h = make_harness(loader=shared_loader, engine_factory=lambda loaded, options: FakeEngine(["</Standby>"]))
+    h.load(tiny_options)
+    h.run(sample_source)
+    hints = [m.text for m in h.window.banner.history if m.topic == "hint"]
+    assert len(hints) == 1 and "No answer for 5 seconds" in hints[0] and "Talkativeness" in hints[0]

@@ -87,3 +87,24 @@ def test_standby_is_an_indicator_not_text(qtbot):
     assert preview._pulse.isActive()  # the dots breathe
     feed.on_step_finished(report(2.0, SILENCE))
     assert not feed.standby and not preview._pulse.isActive()
+
+
+def test_subtitles_show_the_newest_two_lines_like_live_captions(qtbot):
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QColor, QFont, QFontMetricsF, QImage, QPainter
+
+    from ui.subtitles import paint_subtitle
+
+    image = QImage(640, 480, QImage.Format.Format_ARGB32)
+    font = QFont()
+    font.setPointSize(18)
+    metrics = QFontMetricsF(font)
+    painter = QPainter(image)
+    long = " ".join(f"word{i}" for i in range(80))  # many lines at this width
+    box = paint_subtitle(painter, QRectF(0, 0, 640, 480), long, font, QColor("white"), QColor("black"), 1.0)
+    one = paint_subtitle(painter, QRectF(0, 0, 640, 480), "Short.", font, QColor("white"), QColor("black"), 1.0)
+    painter.end()
+    pad = 2 * metrics.height() * 0.35
+    assert box.height() - pad <= metrics.lineSpacing() + metrics.height() + 0.5  # two lines, not five
+    assert box.height() - pad > metrics.lineSpacing()  # and not one
+    assert one.height() < box.height()

@@ -108,3 +108,59 @@ def test_demo_adapter_build_shows_steps_and_closing_stops_it(make_harness, tiny_
     from model.train.demo import demo_adapter_dir, demo_adapter_ready
 
     assert demo_adapter_ready() is None and not list(demo_adapter_dir().parent.glob("*.build-*"))
+
+
+def _actions(window) -> dict[str, object]:
+    out = {}
+    for menu_action in window.menuBar().actions():
+        for a in menu_action.menu().actions():
+            if a.text():
+                out[a.text().replace("&", "")] = a
+    return out
+
+
+def test_menus_have_shortcuts_help_and_the_demo_model(make_harness):
+    h = make_harness()
+    actions = _actions(h.window)
+    shortcuts = {name: a.shortcut().toString() for name, a in actions.items()}
+    assert shortcuts["Start"] == "F5" and shortcuts["Pause / Resume"] == "F6" and shortcuts["Stop"] == "Shift+F5"
+    assert shortcuts["Ask a question"] == "Ctrl+L" and shortcuts["Subtitle overlay"] == "Ctrl+Shift+O"
+    for name in ("About Streamo Live", "Keyboard shortcuts", "Use the demo model", "Messages..."):
+        assert name in actions
+    h.window.activateWindow()
+    actions["Ask a question"].trigger()
+    h.qtbot.waitUntil(h.window.live_tab.controls.question.hasFocus, timeout=2000)
+    assert "F5" in h.window.live_tab.transport.start_button.toolTip()
+
+
+def test_a_failed_load_keeps_the_model_and_the_setting(make_harness, tiny_options, tmp_path: Path):
+    h = make_harness()
+    h.window.load_model(tiny_options, save=True)
+    h.qtbot.waitUntil(lambda: h.controller.model is not None, timeout=60_000)
+    assert h.window.settings.load(ModelOptions).source == tiny_options.source
+    broken = tmp_path / "broken-model"
+    broken.mkdir()
+    (broken / "config.json").write_text('{"model_type": "qwen2_5_vl"}')
+    with h.qtbot.waitSignal(h.controller.load_failed, timeout=60_000):
+        h.window.load_model(ModelOptions(source=str(broken), device="cpu"), save=True)
+    # The broken folder is not remembered, the working model stays loaded and usable, and the window says so.
+    assert h.window.settings.load(ModelOptions).source == tiny_options.source
+    assert h.controller.model is not None and h.controller.model.options == tiny_options
+    assert "is still in use" in h.window.banner.text()
+    assert "failed to load" in h.window.status.fields()["model"]
+    # Loading a good model clears the load error.
+    h.load(tiny_options)
+    assert "has no *.safetensors" not in h.window.banner.text()
+
+
+def test_quitting_mid_run_closes_the_session_with_an_end_record(make_harness, shared_loader, tiny_options, sample_clip):
+    from app.settings import SourceOptions
+
+    h = make_harness(loader=shared_loader)
+    h.load(tiny_options)
+    with h.qtbot.waitSignal(h.controller.step_finished, timeout=20_000):
+        h.start(SourceOptions(spec=str(sample_clip), realtime=True))
+    path = Path(h.controller.session.path)
+    h.window.close()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert '"type": "end"' in lines[-1] and 1 <= sum('"type": "step"' in line for line in lines) < 10

@@ -9,9 +9,9 @@ import threading
 from PySide6.QtCore import Qt
 
 from app.settings import ModelOptions
+from model.catalog import KNOWN_MODELS
 from model.device import KERNEL_MODES
 from model.hub import DownloadCancelled
-from model.loading import KNOWN_MODELS
 from ui.model_manager import DEMO, FOLDER, ModelManagerDialog
 
 

@@ -97,3 +97,39 @@ def test_wayland_falls_back_to_a_normal_window_and_says_so_once(make_harness, mo
     w.toggle_overlay(False)
     w.toggle_overlay(True)
     assert sum("Wayland" in m.text for m in w.banner.history) == 1
+
+
+def test_the_default_place_does_not_cover_the_main_window(make_harness):
+    from PySide6.QtCore import QRect
+
+    from ui.overlay import default_position
+
+    h = make_harness()
+    geo = h.window.screen().availableGeometry()
+    w, hgt = 400, 60
+    # Nothing to avoid: centred near the bottom, like TV captions.
+    free = QRect(default_position(w, hgt, None), h.window.overlay.size().__class__(w, hgt))
+    assert free.center().y() > geo.center().y()
+    # A window over the lower half (its Start/Stop buttons at its bottom): the overlay goes to the top.
+    lower = QRect(geo.x(), geo.y() + geo.height() // 2, geo.width(), geo.height() // 2)
+    top = QRect(default_position(w, hgt, lower), free.size())
+    assert not top.intersects(lower) and top.y() < lower.y()
+    # A window in the upper part with room under it: just below the window.
+    upper = QRect(geo.x() + 20, geo.y(), geo.width() - 40, geo.height() // 3)
+    below = QRect(default_position(w, hgt, upper), free.size())
+    assert not below.intersects(upper) and below.y() > upper.bottom()
+    # The window hands its own place to the overlay before showing it there.
+    h.window.toggle_overlay(True)
+    assert h.window.overlay.avoid == h.window.frameGeometry()
+    h.window.toggle_overlay(False)
+
+
+def test_colours_read_as_words(qtbot):
+    from app.settings import OverlayOptions
+    from ui.overlay_settings import OverlaySettingsDialog, colour_words
+
+    assert colour_words("#b4000000") == "black, 71% opaque"
+    assert colour_words("#ffffff") == "white" and colour_words("#ff336699") == "#336699"
+    dialog = OverlaySettingsDialog(OverlayOptions())
+    qtbot.addWidget(dialog)
+    assert dialog.background_button.text() == "black, 71% opaque" and "#" not in dialog.text_button.text()
