@@ -203,3 +203,16 @@ def read_until(stream, predicate, timeout: float = 120.0) -> list[str]:
             lines.append(line)
             if predicate(line):
                 return lines
+
+
+# A session file as the app's first session log wrote it (schema 1: "version", "p", latency as a
+# number, the question as text): such files must still open.
+SCHEMA_1_SESSION = [  # what the app's first session log wrote: "version", "p", latency as a number, question as text
+    {"type": "session", "format": "streamo-live-session", "version": 1, "id": "abc123", "started": 1700000000.0,
+     "source": "/videos/old.mp4", "model": "demo", "task": "narrate", "fps": 1.0},
+    {"type": "step", "t": 0.0, "end": 1.0, "state": "</Silence>", "wall": 1700000001.0, "question": "Where is the cat?",
+     "p": {"</Silence>": 0.9, "</Standby>": 0.05, "</Response>": 0.05}, "latency_ms": 120.5},
+    {"type": "step", "t": 1.0, "end": 2.0, "state": "</Response>", "wall": 1700000002.0, "text": "On the sofa.",
+     "p": {"</Silence>": 0.1, "</Standby>": 0.1, "</Response>": 0.8}, "latency_ms": 300.0},
+    {"type": "end", "wall": 1700000003.0},
+]  # fmt: skip

@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
+from fakes import SCHEMA_1_SESSION as SCHEMA_1
 
 from app.live.records import Question
 from app.session import (
@@ -80,17 +81,6 @@ def test_subtitles_hold_until_the_next_response(tmp_path: Path):
     assert [e["kind"] for e in doc["entries"]] == ["question", "response", "response"]
     with pytest.raises(ValueError, match="unknown export format"):
         session.export_text("docx")
-
-
-SCHEMA_1 = [  # what the app's first session log wrote: "version", "p", latency as a number, question as text
-    {"type": "session", "format": "streamo-live-session", "version": 1, "id": "abc123", "started": 1700000000.0,
-     "source": "/videos/old.mp4", "model": "demo", "task": "narrate", "fps": 1.0},
-    {"type": "step", "t": 0.0, "end": 1.0, "state": SILENCE, "wall": 1700000001.0, "question": "Where is the cat?",
-     "p": {SILENCE: 0.9, STANDBY: 0.05, RESPONSE: 0.05}, "latency_ms": 120.5},
-    {"type": "step", "t": 1.0, "end": 2.0, "state": RESPONSE, "wall": 1700000002.0, "text": "On the sofa.",
-     "p": {SILENCE: 0.1, STANDBY: 0.1, RESPONSE: 0.8}, "latency_ms": 300.0},
-    {"type": "end", "wall": 1700000003.0},
-]  # fmt: skip
 
 
 def test_a_previous_schema_session_opens(tmp_path: Path):

@@ -6,18 +6,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from app.cli import main as cli_main
-from model.protocol import RESPONSE, SILENCE, STANDBY
+from fakes import SCHEMA_1_SESSION as SCHEMA_1
 
-SCHEMA_1 = [
-    {"type": "session", "format": "streamo-live-session", "version": 1, "id": "abc123", "started": 1700000000.0,
-     "source": "/videos/old.mp4", "model": "demo", "task": "narrate", "fps": 1.0},
-    {"type": "step", "t": 0.0, "end": 1.0, "state": SILENCE, "wall": 1700000001.0, "question": "Where is the cat?",
-     "p": {SILENCE: 0.9, STANDBY: 0.05, RESPONSE: 0.05}, "latency_ms": 120.5},
-    {"type": "step", "t": 1.0, "end": 2.0, "state": RESPONSE, "wall": 1700000002.0, "text": "On the sofa.",
-     "p": {SILENCE: 0.1, STANDBY: 0.1, RESPONSE: 0.8}, "latency_ms": 300.0},
-    {"type": "end", "wall": 1700000003.0},
-]  # fmt: skip
+from app.cli import main as cli_main
 
 
 def test_a_narrate_session_opens_in_the_window(make_harness, tiny_ckpt, sample_clip, tmp_path, monkeypatch):

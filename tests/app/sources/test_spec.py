@@ -224,7 +224,9 @@ def test_open_opens_the_built_source(video10: Path):
         assert SourceSpec.parse(src.info.spec) == SourceSpec.file(video10)
 
 
-def test_parse_source_and_open_source_go_through_the_one_parser(monkeypatch: pytest.MonkeyPatch):
+@pytest.fixture
+def parse_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every text SourceSpec.parse is called with from now on (the real parser still runs)."""
     seen: list[str] = []
     real = SourceSpec.parse.__func__  # type: ignore[attr-defined]
 
@@ -233,6 +235,11 @@ def test_parse_source_and_open_source_go_through_the_one_parser(monkeypatch: pyt
         return real(cls, text)
 
     monkeypatch.setattr(spec_module.SourceSpec, "parse", classmethod(spy))
+    return seen
+
+
+def test_parse_source_and_open_source_go_through_the_one_parser(parse_calls):
+    seen = parse_calls
     parse_source("screen:1")
     with pytest.raises(SourceError):
         open_source("/no/such/clip.mp4")
@@ -359,14 +366,7 @@ def test_picker_reports_a_bad_spec_and_keeps_its_choice(picker, qtbot):
     assert picker.options().spec == "/videos/a.mp4"
 
 
-def test_picker_reads_specs_through_source_spec(picker, monkeypatch: pytest.MonkeyPatch):
-    seen: list[str] = []
-    real = SourceSpec.parse.__func__  # type: ignore[attr-defined]
-
-    def spy(cls, text: str) -> SourceSpec:
-        seen.append(text)
-        return real(cls, text)
-
-    monkeypatch.setattr(spec_module.SourceSpec, "parse", classmethod(spy))
+def test_picker_reads_specs_through_source_spec(picker, parse_calls):
+    seen = parse_calls
     picker.set_options(SourceOptions(spec="screen:2@1,2,3,4"))
     assert "screen:2@1,2,3,4" in seen
