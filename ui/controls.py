@@ -187,4 +187,4 @@ class TaskControls(QWidget):
         decides = self.auto_talk.isChecked()
         self.talk.setEnabled(not decides)
         threshold = talkativeness_to_threshold(self.talk.value(), decides)
-        self.talk_label.setText("as trained" if threshold is None else f"answers when {round(threshold * 100)}% sure")
+        self.talk_label.setText("as trained" if threshold is None else f"when {round(threshold * 100)}% sure")

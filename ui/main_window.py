@@ -220,7 +220,7 @@ class MainWindow(QMainWindow):
             self.show_message(
                 "info",
                 "Demo shapes model loaded: a toy trained on synthetic clips. It narrates a red ball, a blue square "
-                "and a green triangle (try File > Open video with assets/sample.mp4) and knows nothing else.",
+                "and a green triangle (try the video file assets/sample.mp4: Browse..., then Start) and knows nothing else.",
             )
         elif getattr(info, "is_demo", False):
             self.show_message("info", "Demo model loaded: it exercises the pipeline, but its words are meaningless.")

@@ -92,7 +92,7 @@ class OverlayWindow(QWidget):
     def _height_for(self, options: OverlayOptions) -> int:
         font = QFont(options.font_family) if options.font_family else QFont(self.font())
         font.setPointSize(max(8, options.font_size))
-        return int(QFontMetricsF(font).height() * 3.2)  # two lines (live captions) and the padding
+        return int(QFontMetricsF(font).height() * 3.6)  # two lines (live captions), padding, the Standby dots
 
     def _position(self, options: OverlayOptions) -> QPoint:
         if options.x >= 0 and options.y >= 0:
@@ -125,7 +125,9 @@ class OverlayWindow(QWidget):
             self.painted_texts.append(text)
         if self.feed.standby:
             r = max(3.0, self.options.font_size / 6)
-            paint_standby(p, area.center().x(), area.bottom() - 3 * r, r, time.monotonic())
+            # Above the caption box (two lines fill the window's lower part), never on top of its text.
+            y = (box.top() if not box.isEmpty() else area.bottom()) - 2 * r
+            paint_standby(p, area.center().x(), max(area.top() + 2 * r, y), r, time.monotonic())
         p.end()
 
     # -- dragging (only when the overlay takes mouse input)

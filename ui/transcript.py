@@ -36,7 +36,7 @@ EXPORT_FILTERS = {
 _Index = QModelIndex | QPersistentModelIndex
 
 
-WHO = {"typed": "You", "voice": "You (spoken)", "preset": "Task"}
+WHO = {"typed": "You", "voice": "Voice", "preset": "Task"}  # who asked; answers say "Model"
 COLUMN_TIPS = (
     "Time in the stream (the video's clock)",
     "Time of day it happened",
@@ -130,8 +130,12 @@ class TranscriptPanel(QWidget):
         self.table.setShowGrid(False)
         self.table.setAlternatingRowColors(True)
         header = self.table.horizontalHeader()
-        for col in (0, 1, 2):
+        for col in (0, 1):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
+        # "Who" holds a few fixed words: as wide as the longest, so "Model" is never cut to "M...".
+        header.setSectionResizeMode(2, QHeaderView.ResizeMode.Fixed)
+        widest = max(self.table.fontMetrics().horizontalAdvance(w) for w in (*WHO.values(), "Model", "Who"))
+        header.resizeSection(2, widest + 16)
         header.setStretchLastSection(True)
 
         self.copy_button = QPushButton("Copy")

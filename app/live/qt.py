@@ -525,9 +525,9 @@ class LiveController(QObject):
     def on_model_loaded(self, info: ModelInfo) -> None:
         self.model = info
         self.message_cleared.emit(MODEL)
-        self.model_ready.emit(info)
-        for w in info.warnings:
+        for w in info.warnings:  # before model_ready: the window's own word on the model comes last
             self.message.emit("info", w, MODEL)
+        self.model_ready.emit(info)
         if self.state == RunState.LOADING:
             self._set_state(RunState.IDLE)
 

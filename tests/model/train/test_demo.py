@@ -44,7 +44,8 @@ def test_demo_narrates_the_sample_clips_shapes(demo_data, sample_clip, tmp_path,
     jsonl = tmp_path / "steps.jsonl"
     assert cli_main(["narrate", "--source", str(sample_clip), "--model", "demo", "--jsonl", str(jsonl)]) == 0
     assert "demo shapes model: a toy" in capsys.readouterr().err
-    said = [(r["t"], r["text"]) for r in map(json.loads, jsonl.read_text().splitlines()) if r["text"]]
+    records = [r for r in map(json.loads, jsonl.read_text().splitlines()) if r["type"] == "step"]
+    said = [(r["t"], r["text"]) for r in records if r["text"]]
     assert said and all(text in {s.caption for s in SHAPES.values()} for _, text in said), said
     # The ball leaves at 4 s and the square at 7 s (scripts/make_sample_clip.py).
     assert any(text == BALL and 3 <= t <= 5 for t, text in said), said
