@@ -111,7 +111,7 @@ class ModelManagerDialog(QDialog):
         form.addRow("Precision", self.precision)
         form.addRow("Device", self.device)
         form.addRow("Adapter", adapter_row)
-        form.addRow("Kernels", self.kernels)
+        form.addRow("Speed-up kernels", self.kernels)
         download_row = QHBoxLayout()
         download_row.addWidget(self.download_button)
         download_row.addWidget(self.cancel_button)
