@@ -216,3 +216,166 @@ SCHEMA_1_SESSION = [  # what the app's first session log wrote: "version", "p", 
      "p": {"</Silence>": 0.1, "</Standby>": 0.1, "</Response>": 0.8}, "latency_ms": 300.0},
     {"type": "end", "wall": 1700000003.0},
 ]  # fmt: skip
+
+
+class FakeCallbackFlags:
+    """The part of ``sounddevice.CallbackFlags`` a stream callback reads."""
+
+    def __init__(self, input_overflow: bool = False) -> None:
+        self.input_overflow = input_overflow
+
+    def __bool__(self) -> bool:
+        return self.input_overflow
+
+
+class FakePortAudioError(Exception):
+    """Stands in for ``sounddevice.PortAudioError``."""
+
+
+class FakeInputStream:
+    """``sounddevice.InputStream`` look-alike made by :class:`FakeSoundDevice`: ``start()`` spawns a thread
+    ("fake-audio") that calls the given callback with ``(indata, frames, time, status)`` for each block of
+    ``blocksize`` frames of the device's samples, at real time divided by ``speed`` (``speed=0``: as fast as
+    possible). ``indata`` is one reused (frames, channels) buffer, as PortAudio's is, so a callback that keeps
+    a reference instead of copying sees its audio overwritten. When the samples run out, or ``unplug_after``
+    blocks were delivered, the stream goes inactive and calls ``finished_callback``, as PortAudio does when a
+    device disappears."""
+
+    def __init__(self, device: "FakeSoundDevice", samplerate=None, blocksize=None, device_index=None, channels=1,
+                 dtype="float32", callback=None, finished_callback=None, **_ignored) -> None:  # fmt: skip
+        import numpy as np
+
+        self.sd = device
+        self.samplerate = float(samplerate or device.rate)
+        self.blocksize = int(blocksize or 512)
+        self.device = device_index
+        self.channels = int(channels or 1)
+        self.dtype = dtype
+        self.callback, self.finished_callback = callback, finished_callback
+        samples = np.asarray(device.samples, dtype=np.float32)
+        if int(self.samplerate) != device.rate and len(samples):
+            # The fake device "records" at whatever rate it was opened with (linear interpolation is enough here).
+            n = int(round(len(samples) * self.samplerate / device.rate))
+            samples = np.interp(np.arange(n) * device.rate / self.samplerate, np.arange(len(samples)), samples)
+        self.samples = samples.astype(np.float32)
+        self.active = False
+        self.closed = False
+        self.blocks = 0
+        self.done = threading.Event()  # the samples ran out or the device was "unplugged"
+        self.unplugged = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        if self.closed:
+            raise FakePortAudioError("Stream is closed")
+        if self.active:
+            return
+        self.active = True
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._feed, name="fake-audio", daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        import numpy as np
+
+        buf = np.zeros((self.blocksize, self.channels), dtype=np.float32)
+        t0 = time.monotonic()
+        pos = 0
+        while not self._stop.is_set():
+            if self.sd.unplug_after is not None and self.blocks >= self.sd.unplug_after:
+                self.unplugged.set()
+                break
+            block = self.samples[pos : pos + self.blocksize]
+            if len(block) < self.blocksize:  # PortAudio delivers whole blocks only
+                break
+            buf[:, :] = block[:, None]
+            flags = FakeCallbackFlags(input_overflow=self.blocks in self.sd.overflow_blocks)
+            self.callback(buf, self.blocksize, None, flags)
+            self.blocks += 1
+            pos += self.blocksize
+            if self.sd.speed:
+                delay = t0 + pos / (self.samplerate * self.sd.speed) - time.monotonic()
+                if delay > 0:
+                    self._stop.wait(delay)
+        self.active = False
+        self.done.set()
+        if self.finished_callback is not None:
+            self.finished_callback()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(5.0)
+        self.active = False
+
+    def close(self) -> None:
+        self.stop()
+        self.closed = True
+
+    def __enter__(self):
+        self.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class FakeSoundDevice:
+    """A stand-in for the ``sounddevice`` module with one or more input devices whose "microphone" plays
+    ``samples`` (float32 mono at ``rate``) through the real stream callback (see :class:`FakeInputStream`).
+
+    ``devices``: the ``query_devices()`` list (default: one input named ``name`` at ``rate``; ``[]``: no
+    devices). ``default``: the default input's index (-1: none). ``accept_rates``: the only sample rates the
+    device opens at (others raise ``PortAudioError`` from ``check_input_settings`` and ``InputStream``);
+    None accepts any. ``unplug_after``: the stream dies after that many blocks. ``overflow_blocks``: block
+    numbers (0-based) whose callback carries the input-overflow flag. ``streams`` keeps every stream opened."""
+
+    PortAudioError = FakePortAudioError
+    CallbackFlags = FakeCallbackFlags
+
+    def __init__(self, samples=(), rate: int = 16000, devices=None, default: int = 0, name: str = "Fake USB Mic",
+                 accept_rates=None, speed: float = 0.0, unplug_after=None, overflow_blocks=()) -> None:  # fmt: skip
+        from types import SimpleNamespace
+
+        self.samples, self.rate = samples, int(rate)
+        if devices is None:
+            devices = [{"name": name, "index": 0, "hostapi": 0, "max_input_channels": 1, "max_output_channels": 0,
+                        "default_samplerate": float(rate)}]  # fmt: skip
+        self.devices = devices
+        self.default = SimpleNamespace(device=[default, -1], samplerate=None)
+        self.accept_rates = None if accept_rates is None else {int(r) for r in accept_rates}
+        self.speed = speed
+        self.unplug_after = unplug_after
+        self.overflow_blocks = set(overflow_blocks)
+        self.streams: list[FakeInputStream] = []
+        self.refused: list[float] = []  # sample rates asked for and refused
+
+    def query_devices(self, device=None, kind=None):
+        if device is not None:
+            return self.devices[device]
+        if kind == "input":
+            if not (0 <= self.default.device[0] < len(self.devices)):
+                raise FakePortAudioError(f"Error querying device {self.default.device[0]}")
+            return self.devices[self.default.device[0]]
+        return list(self.devices)
+
+    def query_hostapis(self, index=None):
+        apis = [{"name": "Fake Audio"}]
+        return apis if index is None else apis[index]
+
+    def _check(self, device, samplerate) -> None:
+        if device is not None and not any(d.get("index", i) == device for i, d in enumerate(self.devices)):
+            raise FakePortAudioError(f"Error querying device {device}")
+        if self.accept_rates is not None and int(samplerate) not in self.accept_rates:
+            self.refused.append(samplerate)
+            raise FakePortAudioError("Invalid sample rate [PaErrorCode -9997]")
+
+    def check_input_settings(self, device=None, channels=None, dtype=None, extra_settings=None, samplerate=None):
+        self._check(device, samplerate or self.rate)
+
+    def InputStream(self, samplerate=None, blocksize=None, device=None, **kwargs):  # noqa: N802 - sounddevice's name
+        self._check(device, samplerate or self.rate)
+        stream = FakeInputStream(self, samplerate=samplerate, blocksize=blocksize, device_index=device, **kwargs)
+        self.streams.append(stream)
+        return stream

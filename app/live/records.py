@@ -37,13 +37,17 @@ class Question:
     text: str
     t: float | None = None  # stream seconds; None: "the next turn"
     origin: str = "typed"  # typed | preset | voice
+    span: tuple[float, float] | None = None  # a spoken question: the utterance's start and end, stream seconds
 
     def __post_init__(self) -> None:
         if self.origin not in ORIGINS:
             raise ValueError(f"question origin must be one of {ORIGINS}, got {self.origin!r}")
 
     def to_json(self) -> dict[str, Any]:
-        return {"text": self.text, "t": self.t, "origin": self.origin}
+        data: dict[str, Any] = {"text": self.text, "t": self.t, "origin": self.origin}
+        if self.span is not None:
+            data["span"] = [round(self.span[0], 3), round(self.span[1], 3)]
+        return data
 
     @classmethod
     def from_json(cls, value: Any) -> Question | None:
@@ -52,8 +56,9 @@ class Question:
         if isinstance(value, str):  # schema 1: the text alone, typed by the user
             return cls(value)
         origin = value.get("origin") if value.get("origin") in ORIGINS else "typed"
-        t = value.get("t")
-        return cls(str(value.get("text", "")), None if t is None else float(t), origin)
+        t, span = value.get("t"), value.get("span")
+        span = (float(span[0]), float(span[1])) if isinstance(span, list | tuple) and len(span) == 2 else None
+        return cls(str(value.get("text", "")), None if t is None else float(t), origin, span)
 
 
 @dataclass(frozen=True)

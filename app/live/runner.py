@@ -77,7 +77,7 @@ class LiveRunner:
         with the text as it will enter the stream (user text is neutralised by the protocol layer)."""
         text = self.engine.ask(question.text, question.t, tag=question)
         self._asked.append(question)
-        return Question(text, question.t, question.origin)
+        return Question(text, question.t, question.origin, question.span)
 
     def update(self, options: Any) -> list[str]:
         """New engine options mid-run; returns the changed ones that wait for the next run."""
@@ -146,7 +146,7 @@ class LiveRunner:
         if not isinstance(tag, Question):
             return Question(result.question, float(result.t), "preset")
         self._asked = [q for q in self._asked if q is not tag]
-        return Question(result.question, tag.t if tag.t is not None else float(result.t), tag.origin)
+        return Question(result.question, tag.t if tag.t is not None else float(result.t), tag.origin, tag.span)
 
     def _recover_from_oom(self, t: float) -> None:
         """Free the context and keep going with a smaller window; say what happened."""

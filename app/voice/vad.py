@@ -1,0 +1,427 @@
+"""Voice activity: when someone is talking, cut into utterances.
+
+:class:`SileroVad` gives a speech probability per 32 ms window (the model ships with the ``silero-vad``
+package, so this works offline). :class:`Segmenter` turns a stream of 16 kHz audio into :class:`Utterance` s,
+hands-free: speech of at least ``min_speech_ms`` followed by ``min_silence_ms`` of silence (the hangover)
+ends an utterance, ``max_utterance_s`` cuts a long one, and ``pre_roll_ms`` of audio before the detected start
+is kept so the first syllable is not clipped. :class:`PushToTalk` is the other way to talk: the audio between
+a key press and its release. :func:`segment` cuts a whole recording (the ``voice segment FILE`` command).
+"""
+
+from __future__ import annotations
+
+import threading
+import warnings
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+
+from app.voice import VoiceError
+from app.voice.audio import RECOGNITION_RATE, Resampler, resample
+
+__all__ = [
+    "WINDOW",
+    "PushToTalk",
+    "Segmenter",
+    "SileroVad",
+    "SpeechProbability",
+    "Utterance",
+    "VadSettings",
+    "segment",
+]
+
+#: Samples per VAD decision at 16 kHz (the only window the Silero model takes at that rate): 32 ms.
+WINDOW = 512
+#: Below ``threshold - HYSTERESIS`` counts as silence once speech has started; between the two nothing changes,
+#: so a probability hovering around the threshold does not chop an utterance (Silero's own rule).
+HYSTERESIS = 0.15
+
+
+# --- the model ----------------------------------------------------------------------------------------------
+
+_MODEL: Any = None
+_MODEL_LOCK = threading.Lock()
+
+
+def _load_model() -> Any:
+    """The Silero VAD TorchScript model, loaded once per process (about 2 MB, 60 ms)."""
+    global _MODEL
+    with _MODEL_LOCK:
+        if _MODEL is None:
+            try:
+                import torch
+            except ImportError as e:
+                raise VoiceError(f"Voice activity detection needs PyTorch, which is not installed ({e}).") from None
+            threads = torch.get_num_threads()
+            try:
+                with warnings.catch_warnings():
+                    # torch.jit.load's and importlib.resources' deprecation warnings (raised inside silero_vad) say
+                    # nothing the user can act on.
+                    warnings.simplefilter("ignore", FutureWarning)
+                    warnings.simplefilter("ignore", DeprecationWarning)
+                    from silero_vad import load_silero_vad
+
+                    model = load_silero_vad()
+            except Exception as e:  # noqa: BLE001 - a missing or broken package: one actionable message
+                raise VoiceError(
+                    f"The Silero voice activity model could not be loaded ({e}). Reinstall the silero-vad package "
+                    "(pip install 'silero-vad>=5.1'); push-to-talk and typed questions still work."
+                ) from None
+            finally:
+                # Importing silero_vad calls torch.set_num_threads(1) for the whole process; the video engine
+                # shares this process and must keep its own setting.
+                torch.set_num_threads(threads)
+            _MODEL = model
+        return _MODEL
+
+
+class SpeechProbability(Protocol):
+    """What :class:`Segmenter` needs from a voice activity detector (tests pass scripted ones)."""
+
+    def probability(self, window: np.ndarray) -> float: ...
+    def reset(self) -> None: ...
+
+
+class SileroVad:
+    """Speech probability per :data:`WINDOW` (512-sample, 16 kHz) window with the Silero VAD model.
+
+    The model is recurrent: each window's probability depends on the windows before it (an RNN state and the
+    last 64 samples as context). The network is shared by the whole process, so each ``SileroVad`` keeps its
+    own state and swaps it in around each call, under one lock: two streams never mix their histories.
+    :meth:`reset` starts a new stream (what ``get_speech_timestamps`` and ``VADIterator`` do with
+    ``model.reset_states()``)."""
+
+    rate = RECOGNITION_RATE
+    window = WINDOW
+
+    def __init__(self) -> None:
+        self._model = _load_model()
+        self._state: Any = None  # None: a fresh stream
+        self._context: Any = None
+
+    def reset(self) -> None:
+        self._state = self._context = None
+
+    def probability(self, window: np.ndarray) -> float:
+        """The probability (0..1) that this window, following the ones before it, is speech."""
+        import torch
+
+        x = np.asarray(window, dtype=np.float32).reshape(-1)
+        if len(x) != WINDOW:
+            raise ValueError(f"the Silero VAD takes windows of {WINDOW} samples at 16 kHz, not {len(x)}")
+        m = self._model
+        with _MODEL_LOCK, torch.no_grad():
+            if self._state is None:
+                m.reset_states()
+            else:
+                m._state, m._context = self._state, self._context
+                m._last_sr, m._last_batch_size = self.rate, 1
+            p = float(m(torch.from_numpy(x.copy()).unsqueeze(0), self.rate).item())
+            self._state, self._context = m._state, m._context
+        return p
+
+    def probabilities(self, samples: np.ndarray) -> np.ndarray:
+        """Probabilities of consecutive windows of 16 kHz ``samples`` (a partial last window is zero padded)."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        n = -(-len(x) // WINDOW)
+        padded = np.zeros(n * WINDOW, dtype=np.float32)
+        padded[: len(x)] = x
+        return np.array([self.probability(padded[i * WINDOW : (i + 1) * WINDOW]) for i in range(n)], np.float32)
+
+
+# --- utterances ---------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class VadSettings:
+    """How hands-free voice input decides what is an utterance."""
+
+    threshold: float = 0.5  # speech probability at which speech starts
+    min_speech_ms: int = 250  # shorter bursts (a cough, a click) are ignored
+    min_silence_ms: int = 500  # the hangover: silence this long ends an utterance
+    max_utterance_s: float = 15.0  # longer speech is cut (at a pause when there is one)
+    pre_roll_ms: int = 300  # audio kept from before the detected start, so the first syllable is whole
+    post_roll_ms: int = 200  # audio kept after the detected end (at most min_silence_ms), for the last syllable
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.threshold < 1.0:
+            raise ValueError(f"threshold must be between 0 and 1, not {self.threshold}")
+        if min(self.min_speech_ms, self.min_silence_ms, self.pre_roll_ms, self.post_roll_ms) < 0:
+            raise ValueError("VAD durations must not be negative")
+        if self.max_utterance_s <= (self.min_speech_ms / 1000.0):
+            raise ValueError(f"max_utterance_s ({self.max_utterance_s}) must exceed min_speech_ms")
+
+
+@dataclass(frozen=True)
+class Utterance:
+    """One stretch of speech. ``start``/``end``: where the speech was detected, in seconds of the stream;
+    ``samples``: the audio for recognition (mono float32 at ``rate``), which begins at ``audio_start`` (the
+    pre-roll before ``start``) and runs a little past ``end``."""
+
+    start: float
+    end: float
+    samples: np.ndarray = field(repr=False)
+    rate: int = RECOGNITION_RATE
+    audio_start: float = 0.0
+
+    @property
+    def duration(self) -> float:
+        return self.end - self.start
+
+    @property
+    def audio_end(self) -> float:
+        return self.audio_start + len(self.samples) / self.rate
+
+
+class Segmenter:
+    """Streaming hands-free segmentation: :meth:`push` audio in blocks of any size, get the utterances that
+    ended. ``rate``: the rate of the pushed audio (resampled to 16 kHz for the VAD when it differs; the
+    utterances are 16 kHz). ``vad``: a :class:`SpeechProbability` (default: :class:`SileroVad`, created on
+    first use). Not thread-safe: one consumer thread pushes."""
+
+    def __init__(self, settings: VadSettings | None = None, vad: SpeechProbability | None = None, rate: int = 16000):
+        self.settings = settings or VadSettings()
+        self._vad = vad
+        self.rate = int(rate)
+        self._resampler = Resampler(self.rate, RECOGNITION_RATE) if self.rate != RECOGNITION_RATE else None
+        self.reset()
+
+    @property
+    def vad(self) -> SpeechProbability:
+        if self._vad is None:
+            self._vad = SileroVad()
+        return self._vad
+
+    def reset(self) -> None:
+        """Forget the stream (audio, timing and the model's state)."""
+        if self._vad is not None:
+            self._vad.reset()
+        if self._resampler is not None:
+            self._resampler.reset()
+        self._pending = np.zeros(0, dtype=np.float32)  # < WINDOW samples waiting for a full window
+        self._pos = 0  # samples (16 kHz) already decided on
+        self._n_in = 0  # samples pushed (at ``rate``)
+        self._offset = 0.0  # stream seconds of sample 0
+        self._chunks: list[np.ndarray] = []  # recent audio, starting at sample _chunks_start
+        self._chunks_start = 0
+        self._speaking = False
+        self._confirmed = False
+        self._seg_start = 0  # first speech sample of the utterance in progress
+        self._audio_from = 0  # where its audio begins (the pre-roll, or a cut)
+        self._silence_since: int | None = None  # where the current run of silence began
+        self._pause: tuple[int, int] | None = None  # the latest pause inside the utterance (for a clean cut)
+
+    # what an indicator shows -------------------------------------------------------------------------------
+    @property
+    def in_speech(self) -> bool:
+        """Someone is talking: an utterance has lasted at least ``min_speech_ms`` and has not ended."""
+        return self._speaking and self._confirmed
+
+    @property
+    def speech_started_at(self) -> float | None:
+        """Stream seconds where the utterance in progress began (when :attr:`in_speech`)."""
+        return self._time(self._seg_start) if self.in_speech else None
+
+    # feeding -----------------------------------------------------------------------------------------------
+    def push(self, samples: np.ndarray, t0: float | None = None) -> list[Utterance]:
+        """Feed the next audio (mono float at ``rate``); returns the utterances that ended in it. ``t0``: the
+        stream time of ``samples[0]`` when the caller knows it (after a gap, or to start the clock at a
+        stream second); otherwise blocks are taken as contiguous, from time 0."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        if t0 is not None:
+            # Sample j of the pushed stream lies at offset + j / rate (the resampler keeps that alignment).
+            self._offset = float(t0) - self._n_in / self.rate
+        self._n_in += len(x)
+        if self._resampler is not None:
+            x = self._resampler.process(x)
+        return self._windows(x)
+
+    def flush(self) -> list[Utterance]:
+        """The stream ended: end the utterance in progress (if it is long enough) and start over."""
+        x = self._resampler.flush() if self._resampler is not None else np.zeros(0, dtype=np.float32)
+        out = self._windows(x)
+        real_end = self._pos + self._pending.size
+        if self._pending.size:
+            window = np.zeros(WINDOW, dtype=np.float32)
+            window[: self._pending.size] = self._pending
+            self._pending = np.zeros(0, dtype=np.float32)
+            out += self._decide(window)
+        if self._speaking:
+            end = self._silence_since if self._silence_since is not None else min(self._pos, real_end)
+            u = self._finish(end, audio_to=min(end + self._ms(self.settings.post_roll_ms), real_end))
+            if u is not None:
+                out.append(u)
+        clock = self._offset + self._n_in / self.rate
+        self.reset()
+        self._offset = clock  # audio pushed after a flush continues the clock
+        return out
+
+    # internals ---------------------------------------------------------------------------------------------
+    def _ms(self, ms: float) -> int:
+        return int(round(ms * RECOGNITION_RATE / 1000.0))
+
+    def _time(self, sample: int) -> float:
+        return self._offset + sample / RECOGNITION_RATE
+
+    def _windows(self, x: np.ndarray) -> list[Utterance]:
+        if self._pending.size:
+            x = np.concatenate([self._pending, x])
+        n = len(x) // WINDOW
+        self._pending = x[n * WINDOW :].copy()
+        out: list[Utterance] = []
+        for i in range(n):
+            out += self._decide(x[i * WINDOW : (i + 1) * WINDOW])
+        return out
+
+    def _decide(self, window: np.ndarray) -> list[Utterance]:
+        """One VAD window: update the state machine; returns an utterance that ended here, if any."""
+        s = self.settings
+        start = self._pos
+        end = start + WINDOW
+        self._chunks.append(window.copy())
+        self._pos = end
+        p = self.vad.probability(window)
+        speech = p >= s.threshold
+        silence = p < max(s.threshold - HYSTERESIS, 0.01)
+        out: list[Utterance] = []
+        if not self._speaking:
+            if speech:
+                self._speaking, self._seg_start, self._silence_since, self._pause = True, start, None, None
+                self._audio_from = max(self._chunks_start, start - self._ms(s.pre_roll_ms))
+                self._confirmed = WINDOW >= self._ms(s.min_speech_ms)
+            else:
+                self._trim(end - self._ms(s.pre_roll_ms))
+            return out
+        if speech:
+            if self._silence_since is not None and start - self._silence_since >= self._ms(100):
+                self._pause = (self._silence_since, start)  # a breath between phrases: a good place to cut
+            self._silence_since = None
+            if end - self._seg_start >= self._ms(s.min_speech_ms):
+                self._confirmed = True
+        elif silence and self._silence_since is None:
+            self._silence_since = start
+        if self._silence_since is not None and end - self._silence_since >= self._ms(s.min_silence_ms):
+            post = min(self._ms(s.post_roll_ms), self._ms(s.min_silence_ms))
+            u = self._finish(self._silence_since, audio_to=self._silence_since + post)
+            if u is not None:
+                out.append(u)
+            self._trim(end - self._ms(s.pre_roll_ms))
+        elif end - self._seg_start >= self._ms(s.max_utterance_s * 1000.0):
+            out += self._cut(end)
+        return out
+
+    def _cut(self, end: int) -> list[Utterance]:
+        """The utterance reached max_utterance_s: end it (at its latest pause when that is past halfway) and
+        go on with the speech that follows as a new utterance (its audio starts where this one's stops)."""
+        half = self._ms(self.settings.max_utterance_s * 500.0)
+        if self._silence_since is not None:  # already in a (short) silence: end there, like a hangover
+            u = self._finish(self._silence_since, audio_to=min(end, self._silence_since + self._ms(200)))
+            self._trim(end - self._ms(self.settings.pre_roll_ms))
+            return [u] if u is not None else []
+        if self._pause is not None and self._pause[0] - self._seg_start >= half:
+            stop, resume = self._pause
+            split = (stop + resume) // 2
+        else:
+            stop = resume = split = end
+        self._confirmed = True  # the speech so far counts, however short its last piece
+        u = self._finish(stop, audio_to=split)
+        self._speaking, self._confirmed = True, True
+        self._seg_start, self._audio_from, self._silence_since, self._pause = resume, split, None, None
+        self._trim(split)
+        return [u] if u is not None else []
+
+    def _finish(self, end: int, audio_to: int) -> Utterance | None:
+        """End the utterance in progress at sample ``end``; None when it was too short to be speech."""
+        self._speaking = False
+        confirmed, self._confirmed = self._confirmed, False
+        if not confirmed and end - self._seg_start < self._ms(self.settings.min_speech_ms):
+            return None
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
+        a = max(self._audio_from, self._chunks_start)
+        b = max(a, min(audio_to, self._chunks_start + len(audio)))
+        samples = audio[a - self._chunks_start : b - self._chunks_start].copy()
+        return Utterance(self._time(self._seg_start), self._time(end), samples, RECOGNITION_RATE, self._time(a))
+
+    def _trim(self, keep_from: int) -> None:
+        """Drop whole chunks of audio before ``keep_from`` (which callers keep at or before what the utterance
+        in progress, or the next one's pre-roll, needs)."""
+        while self._chunks and self._chunks_start + len(self._chunks[0]) <= keep_from:
+            self._chunks_start += len(self._chunks.pop(0))
+
+
+def segment(
+    samples: np.ndarray, rate: int, settings: VadSettings | None = None, vad: SpeechProbability | None = None
+) -> list[Utterance]:
+    """The utterances of a whole recording (resampled to 16 kHz first); times are seconds into it."""
+    x = resample(samples, rate, RECOGNITION_RATE) if int(rate) != RECOGNITION_RATE else np.asarray(samples, np.float32)
+    seg = Segmenter(settings, vad=vad)
+    return seg.push(x) + seg.flush()
+
+
+# --- push-to-talk -------------------------------------------------------------------------------------------
+
+
+class PushToTalk:
+    """The audio between a key press and its release, with ``pre_roll_ms`` from before the press (people start
+    talking as they press). :meth:`push` the microphone's audio all the time; times are stream seconds of that
+    audio (:attr:`now`: the end of what was pushed). A press shorter than ``min_ms`` is taken as a slip and
+    gives None; audio past ``max_s`` after the press is not kept (a stuck key must not fill memory)."""
+
+    def __init__(self, rate: int = 16000, pre_roll_ms: int = 300, min_ms: int = 300, max_s: float = 60.0) -> None:
+        self.rate = int(rate)
+        self.pre_roll_ms, self.min_ms, self.max_s = pre_roll_ms, min_ms, max_s
+        self._chunks: list[np.ndarray] = []  # kept audio, contiguous from sample _chunks_start
+        self._chunks_start = 0
+        self._kept = 0  # samples in _chunks
+        self._n = 0  # samples pushed
+        self._press: float | None = None
+
+    @property
+    def now(self) -> float:
+        return self._n / self.rate
+
+    @property
+    def pressed(self) -> bool:
+        return self._press is not None
+
+    def push(self, samples: np.ndarray) -> None:
+        """The next block of microphone audio (mono float at ``rate``)."""
+        x = np.asarray(samples, dtype=np.float32).reshape(-1)
+        start = self._n
+        self._n += len(x)
+        if self._press is not None:
+            x = x[: max(0, int(round((self._press + self.max_s) * self.rate)) - start)]
+        elif self._chunks_start + self._kept != start:
+            # Audio past max_s of the last press was left out: the store starts over here, contiguous again.
+            self._chunks, self._chunks_start, self._kept = [], start, 0
+        if len(x):
+            self._chunks.append(x.copy())
+            self._kept += len(x)
+        if self._press is None:
+            # Idle: keep the pre-roll plus a second of slack for a press stamped slightly in the past.
+            keep_from = self._n - int((self.pre_roll_ms / 1000.0 + 1.0) * self.rate)
+            while self._chunks and self._chunks_start + len(self._chunks[0]) <= keep_from:
+                first = self._chunks.pop(0)
+                self._chunks_start += len(first)
+                self._kept -= len(first)
+
+    def press(self, t: float | None = None) -> None:
+        """The key went down at stream time ``t`` (default: :attr:`now`). A second press is ignored."""
+        if self._press is None:
+            self._press = self.now if t is None else float(t)
+
+    def release(self, t: float | None = None) -> Utterance | None:
+        """The key came up at ``t`` (default: :attr:`now`): the utterance, or None for no press or one shorter
+        than ``min_ms``."""
+        press, self._press = self._press, None
+        if press is None:
+            return None
+        end = self.now if t is None else float(t)
+        if (end - press) * 1000.0 < self.min_ms:
+            return None
+        audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
+        a = max(self._chunks_start, int(round((press - self.pre_roll_ms / 1000.0) * self.rate)))
+        b = max(a, min(int(round(end * self.rate)), self._chunks_start + len(audio)))
+        samples = audio[a - self._chunks_start : b - self._chunks_start].copy()
+        return Utterance(press, end, samples, self.rate, a / self.rate)

@@ -1,0 +1,416 @@
+"""Spoken answers: real espeak-ng synthesis through pyttsx3, playback through a fake output device that
+consumes audio in real time (this machine has no sound card), interruption timing, the narration track."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+
+import numpy as np
+import pytest
+
+from app.voice import VoiceError
+from app.voice.tts import ENGINE_MISSING, Speaker, synthesize, synthesize_track, voices
+
+LONG_ANSWER = (
+    "A red circle appears on the left side of the screen. It moves slowly to the right. "
+    "Then a blue square enters from the top and stays in the middle for a while."
+)
+
+
+# ---------------------------------------------------------------------------------------------
+# A fake sounddevice: an output device that plays in real time
+
+
+class FakeOutputStream:
+    """``sounddevice.OutputStream`` in blocking-write mode: ``write`` blocks while the device buffer
+    (two blocks, like a low-latency PortAudio stream) is full; a thread "plays" one block per block
+    period and records when and what it played; ``stop`` plays out the buffer, ``abort`` drops it."""
+
+    def __init__(self, sd: FakeSoundDevice, samplerate, channels=1, dtype="float32", blocksize=0, device=None, **_):
+        assert channels == 1 and dtype == "float32"
+        self.sd, self.samplerate, self.device = sd, float(samplerate), device
+        self.blocksize = int(blocksize) or int(samplerate) // 100
+        self.capacity = 2 * self.blocksize
+        self.pending = np.zeros(0, dtype=np.float32)
+        self.cond = threading.Condition()
+        self.active = self.closed = self.draining = False
+        self.aborted = False
+        self.played: list[tuple[float, np.ndarray]] = []  # (monotonic time, samples) per played block
+        self.writes: list[float] = []  # monotonic time of each write() call
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self.active = True
+        self._thread = threading.Thread(target=self._consume, name="fake-output", daemon=True)
+        self._thread.start()
+
+    def write(self, data) -> bool:
+        assert self.active, "write() on a stream that is not started"
+        data = np.asarray(data, dtype=np.float32)
+        assert data.ndim == 2 and data.shape[1] == 1
+        self.writes.append(time.monotonic())
+        with self.cond:
+            while self.active and self.pending.size + data.shape[0] > self.capacity:
+                self.cond.wait()
+            self.pending = np.concatenate([self.pending, data[:, 0]])
+        return False  # no underflow
+
+    def _consume(self) -> None:
+        period = self.blocksize / self.samplerate
+        deadline = time.monotonic()
+        while True:
+            deadline += period
+            time.sleep(max(0.0, deadline - time.monotonic()))
+            with self.cond:
+                if not self.active or (self.draining and self.pending.size == 0):
+                    self.cond.notify_all()
+                    return
+                block, self.pending = self.pending[: self.blocksize], self.pending[self.blocksize :]
+                self.cond.notify_all()
+            if block.size:
+                self.played.append((time.monotonic(), block))
+
+    def stop(self) -> None:
+        self.draining = True
+        if self._thread is not None:
+            self._thread.join()
+        self.active = False
+
+    def abort(self) -> None:
+        with self.cond:
+            self.aborted, self.active, self.pending = True, False, np.zeros(0, dtype=np.float32)
+            self.cond.notify_all()
+        if self._thread is not None:
+            self._thread.join()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FakeSoundDevice:
+    """The part of the ``sounddevice`` module the Speaker uses. ``outputs=0``: no output device;
+    ``fail_open``: opening a stream raises, as PortAudio does for a busy device."""
+
+    class PortAudioError(Exception):
+        pass
+
+    def __init__(self, outputs: int = 1, fail_open: bool = False) -> None:
+        self.devices = [{"name": "Fake microphone", "max_input_channels": 1, "max_output_channels": 0}]
+        self.devices += [
+            {
+                "name": f"Fake speakers {i}",
+                "max_input_channels": 0,
+                "max_output_channels": 2,
+                "default_samplerate": 48000.0,
+            }
+            for i in range(outputs)
+        ]
+        self.fail_open = fail_open
+        self.streams: list[FakeOutputStream] = []
+
+    def query_devices(self, device=None, kind=None):
+        if device is None and kind is None:
+            return list(self.devices)
+        outputs = [d for d in self.devices if d["max_output_channels"] > 0]
+        if device is None:
+            if not outputs:
+                raise self.PortAudioError("Error querying device -1")
+            return outputs[0]
+        if not (isinstance(device, int) and 0 <= device < len(self.devices)):
+            raise ValueError(f"No output device matching {device!r}")
+        return self.devices[device]
+
+    def OutputStream(self, **kwargs) -> FakeOutputStream:  # noqa: N802 - sounddevice's name
+        if self.fail_open:
+            raise self.PortAudioError("Device unavailable [PaErrorCode -9985]")
+        stream = FakeOutputStream(self, **kwargs)
+        self.streams.append(stream)
+        return stream
+
+    def played(self) -> np.ndarray:
+        blocks = [b for s in self.streams for _, b in s.played]
+        return np.concatenate(blocks) if blocks else np.zeros(0, dtype=np.float32)
+
+
+def wait_for(predicate: Callable[[], bool], timeout: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.002)
+    return predicate()
+
+
+@pytest.fixture
+def sd() -> FakeSoundDevice:
+    return FakeSoundDevice()
+
+
+@pytest.fixture
+def speaker(sd):
+    states: list[str] = []
+    errors: list[VoiceError] = []
+    sp = Speaker(sd=sd, on_state=states.append, on_error=errors.append)
+    sp.states, sp.errors = states, errors  # type: ignore[attr-defined]
+    yield sp
+    sp.close()
+
+
+def rms(x: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(x, dtype=np.float64)))) if x.size else 0.0
+
+
+@pytest.fixture
+def synthesized(monkeypatch) -> list[np.ndarray]:
+    """Every clip the engine thread synthesises, in order. espeak-ng's output varies by a few samples from
+    one call to the next, so playback is compared with what was synthesised for it, not with a second run."""
+    from app.voice import tts
+
+    clips: list[np.ndarray] = []
+    read = tts._read_wav
+
+    def recording(path):
+        audio, rate = read(path)
+        clips.append(audio)
+        return audio, rate
+
+    monkeypatch.setattr(tts, "_read_wav", recording)
+    return clips
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthesis
+
+
+def test_synthesize_speaks_the_answer():
+    text = "The red circle moves to the left."
+    audio, rate = synthesize(text)
+    assert audio.dtype == np.float32 and audio.ndim == 1 and rate == 22050
+    assert np.abs(audio).max() <= 1.0
+    seconds = audio.size / rate
+    assert 0.04 <= seconds / len(text) <= 0.25, f"{seconds:.2f} s for {len(text)} characters"
+    frames = audio[: audio.size // 441 * 441].reshape(-1, 441)  # 20 ms frames
+    frame_rms = np.sqrt(np.mean(frames.astype(np.float64) ** 2, axis=1))
+    noise_floor = float(np.percentile(frame_rms, 5))
+    assert rms(audio) > 0.02 and rms(audio) > 10 * noise_floor + 1e-4, (rms(audio), noise_floor)
+    # Stable (espeak-ng's length varies a little between calls), and the rate is words per minute.
+    assert abs(synthesize(text)[0].size - audio.size) < 0.04 * audio.size
+    slow, fast = synthesize(text, rate=100)[0], synthesize(text, rate=350)[0]
+    assert slow.size > audio.size > fast.size
+    quiet = synthesize(text, volume=0.3)[0]
+    assert rms(quiet) < 0.6 * rms(audio)
+    assert synthesize("   ")[0].size == 0
+
+
+def test_voices_and_choosing_one(sd):
+    available = voices()
+    assert available and all(isinstance(i, str) and isinstance(n, str) for i, n in available)
+    ids = [i for i, _ in available]
+    other = next(i for i in ids if "de" in i.split("/")[-1])  # a German voice: espeak-ng ships one
+    assert synthesize("Guten Tag", voice=other)[0].size > 0
+    # After a call with a voice, a call without one is back on the default. The German voice reads English
+    # ~15% slower; espeak-ng's own length varies by up to ~3% from call to call.
+    default = synthesize("Hello there, how are you today?")[0].size
+    german = synthesize("Hello there, how are you today?", voice=other)[0].size
+    assert abs(german - default) > 0.08 * default
+    assert abs(synthesize("Hello there, how are you today?")[0].size - default) < 0.04 * default
+    with pytest.raises(VoiceError, match="Unknown voice 'no-such-voice'"):
+        synthesize("Hello", voice="no-such-voice")
+    sp = Speaker(sd=sd)
+    try:
+        assert sp.voices() == available
+        sp.set_voice(other)
+        with pytest.raises(VoiceError, match="Unknown voice"):
+            sp.set_voice("no-such-voice")
+        with pytest.raises(VoiceError):
+            sp.set_rate(5)
+        with pytest.raises(VoiceError):
+            sp.set_volume(1.5)
+    finally:
+        sp.close()
+
+
+def test_a_broken_engine_gives_the_install_hint(monkeypatch, sd):
+    import pyttsx3
+
+    def broken(*a, **k):
+        raise RuntimeError("could not initialize espeak")
+
+    monkeypatch.setattr(pyttsx3, "init", broken)
+    with pytest.raises(VoiceError) as err:
+        synthesize("Hello")
+    assert str(err.value) == ENGINE_MISSING
+    assert "sudo apt-get install espeak-ng" in str(err.value) and "subtitles" in str(err.value)
+    # The Speaker reports it from its thread; the caller is never blocked.
+    errors: list[VoiceError] = []
+    sp = Speaker(sd=sd, on_error=errors.append)
+    try:
+        start = time.monotonic()
+        sp.say("Hello")
+        assert time.monotonic() - start < 0.1
+        assert sp.wait(10)
+        assert [str(e) for e in errors] == [ENGINE_MISSING] and not sp.speaking and not sd.streams
+    finally:
+        sp.close()
+    monkeypatch.undo()
+    assert synthesize("Hello")[0].size > 0  # the engine works again once it can start
+
+
+def test_pyttsx3_missing(monkeypatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "pyttsx3", None)  # "import pyttsx3" raises ImportError
+    with pytest.raises(VoiceError, match="install espeak-ng"):
+        synthesize("Hello")
+
+
+# ---------------------------------------------------------------------------------------------
+# Playback
+
+
+def test_speaker_plays_the_answer_in_real_time(speaker, sd, synthesized):
+    text = "Hello there. The door is open."
+    seen_speaking = []
+    speaker.say(text)
+    assert wait_for(lambda: speaker.speaking, 5)
+    seen_speaking.append(speaker.speaking)
+    assert speaker.wait(10)
+    assert not speaker.speaking and seen_speaking == [True]
+    assert speaker.states == ["started", "stopped"] and not speaker.errors
+    assert len(sd.streams) == 1 and sd.streams[0].closed and not sd.streams[0].aborted
+    assert len(synthesized) == 2  # one clip per sentence, played back to back in one stream
+    expected = np.concatenate(synthesized)
+    played = sd.played()
+    assert played.size == expected.size and np.allclose(played, expected, atol=1e-6)
+    # Real time: the blocks were played over about the audio's own duration.
+    times = [t for t, _ in sd.streams[0].played]
+    duration = expected.size / 22050
+    assert 0.85 * duration <= times[-1] - times[0] + 0.01 <= 1.3 * duration + 0.1
+    # Chunks of at most 20 ms.
+    assert max(b.size for _, b in sd.streams[0].played) <= 441
+
+
+def test_stop_silences_within_200_ms(speaker, sd, synthesized):
+    speaker.say(LONG_ANSWER)
+    assert wait_for(lambda: sd.streams and sum(b.size for _, b in sd.streams[0].played) > 0.3 * 22050, 10)
+    assert speaker.speaking
+    t0 = time.monotonic()
+    speaker.stop()
+    assert wait_for(lambda: not speaker.speaking, 1.0)
+    stream = sd.streams[0]
+    assert stream.aborted and stream.closed
+    assert stream.writes[-1] - t0 < 0.2, f"a chunk was written {stream.writes[-1] - t0:.3f} s after stop()"
+    assert stream.played[-1][0] - t0 < 0.2, f"audio played {stream.played[-1][0] - t0:.3f} s after stop()"
+    assert sd.played().size < 0.5 * sum(c.size for c in synthesized)
+    print(f"stop: last write {stream.writes[-1] - t0:+.3f} s, last block played {stream.played[-1][0] - t0:+.3f} s")
+    assert speaker.states == ["started", "stopped"]
+    assert speaker.wait(1)
+    time.sleep(0.1)
+    assert len(sd.streams) == 1  # nothing else was played after the stop
+
+
+def test_a_newer_answer_interrupts(speaker, sd, synthesized):
+    speaker.say(LONG_ANSWER)
+    assert wait_for(lambda: sd.streams and sum(b.size for _, b in sd.streams[0].played) > 0.3 * 22050, 10)
+    t0 = time.monotonic()
+    speaker.say("Second answer.")
+    assert wait_for(lambda: len(sd.streams) == 2, 2)
+    first = sd.streams[0]
+    assert first.aborted and first.played[-1][0] - t0 < 0.2 and first.writes[-1] - t0 < 0.2
+    assert speaker.wait(10)
+    second = np.concatenate([b for _, b in sd.streams[1].played])
+    assert np.allclose(second, synthesized[-1], atol=1e-6)
+    assert speaker.states == ["started", "stopped", "started", "stopped"]
+
+
+def test_queued_answers_without_interrupting(speaker, sd, synthesized):
+    speaker.say("First.")
+    speaker.say("Second.", interrupt=False)
+    assert speaker.wait(10)
+    assert [s.aborted for s in sd.streams] == [False, False] and len(synthesized) == 2
+    assert np.allclose(sd.played(), np.concatenate(synthesized), atol=1e-6)
+
+
+def test_volume_applies_to_playback(speaker, sd, synthesized):
+    speaker.set_volume(0.5)
+    speaker.say("Half as loud.")
+    assert speaker.wait(10)
+    assert np.allclose(sd.played(), 0.5 * synthesized[0], atol=1e-6)
+
+
+def test_test_voice_and_close(speaker, sd):
+    speaker.test_voice()
+    assert wait_for(lambda: sd.streams and len(sd.streams[0].played) > 10, 10)  # 0.2 s of the test sentence
+    t0 = time.monotonic()
+    speaker.close()  # silences it too
+    assert time.monotonic() - t0 < 0.5 and not speaker._thread.is_alive() and not speaker.speaking
+    assert sd.streams[0].aborted and sd.streams[0].played[-1][0] - t0 < 0.2
+    assert speaker.states == ["started", "stopped"]
+    speaker.say("After closing.")  # ignored, not an error
+    assert len(sd.streams) == 1
+
+
+def test_no_output_device_fails_fast():
+    sp = Speaker(sd=FakeSoundDevice(outputs=0))
+    try:
+        start = time.monotonic()
+        with pytest.raises(VoiceError) as err:
+            sp.say("Nobody will hear this.")
+        assert time.monotonic() - start < 0.1
+        assert str(err.value).startswith("No audio output device: ")
+        assert not sp.speaking
+    finally:
+        sp.close()
+    with pytest.raises(VoiceError, match="No audio output device: '7'"):
+        Speaker(sd=FakeSoundDevice(), output_device=7).say("Hello")
+
+
+def test_a_device_that_cannot_open_is_reported():
+    errors: list[VoiceError] = []
+    sd = FakeSoundDevice(fail_open=True)
+    sp = Speaker(sd=sd, on_error=errors.append)
+    try:
+        sp.say("Hello")
+        assert sp.wait(10)
+        assert len(errors) == 1 and str(errors[0]).startswith("No audio output device: could not open it")
+        assert not sp.speaking
+    finally:
+        sp.close()
+
+
+# ---------------------------------------------------------------------------------------------
+# The narration track
+
+
+def test_track_places_answers_at_their_times(synthesized):
+    rate = 22050
+    track = synthesize_track([(2.0, "Second."), (0.5, "First answer.")], duration_s=3.0)
+    first, second = synthesized  # synthesised in stream order
+    assert track.dtype == np.float32 and track.size == 3 * rate
+    assert not track[: int(0.5 * rate)].any()  # silence before the first answer
+    a = int(0.5 * rate)
+    assert np.array_equal(track[a : a + first.size], first)
+    b = 2 * rate
+    assert np.array_equal(track[b : b + second.size], second)
+    assert not track[a + first.size : b].any()
+    assert rms(track[b : b + second.size]) > 0.02
+
+
+def test_track_cuts_an_answer_at_the_next_and_at_the_end(synthesized):
+    rate, src = 16000, 22050
+    track = synthesize_track([(0.2, LONG_ANSWER), (1.0, "Cut."), (1.6, "Late answer that runs on.")], 2.0, rate=rate)
+    long_audio = synthesized[0]
+    assert track.size == 2 * rate
+    assert not track[: int(0.2 * rate)].any()
+    cut = int(1.0 * rate)
+    # The long answer is heard up to the next one (resampled to 16 kHz), fading out over the last 5 ms.
+    n = cut - int(0.2 * rate)
+    expected = np.interp(np.arange(n) * src / rate, np.arange(long_audio.size), long_audio)
+    assert np.allclose(track[int(0.2 * rate) : cut - 80], expected[:-80], atol=1e-5)
+    assert abs(track[cut - 1]) < 1e-3
+    assert rms(track[cut : cut + int(0.2 * rate)]) > 0.01  # "Cut." starts on time
+    assert rms(track[int(1.6 * rate) :]) > 0.01  # the last answer runs to the end of the stream
+    assert synthesize_track([(5.0, "After the end.")], 1.0).size == 22050
+    assert not synthesize_track([], 0.5).any()
