@@ -88,11 +88,12 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--no-counters", action="store_true", help="leave out the frame and time counters")
     sh.set_defaults(func=_cmd_shapes)
 
-    from app import gui_cmd, narrate, train_cmd  # each adds its subcommand(s) and imports lazily inside
+    from app import gui_cmd, narrate, train_cmd, voice_cmd  # each adds its subcommand(s), imports lazily inside
 
     narrate.register(sub)
     gui_cmd.register(sub)
     train_cmd.register(sub)
+    voice_cmd.register(sub)
     return parser
 
 

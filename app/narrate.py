@@ -44,8 +44,26 @@ def register(sub: argparse._SubParsersAction) -> None:
         choices=KERNEL_MODES,
         help="Triton kernels (CUDA, 4-bit): auto = where they apply; triton = same, warns when they can't; off = never",
     )
-    p.add_argument("--question", action="append", default=[], help="a question (repeatable, pairs with --at)")
-    p.add_argument("--at", action="append", type=float, default=[], help="stream second to ask it at")
+    p.add_argument(
+        "--question", action=_Asked, kind="typed", default=[], dest="asks", help="a question (repeatable, with --at)"
+    )
+    p.add_argument(
+        "--ask-audio",
+        action=_Asked,
+        kind="audio",
+        dest="asks",
+        metavar="FILE.wav",
+        help="a recorded question (repeatable, with --at: its speech starts there), through voice activity and recognition",
+    )
+    p.add_argument("--at", action=_At, dest="asks", metavar="SECONDS", help="stream second of the question before it")
+    p.add_argument(
+        "--asr-model", default=None, help="speech recognition: Whisper id, folder or 'demo' (default: by memory)"
+    )
+    p.add_argument("--language", default=None, help="language of spoken questions (default: detected)")
+    p.add_argument("--speak", action="store_true", help="speak the responses aloud on the default output device")
+    p.add_argument(
+        "--speak-to", default=None, metavar="FILE.wav", help="write the spoken responses at their times to one track"
+    )
     p.add_argument("--task", default="narrate", help="task preset: narrate, actions, events, grounding, question")
     p.add_argument("--target", default=None, help="what to watch for, with --task grounding")
     p.add_argument("--fps", type=float, default=1.0, choices=(1.0, 2.0), help="model steps per second")
@@ -68,18 +86,60 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _questions(args: argparse.Namespace) -> list[Any]:
-    """--question/--at as Question values; a lone --question without --at is asked at 0 s."""
+class _Asked(argparse.Action):
+    """--question / --ask-audio: one entry [kind, value, time] in the order given; the --at next to it
+    (after it, or just before it) gives its time."""
+
+    def __init__(self, *args: Any, kind: str = "typed", **kwargs: Any) -> None:
+        self.kind = kind
+        super().__init__(*args, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        items = list(getattr(namespace, self.dest, None) or [])
+        early = [item for item in items if item[0] == "at"]  # an --at that came first
+        if early:
+            items.remove(early[0])
+        items.append([self.kind, values, early[0][2] if early else None])
+        setattr(namespace, self.dest, items)
+
+
+class _At(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None) -> None:  # noqa: ANN001
+        items = list(getattr(namespace, self.dest, None) or [])
+        try:
+            t = float(values)
+        except ValueError:
+            raise argparse.ArgumentError(self, f"takes a stream second, got {values!r}") from None
+        open_ = [item for item in items if item[0] != "at" and item[2] is None]
+        if open_:
+            open_[0][2] = t
+        else:
+            items.append(["at", None, t])  # for the --question / --ask-audio that follows
+        setattr(namespace, self.dest, items)
+
+
+def _questions(args: argparse.Namespace) -> tuple[list[Any], list[tuple[Path, float]]]:
+    """--question/--ask-audio with their --at: (typed Questions, (recording, second) pairs). A lone
+    --question without --at is asked at 0 s."""
     from app.errors import CliError
     from app.live.records import Question
 
-    questions, at = args.question, args.at
-    if len(at) > len(questions) or (at and len(at) != len(questions)) or (not at and len(questions) > 1):
-        raise CliError("give one --at SECONDS for each --question (a single --question alone is asked at 0 s)")
-    if any(t < 0 for t in at):
+    asks = args.asks or []
+    if any(item[0] == "at" for item in asks):
+        raise CliError("an --at has no --question or --ask-audio to go with")
+    untimed = [item for item in asks if item[2] is None]
+    if untimed and not (len(asks) == 1 and asks[0][0] == "typed"):
+        raise CliError(
+            "give one --at SECONDS after each --question and --ask-audio (a single --question alone is asked at 0 s)"
+        )
+    if any(item[2] is not None and item[2] < 0 for item in asks):
         raise CliError("--at must be a stream second >= 0")
-    times = at or [0.0] * len(questions)
-    return sorted((Question(q, float(t), "typed") for t, q in zip(times, questions, strict=True)), key=lambda q: q.t)
+    typed = [Question(v, float(t or 0.0), "typed") for kind, v, t in asks if kind == "typed"]
+    audio = [(Path(v), float(t)) for kind, v, t in asks if kind == "audio"]
+    for path, _ in audio:
+        if not path.is_file():
+            raise CliError(f"--ask-audio {path}: no such file")
+    return sorted(typed, key=lambda q: q.t), audio
 
 
 def check_args(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
@@ -115,10 +175,16 @@ def check_args(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
         spec = SourceSpec.parse(args.source)
     except SourceError as e:
         raise CliError(str(e)) from None
-    for flag, path in (("--srt", args.srt), ("--vtt", args.vtt), ("--jsonl", args.jsonl)):
+    for flag, path in (
+        ("--srt", args.srt),
+        ("--vtt", args.vtt),
+        ("--jsonl", args.jsonl),
+        ("--speak-to", args.speak_to),
+    ):
         if path and Path(path).is_dir():
             raise CliError(f"{flag} {path} is a folder; give a file name")
-    return spec, _questions(args), options
+    typed, audio = _questions(args)
+    return spec, typed, audio, options
 
 
 def _clock(seconds: float) -> str:
@@ -181,15 +247,67 @@ def run(args: argparse.Namespace) -> int:
     from app.errors import CliError
     from app.sources import SourceError
 
-    spec, questions, options = check_args(args)
+    spec, questions, recordings, options = check_args(args)
     try:
         source = spec.build(realtime=args.realtime).open()  # fails fast, before the model loads
     except SourceError as e:
         raise CliError(str(e)) from None
     try:
+        questions = sorted(questions + _recorded_questions(args, recordings), key=lambda q: q.t)
         return _run(args, spec, source, questions, options)
     finally:
         source.close()
+
+
+def _recorded_questions(args: argparse.Namespace, recordings: list[tuple[Path, float]]) -> list[Any]:
+    """--ask-audio recordings through voice activity and recognition, as voice Questions."""
+    if not recordings:
+        return []
+    from app.errors import CliError
+    from app.voice import VoiceError
+    from app.voice.asr import Recognizer, default_asr_model
+    from app.voice.input import questions_from_file
+
+    recognizer = Recognizer(args.asr_model or default_asr_model(), device=args.device, language=args.language)
+    out = []
+    try:
+        for path, at in recordings:
+            heard = questions_from_file(recognizer, path, at)
+            for q in heard:
+                print(f"heard in {path.name} at {q.span[0]:g}-{q.span[1]:g} s: {q.text}", file=sys.stderr)
+            out += heard
+    except VoiceError as e:
+        raise CliError(str(e)) from None
+    return out
+
+
+def _speaker(args: argparse.Namespace) -> Any:
+    """The default output device's speaker for --speak, or None (with a warning: narration goes on)."""
+    if not args.speak:
+        return None
+    from app.voice import VoiceError
+    from app.voice.tts import Speaker
+
+    try:
+        speaker = Speaker(on_error=lambda message: print(f"warning: {message}", file=sys.stderr))
+        speaker.check_output()
+        return speaker
+    except VoiceError as e:
+        print(f"warning: {e} (--speak is off; subtitles go on)", file=sys.stderr)
+        return None
+
+
+def _write_spoken_track(path: str, items: list[tuple[float, str]], duration: float) -> None:
+    from app.voice import VoiceError
+    from app.voice.tts import TRACK_RATE, synthesize_track
+    from app.voice.wav import write_wav
+
+    try:
+        track = synthesize_track(items, duration)
+    except VoiceError as e:
+        print(f"warning: --speak-to {path}: {e}", file=sys.stderr)
+        return
+    write_wav(Path(path), track, TRACK_RATE)
 
 
 def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any], options: Any) -> int:
@@ -199,6 +317,7 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     from app.live.runner import LiveRunner, RunEvents, make_engine
     from app.live.subtitles import HOLD_SECONDS
     from app.session import SessionLog, SessionMeta
+    from app.voice import VoiceError
     from model.interrupt import StopOnInterrupt
     from model.loading import load_model
     from model.train.demo import demo_adapter_for
@@ -227,6 +346,8 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     stop = StopOnInterrupt(external=threading.Event())  # external: --seconds reached
     started = time.perf_counter()
     srt, vtt = (Path(p) if p else None for p in (args.srt, args.vtt))
+    speaker = _speaker(args)
+    spoken: list[tuple[float, str]] = []  # (stream second, answer) for --speak-to
 
     def write_subtitles() -> None:
         cues = runner.subtitles.cues
@@ -242,6 +363,12 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
         printer.streamed = False
         if record.text.strip():
             write_subtitles()
+            spoken.append((record.t, record.text.strip()))
+            if speaker is not None:
+                try:
+                    speaker.say(record.text.strip())
+                except VoiceError as e:
+                    print(f"warning: {e}", file=sys.stderr)
         printer.progress(record, runner.steps / max(1e-9, time.perf_counter() - started))
         if args.seconds is not None and record.end >= args.seconds:
             stop.external.set()
@@ -272,12 +399,17 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
         printer.clear_progress()
         runner.close()
         write_subtitles()
+        if speaker is not None:
+            speaker.wait(timeout=30)  # the last answer finishes speaking
+            speaker.close()
+        if args.speak_to:
+            _write_spoken_track(args.speak_to, spoken, runner.subtitles.stream_end)
     if reason == "stopped" and not stop.requested:  # --seconds reached, not Ctrl-C
         reason = "ended"
     for q in runner.pending_questions:
         print(f"warning: '{q.text}' (at {q.t:g} s) was never asked: the stream ended first", file=sys.stderr)
     last = runner.subtitles.stream_end
-    written = [p for p in (args.srt, args.vtt, args.jsonl) if p] + [str(session.path)]
+    written = [p for p in (args.srt, args.vtt, args.jsonl, args.speak_to) if p] + [str(session.path)]
     if reason == "stopped":
         print(f"\ninterrupted at {_clock(last)}; kept {runner.steps} steps in {', '.join(written)}", file=sys.stderr)
         return 130

@@ -122,6 +122,28 @@ class LiveOptions:
 
 
 @dataclass(frozen=True)
+class VoiceOptions:
+    """Voice input and spoken answers (Voice > Voice settings)."""
+
+    GROUP: ClassVar[str] = "voice"
+    input_device: str = ""  # a microphone's name; "" = the default one
+    asr_model: str = ""  # a Whisper id or folder, "demo"; "" = by free memory (small on a GPU with room, else base)
+    language: str = ""  # of the spoken questions; "" = detected
+    sensitivity: int = 50  # 0..100: how readily speech is heard (the VAD threshold 0.8 .. 0.2)
+    hands_free: bool = False  # listen all the time (voice activity decides); else push-to-talk
+    ptt_toggle: bool = False  # the talk key toggles instead of being held
+    headphones: bool = False  # the mic cannot hear the answers: listen while they play (and let speech interrupt them)
+    speak_answers: bool = True  # answers to your questions
+    speak_narration: bool = False  # the narration of the task's instruction too
+    tts_voice: str = ""  # "" = the engine's default voice
+    tts_rate: int = 0  # words per minute; 0 = the engine's default
+    tts_volume: float = 1.0
+
+    def vad_threshold(self) -> float:
+        return round(0.8 - 0.6 * min(100, max(0, self.sensitivity)) / 100, 2)
+
+
+@dataclass(frozen=True)
 class OverlayOptions:
     """The always-on-top subtitle window."""
 

@@ -13,6 +13,7 @@ from ui.preview import PreviewWidget
 from ui.source_picker import SourcePicker
 from ui.subtitles import SubtitleFeed
 from ui.transcript import TranscriptPanel
+from ui.voice_panel import VoicePanel
 
 PREVIEW_INTERVAL_MS = 33  # ~30 fps: the preview follows the capture, not the model
 
@@ -28,6 +29,7 @@ class LiveTab(QWidget):
         self.picker = SourcePicker()
         self.transport = TransportBar()
         self.controls = TaskControls()
+        self.voice = VoicePanel()
         self.transcript = TranscriptPanel()
 
         source_box = QGroupBox("Source")
@@ -36,7 +38,9 @@ class LiveTab(QWidget):
         source_layout.addStretch(1)
         source_layout.addWidget(self.transport)
         task_box = QGroupBox("Task")
-        QVBoxLayout(task_box).addWidget(self.controls)
+        task_layout = QVBoxLayout(task_box)
+        task_layout.addWidget(self.controls)
+        task_layout.addWidget(self.voice)
         boxes = QHBoxLayout()
         boxes.addWidget(source_box, 2)
         boxes.addWidget(task_box, 3)

@@ -30,7 +30,8 @@ WAYLAND_NOTE = (
 
 
 class MainWindow(QMainWindow):
-    def __init__(self, settings: Settings, controller: LiveController | None = None) -> None:
+    def __init__(self, settings: Settings, controller: LiveController | None = None, voice: dict | None = None) -> None:
+        """``voice``: injections for the voice wiring (``sd``: a sounddevice stand-in, ``recognizer_factory``)."""
         super().__init__()
         self.settings = settings
         self.controller = controller or LiveController(parent=self)
@@ -50,6 +51,10 @@ class MainWindow(QMainWindow):
         self.status = StatusPanel(self.statusBar())
         self.overlay = OverlayWindow(self.feed, settings.load(OverlayOptions))
         self._wayland_noted = False
+        from ui.voice_control import VoiceControl
+
+        self.voice = VoiceControl(self, self.live_tab.voice, settings, **(voice or {}))
+        self.live_tab.transport.stop_clicked.connect(self.voice.stop_speaking)  # Stop also silences an answer
         self._build_menus()
 
         c = self.controller
@@ -87,12 +92,13 @@ class MainWindow(QMainWindow):
         tab = self.live_tab
         self._action(run, "&Start", tab.start, QKeySequence(START_KEY))
         self.pause_action = self._action(run, "&Pause / Resume", self.toggle_pause, QKeySequence(PAUSE_KEY))
-        self._action(run, "S&top", self.controller.stop, QKeySequence(STOP_KEY))
+        self._action(run, "S&top", self.stop, QKeySequence(STOP_KEY))
         self._action(run, "&Ask a question", self.focus_question, QKeySequence(ASK_KEY))
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Manage models...", self.open_model_manager)
         self._action(model_menu, "Use the &demo model", self.use_demo_model)
         self._action(model_menu, "&Reload", lambda: self.load_model(self.settings.load(ModelOptions)))
+        self.voice.build_menu(self.menuBar().addMenu("V&oice"))
         view = self.menuBar().addMenu("&View")
         self.overlay_action = self._action(
             view, "Subtitle &overlay", self.toggle_overlay, QKeySequence("Ctrl+Shift+O"), checkable=True
@@ -134,6 +140,8 @@ class MainWindow(QMainWindow):
             (PAUSE_KEY, "Pause / resume (the model and a video playing in real time)"),
             (STOP_KEY, "Stop (the session is saved)"),
             (ASK_KEY, "Type a question"),
+            ("F8 (hold)", "Ask a question out loud (push to talk)"),
+            ("Ctrl+.", "Stop speaking the answer"),
             ("Ctrl+Shift+O", "Show / hide the subtitle overlay"),
             ("Ctrl+Shift+M", "Messages"),
             ("Ctrl+O", "Open a saved session"),
@@ -159,6 +167,28 @@ class MainWindow(QMainWindow):
         )
 
     # -- run
+    def stop(self) -> None:
+        self.controller.stop()
+        self.voice.stop_speaking()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802, ANN001 - Qt override: the talk key, held
+        from ui.voice_panel import is_talk_key
+
+        if is_talk_key(event):
+            self.voice.key_pressed()
+            event.accept()
+            return
+        super().keyPressEvent(event)
+
+    def keyReleaseEvent(self, event) -> None:  # noqa: N802, ANN001
+        from ui.voice_panel import is_talk_key
+
+        if is_talk_key(event):
+            self.voice.key_released()
+            event.accept()
+            return
+        super().keyReleaseEvent(event)
+
     def toggle_pause(self) -> None:
         if self.controller.state in (RunState.RUNNING, RunState.PAUSED):
             self.controller.pause(self.controller.state == RunState.RUNNING)
@@ -307,6 +337,7 @@ class MainWindow(QMainWindow):
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         self.save_settings()
+        self.voice.close()
         self.overlay.close()
         self.controller.shutdown()
         super().closeEvent(event)

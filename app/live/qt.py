@@ -425,6 +425,9 @@ class LiveController(QObject):
         self.state = RunState.IDLE
         self.model: ModelInfo | None = None
         self.session = Session()
+        self._clock: tuple[float, float, float] | None = (
+            None  # (stream end of the last step, its monotonic time, 1/fps)
+        )
         self._pending_run: tuple[SessionMeta, LiveOptions] | None = None  # waits for the source to open
         self._captures = 0  # capture requests whose source_ended has not come back yet
         self._generation = 0  # of the latest capture request
@@ -487,9 +490,21 @@ class LiveController(QObject):
         text = text.strip()
         if not text:
             return None
-        question = Question(text, t, origin)
+        return self.ask_question(Question(text, t, origin))
+
+    def ask_question(self, question: Question) -> Question:
+        """A question as a value (a spoken one carries its stream second and utterance span)."""
         self.question_asked.emit(question)
         return question
+
+    def stream_time(self) -> float:
+        """The stream second now: the last step's end plus the time since, up to one more interval.
+        Thread-safe enough for the voice threads (one tuple read). 0 before any step of a run."""
+        clock = self._clock
+        if clock is None:
+            return 0.0
+        end, at, interval = clock
+        return end + min(time.monotonic() - at, interval)
 
     def update_options(self, live: LiveOptions) -> None:
         self.options_changed.emit(live)
@@ -555,11 +570,14 @@ class LiveController(QObject):
             )
             log_file = None
         self.session = Session(meta=meta, path=log_file.path if log_file else None)
+        self._clock = None
         self.session_changed.emit(self.session)
         self.run_started.emit(RunRequest(live, log_file))
 
     @Slot(object)
     def on_step_finished(self, report: StepReport) -> None:
+        record = report.record
+        self._clock = (record.end, time.monotonic(), record.end - record.t)
         added: list[TranscriptEntry] = self.session.add(report.record)
         self.step_finished.emit(report)
         if added:

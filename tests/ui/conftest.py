@@ -98,10 +98,10 @@ def make_harness(qtbot, settings: Settings, tmp_path: Path) -> Iterator[Callable
 
     made: list[Harness] = []
 
-    def make(**controller_kwargs: Any) -> Harness:
+    def make(voice: dict | None = None, **controller_kwargs: Any) -> Harness:
         sessions = tmp_path / f"data{len(made)}"
         controller = LiveController(sessions_root=sessions, **controller_kwargs)
-        window = MainWindow(settings, controller)
+        window = MainWindow(settings, controller, voice=voice)
         qtbot.addWidget(window)
         window.show()
         h = Harness(qtbot, window, sessions / "sessions")

@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from app.voice.audio import level_dbfs, resample
-from app.voice.wav import read_wav
 
 QUESTION = "What is the person holding in their left hand?"
 LEAD_S, TAIL_S = 1.5, 2.0
@@ -48,20 +46,18 @@ def active_span(x: np.ndarray, rate: int, floor_db: float = -40.0) -> tuple[int,
 
 
 @pytest.fixture(scope="session")
-def speech(tmp_path_factory) -> Speech:
-    """The question spoken by espeak-ng (pyttsx3 writes a 22.05 kHz WAV), trimmed to its voiced span."""
-    pyttsx3 = pytest.importorskip("pyttsx3")
-    path: Path = tmp_path_factory.mktemp("voice") / "question.wav"
+def speech() -> Speech:
+    """The question spoken by espeak-ng (through the app's one pyttsx3 engine thread), trimmed to its
+    voiced span."""
+    from app.voice import VoiceError
+    from app.voice.tts import synthesize
+
     try:
-        engine = pyttsx3.init()
-        engine.save_to_file(QUESTION, str(path))
-        engine.runAndWait()
-        engine.stop()
-    except Exception as e:  # noqa: BLE001 - no speech engine on this machine
+        x, rate = synthesize(QUESTION)
+    except VoiceError as e:  # no speech engine on this machine
         pytest.skip(f"pyttsx3/espeak-ng cannot synthesise speech here: {e}")
-    if not path.exists() or path.stat().st_size < 1000:
+    if len(x) < rate // 10:
         pytest.skip("pyttsx3/espeak-ng wrote no audio")
-    x, rate = read_wav(path)
     a, b = active_span(x, rate)
     return Speech(x[a:b].copy(), rate)
 

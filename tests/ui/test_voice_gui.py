@@ -1,0 +1,151 @@
+"""Voice in the window: hands-free and push-to-talk questions reach the engine and the transcript
+(marked as spoken, recorded with origin "voice"), the level meter and the indicator move, a missing
+speaker is said once while answers go on as subtitles, an unplugged microphone is reported and the
+run goes on, and the voice settings are kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from fakes import FakeSoundDevice
+from PySide6.QtCore import Qt
+
+from app.settings import SourceOptions, VoiceOptions
+
+
+@pytest.fixture(scope="module")
+def spoken_clip():
+    """1.5 s of quiet, a spoken question (espeak-ng), 2 s of quiet, at 16 kHz."""
+    from app.voice import VoiceError
+    from app.voice.audio import resample
+    from app.voice.tts import synthesize
+
+    try:
+        speech, rate = synthesize("What is the red ball doing?")
+    except VoiceError as e:
+        pytest.skip(str(e))
+    speech = resample(speech, rate, 16000)
+    noise = np.random.default_rng(0).standard_normal(int(3.5 * 16000) + len(speech)).astype(np.float32) * 0.003
+    audio = np.concatenate([np.zeros(24000, np.float32), speech, np.zeros(32000, np.float32)]) + noise
+    return audio, 1.5, 1.5 + len(speech) / 16000
+
+
+@pytest.fixture(scope="module")
+def demo_asr():
+    from app.voice.asr import Recognizer
+
+    r = Recognizer("demo", device="cpu")
+    r.load()
+    return lambda options: r
+
+
+def voice_harness(make_harness, sd, recognizer, **kwargs):
+    return make_harness(voice={"sd": sd, "recognizer_factory": recognizer}, **kwargs)
+
+
+def test_a_hands_free_question_enters_the_stream_and_the_transcript(
+    make_harness, shared_loader, tiny_options, sample_clip, spoken_clip, demo_asr
+):
+    audio, speech_start, speech_end = spoken_clip
+    sd = FakeSoundDevice(audio, rate=16000, speed=1.0)  # a microphone in real time
+    h = voice_harness(make_harness, sd, demo_asr, loader=shared_loader)
+    h.load(tiny_options)
+    levels, states = [], []
+    host = h.window.voice.host
+    host.level.connect(levels.append)
+    host.state.connect(states.append)
+    with h.qtbot.waitSignal(h.controller.step_finished, timeout=20_000):
+        h.start(SourceOptions(spec=str(sample_clip), realtime=True))
+    with h.qtbot.waitSignal(host.question, timeout=30_000) as heard:
+        h.window.live_tab.voice.hands_free.setChecked(True)
+    question = heard.args[0]
+    assert question.origin == "voice" and question.span[1] - question.span[0] > 0.5
+    h.wait_idle(timeout=30_000)
+    assert "recognising" in states and max(levels) > 0.05
+    spoken = [e for e in h.window.live_tab.transcript.model.entries if e.origin == "voice"]
+    assert len(spoken) == 1
+    m = h.window.live_tab.transcript.model
+    row = m.entries.index(spoken[0])
+    assert m.data(m.index(row, 2)) == "Voice"  # marked as spoken
+    records = [r for r in h.session_records() if r.get("question") and r["question"]["origin"] == "voice"]
+    assert len(records) == 1 and records[0]["question"]["span"] == list(question.span)
+    assert h.window.settings.load(VoiceOptions).hands_free  # kept for next time
+    h.window.live_tab.voice.hands_free.setChecked(False)
+    assert h.window.live_tab.voice.status.text() == "voice off"
+
+
+def test_push_to_talk_with_the_talk_key(make_harness, shared_loader, tiny_options, spoken_clip, demo_asr):
+    import time
+
+    audio, speech_start, speech_end = spoken_clip
+    sd = FakeSoundDevice(audio, rate=16000, speed=1.0)
+    h = voice_harness(make_harness, sd, demo_asr, loader=shared_loader)
+    h.load(tiny_options)
+    host = h.window.voice.host
+    h.qtbot.keyPress(h.window, Qt.Key.Key_F8)  # listening starts, and the press counts from then
+    h.qtbot.waitUntil(lambda: host.input is not None and host.input.ptt.pressed, timeout=30_000)
+    deadline = time.monotonic() + 20
+    while host.input.ptt.now < speech_end + 0.3 and time.monotonic() < deadline:
+        h.qtbot.wait(50)
+    with h.qtbot.waitSignal(host.question, timeout=30_000) as heard:
+        h.qtbot.keyRelease(h.window, Qt.Key.Key_F8)
+    assert heard.args[0].origin == "voice"
+    assert "You asked (spoken)" in h.window.banner.text()
+    host.stop_listening()
+
+
+def test_no_speaker_is_said_once_and_answers_go_on(make_harness, shared_loader, tiny_options, sample_source, demo_asr):
+    h = voice_harness(make_harness, FakeSoundDevice(devices=[], default=-1), demo_asr, loader=shared_loader)
+    h.load(tiny_options)
+    h.window.live_tab.controls.question.setText("What moves?")
+    h.window.live_tab.controls.question.returnPressed.emit()
+    h.run(sample_source)
+    answers = [r for r in h.reports if r.record.text.strip()]
+    assert answers  # the talkative tiny model answered, as subtitles
+    warnings = [m.text for m in h.window.banner.history if m.topic == "voice"]
+    assert len(warnings) == 1 and "No audio output device" in warnings[0]
+
+
+def test_an_unplugged_microphone_is_reported_and_the_run_goes_on(
+    make_harness, shared_loader, tiny_options, sample_clip, spoken_clip, demo_asr
+):
+    audio, _, _ = spoken_clip
+    sd = FakeSoundDevice(audio, rate=16000, speed=1.0, unplug_after=25)
+    h = voice_harness(make_harness, sd, demo_asr, loader=shared_loader)
+    h.load(tiny_options)
+    host = h.window.voice.host
+    with h.qtbot.waitSignal(h.controller.step_finished, timeout=20_000):
+        h.start(SourceOptions(spec=str(sample_clip), realtime=True))
+    with h.qtbot.waitSignal(host.error, timeout=30_000) as failed:
+        h.window.live_tab.voice.hands_free.setChecked(True)
+    assert "Fake USB Mic" in failed.args[0] and "typed questions still work" in failed.args[0]
+    steps = len(h.reports)
+    h.wait_idle(timeout=30_000)
+    assert len(h.reports) > steps  # the run went on
+    assert h.window.live_tab.voice.status.text() == "voice off"
+
+
+def test_voice_settings_are_kept(make_harness, demo_asr, qtbot):
+    from ui.voice_settings import VoiceSettingsDialog
+
+    sd = FakeSoundDevice(name="Desk Mic")
+    dialog = VoiceSettingsDialog(VoiceOptions(), sd)
+    qtbot.addWidget(dialog)
+    assert [dialog.device.itemText(i) for i in range(dialog.device.count())] == ["Default microphone", "Desk Mic"]
+    dialog.device.setCurrentIndex(1)
+    dialog.asr.setCurrentIndex(dialog.asr.findData("demo"))
+    dialog.language.setCurrentIndex(dialog.language.findData("en"))
+    dialog.sensitivity.setValue(80)
+    dialog.headphones.setChecked(True)
+    dialog.narration.setChecked(True)
+    o = dialog.options()
+    assert (o.input_device, o.asr_model, o.language, o.headphones, o.speak_narration) == (
+        "Desk Mic", "demo", "en", True, True,
+    )  # fmt: skip
+    assert o.vad_threshold() == pytest.approx(0.32)
+    none = VoiceSettingsDialog(VoiceOptions(), FakeSoundDevice(devices=[], default=-1))
+    qtbot.addWidget(none)
+    assert "No microphone found" in none.device_note.text()
+    h = voice_harness(make_harness, sd, demo_asr)
+    h.window.voice.update(o)
+    assert h.window.settings.load(VoiceOptions) == o

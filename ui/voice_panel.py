@@ -1,0 +1,110 @@
+"""The voice row of the Live tab: a talk button (hold, or toggle), hands-free, an input level meter,
+what voice is doing (listening, hearing you, recognising, speaking) and whether answers are spoken."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+
+TALK_KEY = "F8"
+STATE_WORDS = {
+    "off": "voice off",
+    "loading": "loading speech recognition...",
+    "listening": "listening",
+    "hearing": "hearing you",
+    "recognising": "recognising...",
+}
+
+
+class VoicePanel(QWidget):
+    talk_pressed = Signal()
+    talk_released = Signal()
+    hands_free_toggled = Signal(bool)
+    speak_toggled = Signal(bool)
+    settings_requested = Signal()
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.talk = QPushButton("Hold to talk")
+        self.talk.setToolTip(
+            f"Hold (or press {TALK_KEY}) while you ask a question out loud; it enters the stream when you let go"
+        )
+        self.hands_free = QCheckBox("hands-free")
+        self.hands_free.setToolTip("Listen all the time: a question is taken when you stop speaking")
+        self.meter = QProgressBar()
+        self.meter.setRange(0, 100)
+        self.meter.setTextVisible(False)
+        self.meter.setMaximumWidth(90)
+        self.meter.setMaximumHeight(12)
+        self.meter.setToolTip("Microphone level")
+        self.status = QLabel(STATE_WORDS["off"])
+        self.status.setMinimumWidth(150)
+        self.status.setToolTip("What voice input is doing")
+        self.speak = QCheckBox("speak answers")
+        self.speak.setToolTip("Read the answers aloud (Voice > Voice settings: voice, speed, volume)")
+        self.settings = QPushButton("Voice...")
+        self.settings.setToolTip("Microphone, recognition model and language, voice of the answers")
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        for w in (self.talk, self.hands_free, self.meter, self.status):
+            row.addWidget(w)
+        row.addStretch(1)
+        row.addWidget(self.speak)
+        row.addWidget(self.settings)
+        self._toggle = False
+        self.talk.pressed.connect(self._on_pressed)
+        self.talk.released.connect(self._on_released)
+        self.hands_free.toggled.connect(self.hands_free_toggled)
+        self.speak.toggled.connect(self.speak_toggled)
+        self.settings.clicked.connect(self.settings_requested)
+
+    def set_toggle(self, toggle: bool) -> None:
+        """Push-to-talk as a toggle (click to start, click to stop) rather than hold."""
+        self._toggle = toggle
+        self.talk.setCheckable(toggle)
+        self.talk.setText("Talk" if toggle else "Hold to talk")
+
+    def _on_pressed(self) -> None:
+        if not self._toggle:
+            self.talk_pressed.emit()
+
+    def _on_released(self) -> None:
+        if self._toggle:
+            (self.talk_pressed if self.talk.isChecked() else self.talk_released).emit()
+        else:
+            self.talk_released.emit()
+
+    def on_level(self, level: float) -> None:
+        self.meter.setValue(int(round(100 * max(0.0, min(1.0, level)))))
+
+    def on_state(self, state: str) -> None:
+        self.status.setText(STATE_WORDS.get(state, state))
+        self.talk.setEnabled(not self.hands_free.isChecked() or state == "off")
+        if state == "off":
+            self.meter.setValue(0)
+
+    def on_speaking(self, speaking: bool) -> None:
+        if speaking:
+            self.status.setText("speaking the answer")
+        elif self.status.text() == "speaking the answer":
+            self.status.setText(STATE_WORDS["listening"])
+
+    def set_hands_free(self, on: bool) -> None:
+        self.hands_free.blockSignals(True)
+        self.hands_free.setChecked(on)
+        self.hands_free.blockSignals(False)
+        self.talk.setEnabled(not on)
+
+    def set_speak(self, on: bool) -> None:
+        self.speak.blockSignals(True)
+        self.speak.setChecked(on)
+        self.speak.blockSignals(False)
+
+
+def is_talk_key(event: object) -> bool:
+    """Whether a key event is the talk key (without auto-repeat: holding it is one press)."""
+    from PySide6.QtGui import QKeySequence
+
+    if getattr(event, "isAutoRepeat", lambda: False)():
+        return False
+    return event.key() == QKeySequence(TALK_KEY)[0].key()  # type: ignore[attr-defined]
