@@ -24,7 +24,7 @@ from model.device import KERNEL_MODES, free_cuda_memory, is_out_of_memory, resol
 from model.errors import ModelLoadError
 from model.frames import MAX_PIXELS, MIN_PIXELS
 from model.hub import ProgressFn, download_model
-from model.paths import data_dir
+from model.paths import build_once, data_dir
 
 log = logging.getLogger(__name__)
 
@@ -220,16 +220,7 @@ def ensure_demo_checkpoint() -> Path:
     """The tiny offline checkpoint, built once into the user's data folder."""
     from model.tiny import build_tiny_checkpoint
 
-    path = demo_checkpoint_dir()
-    if not tiny_checkpoint_current(path):
-        tmp = path.with_name(path.name + ".part")
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-        build_tiny_checkpoint(tmp, seed=0)
-        shutil.rmtree(path, ignore_errors=True)
-        tmp.rename(path)
-    return path
+    return build_once(demo_checkpoint_dir(), tiny_checkpoint_current, lambda tmp: build_tiny_checkpoint(tmp, seed=0))
 
 
 def tiny_checkpoint_current(path: Path) -> bool:

@@ -12,13 +12,10 @@ are random, so a "transcript" is a deterministic string of arbitrary tokens.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from model.paths import data_dir
+from model.paths import build_once, data_dir
 
 SAMPLING_RATE = 16000
 MARKER = "streamo_tiny_whisper.json"
@@ -215,25 +212,5 @@ def tiny_whisper_current(path: Path) -> bool:
 
 
 def ensure_demo_whisper() -> Path:
-    """The tiny Whisper, built once into the user's data folder.
-
-    Built in a private temporary folder beside it and renamed into place, so a reader never sees a
-    half-written checkpoint and two processes building at once do not trample each other.
-    """
-    path = whisper_demo_dir()
-    if tiny_whisper_current(path):
-        return path
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=path.name + ".part-", dir=path.parent))
-    try:
-        build_tiny_whisper(tmp, seed=0)
-        if not tiny_whisper_current(path):
-            shutil.rmtree(path, ignore_errors=True)
-            try:
-                os.rename(tmp, path)
-            except OSError:
-                if not tiny_whisper_current(path):  # someone else's rename won the race: theirs is as good
-                    raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return path
+    """The tiny Whisper, built once into the user's data folder."""
+    return build_once(whisper_demo_dir(), tiny_whisper_current, lambda tmp: build_tiny_whisper(tmp, seed=0))

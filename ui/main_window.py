@@ -16,6 +16,7 @@ from app.session import load_session
 from app.settings import LiveOptions, ModelOptions, OverlayOptions, Settings, SourceOptions
 from ui.banner import MessageBanner
 from ui.live_tab import LiveTab
+from ui.menus import menu_action
 from ui.overlay import OverlayWindow
 from ui.status import StatusPanel
 from ui.subtitles import SubtitleFeed
@@ -114,13 +115,7 @@ class MainWindow(QMainWindow):
         self._action(help_menu, "&About Streamo Live", self.show_about)
 
     def _action(self, menu, text, slot, shortcut=None, checkable=False) -> QAction:  # noqa: ANN001
-        action = QAction(text, self)
-        action.setCheckable(checkable)
-        if shortcut is not None:
-            action.setShortcut(shortcut)
-        action.triggered.connect(lambda checked=False: slot(checked) if checkable else slot())
-        menu.addAction(action)
-        return action
+        return menu_action(self, menu, text, slot, shortcut, checkable)
 
     # -- messages
     def show_message(self, level: str, text: str, topic: str = "info") -> None:

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import QDialog, QMenu
 from app.live.records import Question
 from app.settings import Settings, VoiceOptions
 from app.voice.qt import VoiceHost
+from ui.menus import menu_action
 from ui.voice_panel import TALK_KEY, VoicePanel
 
 
@@ -70,14 +71,8 @@ class VoiceControl(QObject):
         self._action(menu, "Voice &settings...", self.open_settings)
         self._action(menu, "&Test voice", self.host.test_voice)
 
-    def _action(self, menu: QMenu, text: str, slot: Any, shortcut: Any = None, checkable: bool = False) -> QAction:
-        action = QAction(text, self.window)
-        action.setCheckable(checkable)
-        if shortcut is not None:
-            action.setShortcut(shortcut)
-        action.triggered.connect(lambda checked=False: slot(checked) if checkable else slot())
-        menu.addAction(action)
-        return action
+    def _action(self, menu, text, slot, shortcut=None, checkable=False) -> QAction:  # noqa: ANN001
+        return menu_action(self.window, menu, text, slot, shortcut, checkable)
 
     def _talk_once(self) -> None:
         self.window.show_message("info", f"Hold {TALK_KEY} (or the Talk button) while you speak.", "voice")
