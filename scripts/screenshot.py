@@ -1,4 +1,4 @@
-"""Render the main window and the subtitle overlay into PNGs for the README.
+"""Render the main window, the subtitle overlay and the voice settings into PNGs for the docs.
 
     .venv/bin/python scripts/screenshot.py [--out docs/screenshots]
 
@@ -52,7 +52,7 @@ def save_png(image, path: Path) -> int:  # noqa: ANN001 - a QImage
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"), help="folder for main.png and overlay.png")
+    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"), help="folder for main.png, overlay.png and voice_settings.png")
     parser.add_argument("--clip", default=str(REPO / "assets" / "sample.mp4"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -130,6 +130,18 @@ def shoot(out: Path, clip: Path, tmp: Path) -> int:
     overlay_png = out / "overlay.png"
     size = save_png(backdrop, overlay_png)
     print(f"{overlay_png}: {size / 1024:.0f} KB")
+
+    # Voice settings, as Voice > Voice settings opens them.
+    from ui.voice_settings import VoiceSettingsDialog
+
+    dialog = VoiceSettingsDialog(window.voice.options, parent=window)
+    dialog.show()
+    QTimer.singleShot(300, app.quit)
+    app.exec()
+    voice_png = out / "voice_settings.png"
+    size = save_png(dialog.grab().toImage(), voice_png)
+    print(f"{voice_png}: {size / 1024:.0f} KB")
+    dialog.close()
     window.close()
     return 0
 

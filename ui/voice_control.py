@@ -49,6 +49,7 @@ class VoiceControl(QObject):
         self.host.level.connect(panel.on_level)
         self.host.state.connect(panel.on_state)
         self.host.speaking.connect(panel.on_speaking)
+        self.host.download.connect(panel.on_download)
         self.host.question.connect(self.on_heard)
         self.host.error.connect(lambda text: window.show_message("warning", text, "voice"))
         c = window.controller

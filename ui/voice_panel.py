@@ -79,9 +79,17 @@ class VoicePanel(QWidget):
 
     def on_state(self, state: str) -> None:
         self.status.setText(STATE_WORDS.get(state, state))
+        self.status.setToolTip("What voice input is doing")
         self.talk.setEnabled(not self.hands_free.isChecked() or state == "off")
         if state == "off":
             self.meter.setValue(0)
+
+    def on_download(self, done: int, total: int, filename: str) -> None:
+        """The recognition model downloading on first use: the meter shows how far it is."""
+        fraction = done / total if total else 0.0
+        self.meter.setValue(int(round(100 * min(1.0, fraction))))
+        self.status.setText(f"downloading speech model {fraction:.0%}")
+        self.status.setToolTip(f"{filename}: {done / 1e6:.0f} of {total / 1e6:.0f} MB (once; later starts are offline)")
 
     def on_speaking(self, speaking: bool) -> None:
         if speaking:

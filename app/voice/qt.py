@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -31,6 +32,7 @@ class VoiceHost(QObject):
     question = Signal(object)  # Question (origin "voice")
     error = Signal(str)  # user-facing: what failed and what to do
     speaking = Signal(bool)  # the assistant started / stopped speaking
+    download = Signal(object, object, str)  # bytes done, bytes total, file: the recognizer's first download
     _opened = Signal()  # listening started (from the voice-start thread): the meter's timer starts here
 
     def __init__(
@@ -52,6 +54,7 @@ class VoiceHost(QObject):
         self._speaker: Any = None
         self._speaker_failed = False  # say it once, then keep quiet (answers still show as subtitles)
         self.current_state = OFF
+        self._last_download_emit = 0.0
         self._press_when_ready = False  # the talk key went down while listening was still off
         self._meter = QTimer(self)
         self._meter.setInterval(50)
@@ -84,7 +87,17 @@ class VoiceHost(QObject):
         key = (options.asr_model, options.language)
         if self._recognizer is None or self._recognizer_key != key:
             self._recognizer, self._recognizer_key = self._recognizer_factory(options), key
+            if getattr(self._recognizer, "progress", False) is None:  # a Recognizer without a progress callback
+                self._recognizer.progress = self._download_progress
         return self._recognizer
+
+    def _download_progress(self, done: int, total: int, filename: str) -> None:
+        """From the loading thread: at most ten updates a second reach the window (and the last)."""
+        now = time.monotonic()
+        if done < total and now - self._last_download_emit < 0.1:
+            return
+        self._last_download_emit = now
+        self.download.emit(done, total, filename)
 
     def _listen(self, recognizer: Any) -> None:
         from app.voice.audio import Microphone

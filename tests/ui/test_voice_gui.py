@@ -5,6 +5,8 @@ run goes on, and the voice settings are kept."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 from fakes import FakeSoundDevice
@@ -149,3 +151,35 @@ def test_voice_settings_are_kept(make_harness, demo_asr, qtbot):
     h = voice_harness(make_harness, sd, demo_asr)
     h.window.voice.update(o)
     assert h.window.settings.load(VoiceOptions) == o
+
+
+def test_the_recognition_model_downloads_with_progress_in_the_voice_row(make_harness, spoken_clip, monkeypatch):
+    """A Whisper id not yet cached downloads through the model manager's downloader on first listen;
+    the voice row shows how far it is, then listening starts."""
+    import model.hub
+    from model.tiny_whisper import ensure_demo_whisper
+
+    folder = ensure_demo_whisper()
+    asked = []
+
+    def fake_download(repo_id, progress=None, **kwargs):  # the hub's signature: bytes done, total, file
+        asked.append(repo_id)
+        for done in (0, 50_000_000, 100_000_000, 145_000_000):
+            progress(done, 145_000_000, "model.safetensors")
+            time.sleep(0.15)
+        return folder
+
+    monkeypatch.setattr(model.hub, "download_model", fake_download)
+    audio, _, _ = spoken_clip
+    h = voice_harness(make_harness, FakeSoundDevice(audio, rate=16000, speed=1.0), None)
+    panel = h.window.live_tab.voice
+    h.window.voice.update(VoiceOptions(asr_model="openai/whisper-base", hands_free=False))
+    seen = []
+    h.window.voice.host.download.connect(lambda *a: seen.append(panel.status.text()))
+    with h.qtbot.waitSignal(h.window.voice.host.state, check_params_cb=lambda s: s == "listening", timeout=30_000):
+        panel.hands_free.setChecked(True)
+    assert asked == ["openai/whisper-base"]
+    assert seen[0] == "downloading speech model 0%" and seen[-1] == "downloading speech model 100%"
+    assert len(seen) >= 3
+    assert panel.status.text() == "listening"
+    panel.hands_free.setChecked(False)
