@@ -4,6 +4,8 @@ cancel and resume."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QThreadPool
 from PySide6.QtWidgets import (
     QComboBox,
@@ -16,6 +18,7 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QListWidget,
     QListWidgetItem,
+    QPlainTextEdit,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
@@ -44,6 +47,7 @@ class ModelManagerDialog(QDialog):
         self._downloader = downloader
         self._job: DownloadJob | None = None
         self._first_done: int | None = None
+        self._adapter_infos: list = []
 
         self.choices = QListWidget()
         demo = QListWidgetItem("Demo shapes model (tiny, offline toy: it knows three shapes)")
@@ -80,6 +84,15 @@ class ModelManagerDialog(QDialog):
         self.adapter = QLineEdit(placeholderText="optional: a LoRA adapter folder")
         adapter_browse = QPushButton("Browse...")
         adapter_browse.clicked.connect(self.browse_adapter)
+        # Adapters trained here (the Training tab) and the one in use, each with its card.
+        self.adapters = QListWidget()
+        self.adapters.setMaximumHeight(90)
+        self.adapters.setToolTip("LoRA adapters trained in the Training tab; choose one to use it with its base model")
+        self.card = QPlainTextEdit(readOnly=True)
+        self.card.setMaximumHeight(110)
+        self.card.setPlaceholderText("The chosen adapter's card: what it was trained on, how, and how well")
+        self.card.hide()
+        self.adapters.currentItemChanged.connect(self._on_adapter_chosen)
 
         self.details = QLabel()
         self.details.setWordWrap(True)
@@ -111,6 +124,8 @@ class ModelManagerDialog(QDialog):
         form.addRow("Precision", self.precision)
         form.addRow("Device", self.device)
         form.addRow("Adapter", adapter_row)
+        form.addRow("Trained adapters", self.adapters)
+        form.addRow("", self.card)
         form.addRow("Speed-up kernels", self.kernels)
         download_row = QHBoxLayout()
         download_row.addWidget(self.download_button)
@@ -167,6 +182,7 @@ class ModelManagerDialog(QDialog):
             self.device.addItem(o.device)
         self.device.setCurrentText(o.device)
         self.adapter.setText(o.adapter)
+        self.list_adapters(extra=[o.adapter] if o.adapter else [])
         self.kernels.setCurrentText(o.kernels if o.kernels in KERNEL_MODES else "auto")
         self._on_choice_changed()
 
@@ -237,6 +253,51 @@ class ModelManagerDialog(QDialog):
         if path:
             self.folder.setText(path)
             self.choices.setCurrentRow(self.choices.count() - 1)
+
+    def list_adapters(self, extra: list[str] = ()) -> None:  # type: ignore[assignment]
+        """Fill the adapter list (no selection: choosing one is the user's act)."""
+        from model.adapters import list_adapters
+
+        self.adapters.blockSignals(True)
+        self.adapters.clear()
+        self._adapter_infos = list_adapters(extra)
+        for info in self._adapter_infos:
+            item = QListWidgetItem(info.summary())
+            item.setData(Qt.ItemDataRole.UserRole, str(info.path))
+            item.setToolTip(str(info.path))
+            self.adapters.addItem(item)
+        if not self._adapter_infos:
+            none = QListWidgetItem("none yet: train one in the Training tab")
+            none.setFlags(Qt.ItemFlag.NoItemFlags)
+            self.adapters.addItem(none)
+        self.adapters.blockSignals(False)
+        current = self.adapter.text().strip()
+        for i, info in enumerate(self._adapter_infos):
+            if current and str(info.path) == str(Path(current).expanduser().resolve()):
+                self.adapters.setCurrentRow(i)
+
+    def _on_adapter_chosen(self, *args: object) -> None:
+        item = self.adapters.currentItem()
+        path = item.data(Qt.ItemDataRole.UserRole) if item is not None else None
+        info = next((a for a in self._adapter_infos if str(a.path) == path), None)
+        if info is None:
+            self.card.hide()
+            return
+        self.adapter.setText(str(info.path))
+        self.card.setPlainText(info.card or "(this adapter has no card)")
+        self.card.show()
+        base = info.base_model
+        if base and base != self.options().source:  # an adapter only fits the model it was trained on
+            self.set_base(base)
+
+    def set_base(self, source: str) -> None:
+        """Choose ``source`` as the model (a listed one, else as a folder), keeping the other settings."""
+        for i in range(self.choices.count()):
+            if self.choices.item(i).data(Qt.ItemDataRole.UserRole) == source:
+                self.choices.setCurrentRow(i)
+                return
+        self.folder.setText(source)
+        self.choices.setCurrentRow(self.choices.count() - 1)
 
     def browse_adapter(self) -> None:
         path = QFileDialog.getExistingDirectory(self, "Choose a LoRA adapter folder", self.adapter.text())

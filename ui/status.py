@@ -109,6 +109,14 @@ class StatusPanel:
         self.kernel.setText(f"runs on {kernel_words(info.kernel_path)}")
         self.memory.setText(info.device)
 
+    def on_model_unloaded(self, why: str = "") -> None:
+        self.progress.hide()
+        self.last_model = ""
+        self.model.setText(f"no model ({why})" if why else "no model")
+        self.model.setToolTip("")
+        self.kernel.setText("")
+        self.memory.setText("")
+
     def on_load_failed(self, text: str) -> None:
         self.progress.hide()
         self.model.setText(

@@ -101,6 +101,7 @@ class EngineWorker(QObject):
     error = Signal(object)  # LiveError
     run_finished = Signal()  # the run's log is closed
     pause_applied = Signal(bool)  # the engine has taken the pause / resume (no step after a True)
+    model_unloaded = Signal()  # the model's memory is returned (the training process needs it)
 
     def __init__(self, mailbox: FrameMailbox, loader: Any = default_loader, engine_factory: Any = make_engine) -> None:
         super().__init__()
@@ -163,6 +164,13 @@ class EngineWorker(QObject):
                 adapter=str(loaded.adapter) if getattr(loaded, "adapter", None) else "",
             )
         )
+
+    @Slot()
+    def on_unload_requested(self) -> None:
+        """End any run and return the model's memory (CPU and GPU); the next load starts afresh."""
+        self._end_run()
+        self._models.unload()
+        self.model_unloaded.emit()
 
     def _kept(self, text: str) -> str:
         """A failed load leaves the working model in place: say which."""
@@ -348,6 +356,7 @@ class CaptureWorker(QObject):
 class LiveController(QObject):
     # to the workers (queued: the receivers live on other threads)
     load_requested = Signal(object)  # ModelOptions
+    unload_requested = Signal()
     run_started = Signal(object)  # RunRequest
     run_stopped = Signal()
     paused_changed = Signal(bool)
@@ -369,6 +378,7 @@ class LiveController(QObject):
     token_streamed = Signal(object)  # TokenChunk
     pause_applied = Signal(bool)  # the engine took the pause: no step follows a True
     run_finished = Signal()  # the engine ended a run: its last step is reported, its log closed
+    model_unloaded = Signal()  # no model is loaded any more (unload_model)
 
     def __init__(
         self,
@@ -392,6 +402,7 @@ class LiveController(QObject):
         self.capture.moveToThread(self._capture_thread)
 
         self.load_requested.connect(self.engine.on_load_requested)
+        self.unload_requested.connect(self.engine.on_unload_requested)
         self.run_started.connect(self.engine.on_run_started)
         self.run_stopped.connect(self.engine.on_run_stopped)
         self.paused_changed.connect(self.engine.on_paused)
@@ -408,6 +419,7 @@ class LiveController(QObject):
         self.engine.pause_applied.connect(self.pause_applied)
         self.engine.run_finished.connect(self.on_run_finished)
         self.engine.model_loaded.connect(self.on_model_loaded)
+        self.engine.model_unloaded.connect(self.on_model_unloaded)
         self.engine.load_failed.connect(self.on_load_failed)
         self.engine.step_finished.connect(self.on_step_finished)
         self.engine.error.connect(self.on_error)
@@ -439,6 +451,12 @@ class LiveController(QObject):
             self.stop()
         self._set_state(RunState.LOADING)
         self.load_requested.emit(options)
+
+    def unload_model(self) -> None:
+        """Stop any run and unload the model (its GPU memory goes back); ``model_unloaded`` follows."""
+        if self.state in (RunState.RUNNING, RunState.PAUSED):
+            self.stop()
+        self.unload_requested.emit()
 
     def start(self, source: SourceOptions, live: LiveOptions, model_label: str = "") -> bool:
         """Open the source; the run (and its session file) starts once the source delivers. False
@@ -545,6 +563,11 @@ class LiveController(QObject):
         self.model_ready.emit(info)
         if self.state == RunState.LOADING:
             self._set_state(RunState.IDLE)
+
+    @Slot()
+    def on_model_unloaded(self) -> None:
+        self.model = None
+        self.model_unloaded.emit()
 
     @Slot(str)
     def on_load_failed(self, text: str) -> None:

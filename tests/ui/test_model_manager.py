@@ -101,3 +101,41 @@ def test_download_progress_speed_cancel_and_resume(qtbot):
     qtbot.waitUntil(lambda: d.speed.text() == "downloaded", timeout=10_000)
     assert d.progress.value() == 1000 and "/cache/models--x" in d.details.text()
     assert len(calls) == 2
+
+
+def _adapter(folder, base: str, steps: int, weights: bool = True):
+    import json
+
+    folder.mkdir(parents=True)
+    (folder / "adapter_config.json").write_text("{}")
+    if weights:
+        (folder / "adapter_model.safetensors").write_bytes(b"\0")
+    (folder / "train_config.json").write_text(json.dumps({"model": base}))
+    (folder / "README.md").write_text(f"# Streamo LoRA adapter\n\n- **Steps:** {steps}\n<b>not markup</b>\n")
+    return folder
+
+
+def test_trained_adapters_are_listed_with_their_cards(qtbot, tmp_path, monkeypatch):
+    from model.adapters import adapters_root
+
+    monkeypatch.setenv("STREAMO_LIVE_DATA", str(tmp_path / "data"))
+    mine = _adapter(adapters_root() / "kitchen", "demo", 40)
+    _adapter(adapters_root() / "half-written", "demo", 3, weights=False)  # a run still going: not listed
+    elsewhere = _adapter(tmp_path / "elsewhere" / "garden", KNOWN_MODELS[0].model_id, 7)
+    d = ModelManagerDialog(ModelOptions(source=KNOWN_MODELS[-1].model_id, adapter=str(elsewhere)))
+    qtbot.addWidget(d)
+    rows = [d.adapters.item(i).text() for i in range(d.adapters.count())]
+    assert len(rows) == 2 and any("kitchen" in r and "on demo" in r and "40 steps" in r for r in rows)
+    assert d.adapters.currentItem().data(Qt.ItemDataRole.UserRole) == str(elsewhere.resolve())  # the one in use
+    assert d.choice() == KNOWN_MODELS[0].model_id  # an adapter brings its own base model along
+    d.adapters.setCurrentRow(rows.index(next(r for r in rows if "kitchen" in r)))
+    assert d.options().adapter == str(mine.resolve()) and d.options().source == "demo"
+    assert "<b>not markup</b>" in d.card.toPlainText() and not d.card.isHidden()
+
+
+def test_no_trained_adapters_says_where_they_come_from(qtbot, tmp_path, monkeypatch):
+    monkeypatch.setenv("STREAMO_LIVE_DATA", str(tmp_path / "empty"))
+    d = ModelManagerDialog(ModelOptions(source="demo"))
+    qtbot.addWidget(d)
+    assert d.adapters.count() == 1 and "Training tab" in d.adapters.item(0).text()
+    assert d.options().adapter == ""

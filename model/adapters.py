@@ -1,0 +1,81 @@
+"""The LoRA adapters this app trained: where they live and what their cards say. No heavy imports
+(the model manager lists them on the GUI thread).
+
+An adapter folder holds ``adapter_config.json`` and weights (peft), ``README.md`` (the card written
+by the trainer), ``train_config.json`` (the base model and settings it was trained with) and
+``metrics.jsonl``. The Training tab writes new adapters under :func:`adapters_root`; adapters
+elsewhere are remembered by the caller and passed as ``extra``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from model.paths import data_dir
+
+_STEPS = re.compile(r"\*\*Steps:\*\*\s*(\d+)")
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    path: Path
+    base_model: str  # the ``model`` it was trained on ("demo", a hub id or a folder); "" when unknown
+    steps: int | None  # optimiser steps, from the card
+    modified: float  # the weights' modification time
+    card: str  # README.md as written (plain text; shown, never rendered as markup)
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    def summary(self) -> str:
+        steps = f" · {self.steps} steps" if self.steps is not None else ""
+        return f"{self.name}  ·  on {self.base_model or 'an unknown base model'}{steps}"
+
+
+def adapters_root() -> Path:
+    """Where the Training tab puts adapters: ``<data folder>/adapters``."""
+    return data_dir() / "adapters"
+
+
+def read_adapter(path: str | Path) -> AdapterInfo | None:
+    """The adapter in ``path``, or None when it is not a complete adapter folder (no config or no
+    weights yet: a run still going, or a folder of something else)."""
+    folder = Path(path).expanduser()
+    weights = [p for p in (folder / "adapter_model.safetensors", folder / "adapter_model.bin") if p.is_file()]
+    if not (folder / "adapter_config.json").is_file() or not weights:
+        return None
+    base = ""
+    try:
+        base = str(json.loads((folder / "train_config.json").read_text(encoding="utf-8")).get("model") or "")
+    except (OSError, ValueError, AttributeError):
+        pass
+    try:
+        card = (folder / "README.md").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        card = ""
+    m = _STEPS.search(card)
+    return AdapterInfo(
+        path=folder.resolve(),
+        base_model=base,
+        steps=int(m.group(1)) if m else None,
+        modified=weights[0].stat().st_mtime,
+        card=card,
+    )
+
+
+def list_adapters(extra: Iterable[str | Path] = (), root: Path | None = None) -> list[AdapterInfo]:
+    """Adapters under ``root`` (default :func:`adapters_root`) and in ``extra``, newest first, each once."""
+    root = adapters_root() if root is None else root
+    candidates = [p for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+    candidates += [Path(p) for p in extra if p]
+    found: dict[Path, AdapterInfo] = {}
+    for candidate in candidates:
+        info = read_adapter(candidate)
+        if info is not None:
+            found.setdefault(info.path, info)
+    return sorted(found.values(), key=lambda a: a.modified, reverse=True)
