@@ -24,7 +24,7 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +97,7 @@ class Ask:
 @dataclass
 class PassStats:
     steps: int = 0  # engine steps taken
-    asks: int = 0
-    seconds: float = 0.0
-    answers: list[tuple[Ask, list[tuple[int, str]]]] = field(default_factory=list)
+    asks: int = 0  # asks answered
 
 
 def turns_until(seconds: float, fps: float) -> int:
@@ -289,10 +287,8 @@ class _Run:
                    "response": response, "error": error, "seconds": seconds, "eta_s": eta})  # fmt: skip
 
     def fail(self, qs: list[Query], message: str) -> None:
-        n = len(qs)
-        self.emit(
-            {"event": "warning", "message": f"{message}; {n} quer{'y gets' if n == 1 else 'ies get'} a null response"}
-        )
+        gets = f"{len(qs)} quer{'y gets' if len(qs) == 1 else 'ies get'} a null response"
+        self.emit({"event": "warning", "message": f"{message.rstrip('.')}. {gets}."})
         for q in qs:
             self.finish(q, None, 0.0, message)
 

@@ -2,9 +2,9 @@
 official scorer reads) and RESULTS.run.json beside it (the run's settings, every finished query's
 response, per-query errors and timings: what ``--resume`` continues from).
 
-Both files are rewritten atomically (a temporary file renamed over the old one) after every
-finished query, so a run killed at any moment leaves the last finished query on disk and never a
-half-written file. RESULTS.json holds only complete items: a backward/real-time query once answered,
+Both files are rewritten atomically (a temporary file renamed over the old one): the run file after
+every finished query, RESULTS.json whenever an item completes, so a run killed at any moment leaves
+the last finished query on disk and never a half-written file. RESULTS.json holds only complete items: a backward/real-time query once answered,
 a forward entry once every probe of it is; the probes of a forward entry still in progress live
 only in the run file, so the official scorer can read RESULTS.json at any time.
 """
