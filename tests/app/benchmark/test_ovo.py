@@ -12,8 +12,8 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import VIDEO_FPS, ovo_entries, write_ovo
 from fakes import write_video
+from ovo_testdata import VIDEO_FPS, ovo_entries, write_ovo
 
 from app.benchmark import ovo_run
 from app.benchmark.ovo_data import build_prompt, load_annotations, queries_for, select
