@@ -1,4 +1,4 @@
-"""`streamo-live` command line: gui | narrate | data | train | evaluate.
+"""`streamo-live` command line: gui | narrate | data | train | evaluate | voice | benchmark.
 
 Subcommands import their heavy dependencies lazily so `streamo-live data ...` starts fast.
 """
@@ -88,12 +88,13 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--no-counters", action="store_true", help="leave out the frame and time counters")
     sh.set_defaults(func=_cmd_shapes)
 
-    from app import gui_cmd, narrate, train_cmd, voice_cmd  # each adds its subcommand(s), imports lazily inside
+    from app import benchmark_cmd, gui_cmd, narrate, train_cmd, voice_cmd  # each adds its subcommand(s), lazily
 
     narrate.register(sub)
     gui_cmd.register(sub)
     train_cmd.register(sub)
     voice_cmd.register(sub)
+    benchmark_cmd.register(sub)
     return parser
 
 

@@ -18,6 +18,11 @@ frame's stored vision features (deterministic per frame, so nothing is lost). "e
 (APPROXIMATE) removes the dropped turns' cache entries and re-rotates the kept keys to close the
 position gap, without recomputing: kept entries still carry attention to the dropped turns,
 and the active question is re-asked on the new turn instead of the first kept one.
+
+Snapshots: ``snapshot()`` copies everything a later step reads (the cache's filled part, the
+turns, the pending tokens, the waiting questions, the options, the sampler's state) and
+``restore(snap)`` puts it back, so a detour (a probe question and its answer, say) leaves no
+trace: the run continues exactly as if the detour had never been taken.
 """
 
 from __future__ import annotations
@@ -36,7 +41,7 @@ import torch.nn.functional as F
 
 from model import protocol as P
 from model.frames import preprocess_frame
-from model.kv import StreamKVCache
+from model.kv import CacheSnapshot, StreamKVCache
 from model.loading import LoadedModel, plain_module
 from model.presets import task_instruction
 from model.rope import mrope_positions
@@ -149,6 +154,28 @@ class _Turn:
     pos_start: int = 0  # its first rotary position
 
 
+@dataclass(frozen=True)
+class EngineSnapshot:
+    """The engine's whole conversation state at one point (``StreamEngine.snapshot``). Opaque;
+    restorable any number of times, also after ``reset()``."""
+
+    cache: CacheSnapshot
+    turns: tuple[_Turn, ...]
+    pending: tuple[int, ...]
+    next_pos: int
+    t_next: float
+    asked: tuple[_Question, ...]
+    seq: int
+    instruction: _Question | None
+    active: str | None
+    approximate: bool
+    broken: bool
+    opts: EngineOptions
+    generator_state: torch.Tensor | None
+    steps: int
+    recent: tuple[StepResult, ...]
+
+
 def _base_model(model):
     """The Qwen2.5-VL ForConditionalGeneration under a peft wrapper, if any (LoRA layers stay in)."""
     get = getattr(model, "get_base_model", None)
@@ -253,6 +280,53 @@ class StreamEngine:
         """The asked questions still waiting, as (text, t, tag), in the order they will enter."""
         return [(q.text, q.t, q.tag) for q in sorted(self._asked, key=lambda q: (q.order, q.seq))]
 
+    def snapshot(self) -> EngineSnapshot:
+        """The conversation state now: the KV cache (copied: O(context) memory), the turns, the
+        pending tokens, the waiting questions, the options and the sampler's state. ``restore``
+        puts it back; the run then goes on exactly as from this point (same probabilities, same
+        answers, same cache)."""
+        with torch.inference_mode():
+            cache = self._cache.snapshot()
+        return EngineSnapshot(
+            cache=cache,
+            turns=tuple(replace(turn) for turn in self._turns),  # shallow: frame features are never modified
+            pending=tuple(self._pending),
+            next_pos=self._next_pos,
+            t_next=self._t_next,
+            asked=tuple(self._asked),
+            seq=self._seq,
+            instruction=self._instruction,
+            active=self._active,
+            approximate=self._approximate,
+            broken=self._broken,
+            opts=replace(self.opts),
+            generator_state=self._gen.get_state() if self._gen is not None else None,
+            steps=self.steps,
+            recent=tuple(self.recent),
+        )
+
+    def restore(self, snap: EngineSnapshot) -> None:
+        """Return to ``snap``: questions asked and steps taken since are forgotten."""
+        with torch.inference_mode():  # the buffers are inference tensors
+            self._cache.restore(snap.cache)
+        self._turns = [replace(turn) for turn in snap.turns]
+        self._pending = list(snap.pending)
+        self._next_pos = snap.next_pos
+        self._t_next = snap.t_next
+        self._asked = list(snap.asked)
+        self._seq = snap.seq
+        self._instruction = snap.instruction
+        self._active = snap.active
+        self._approximate = snap.approximate
+        self._broken = snap.broken
+        self.opts = replace(snap.opts)
+        self._gen = self._make_generator()
+        if snap.generator_state is not None and self._gen is not None:
+            self._gen.set_state(snap.generator_state)
+        self.steps = snap.steps
+        self.recent.clear()
+        self.recent.extend(snap.recent)
+
     def update(self, options: EngineOptions) -> list[str]:
         """Apply ``options`` between steps. Validates them (ValueError: nothing applied), then
         applies every changed field named in ``MID_RUN_OPTIONS``: a new task (or target) puts
@@ -326,18 +400,29 @@ class StreamEngine:
         return self._cache.nbytes()
 
     def step(
-        self, frame: np.ndarray, t: float | None = None, on_token: Callable[[str], None] | None = None
+        self,
+        frame: np.ndarray,
+        t: float | None = None,
+        on_token: Callable[[str], None] | None = None,
+        force: str | None = None,
     ) -> StepResult:
         """Consume one HxWx3 uint8 RGB frame for the interval <t s-(t + 1/fps) s>.
+
+        ``force`` (one of protocol.STATE_TOKENS) overrides the decision: the turn gets that state
+        (and with </Response> an answer) whatever the probabilities say, which are still computed
+        and returned. Benchmarks use it for the release's forced </Silence> before a question and
+        for an answer demanded on the question's turn.
 
         If it raises (out of memory, a bad frame), the conversation so far is kept (``messages()``
         is unchanged): the failed second is not added, its question waits for the next step, and
         the next step rebuilds the cache from the kept turns.
         """
+        if force is not None and force not in P.STATE_TOKENS:
+            raise ValueError(f"force must be one of {P.STATE_TOKENS} or None, got {force!r}")
         active = self._active
         with torch.inference_mode():
             try:
-                return self._step(frame, t, on_token)
+                return self._step(frame, t, on_token, force)
             except Exception:
                 self._broken = True
                 self._active = active
@@ -346,7 +431,9 @@ class StreamEngine:
     # ------------------------------------------------------------------------------------------
     # One step
 
-    def _step(self, frame: np.ndarray, t: float | None, on_token: Callable[[str], None] | None) -> StepResult:
+    def _step(
+        self, frame: np.ndarray, t: float | None, on_token: Callable[[str], None] | None, force: str | None
+    ) -> StepResult:
         opts = self.opts
         timings = dict.fromkeys(("vision", "prefill", "decision", "decode", "rebuild"), 0.0)
         t0 = self._clock()
@@ -382,7 +469,7 @@ class StreamEngine:
         timings["rebuild" if rebuilt else "prefill"] = (t2 - t1) * 1e3
 
         probs = self._state_probs(hidden)  # the step's one host sync
-        state = self._decide(probs)
+        state = force if force is not None else self._decide(probs)
         t3 = self._clock()
         timings["decision"] = (t3 - t2) * 1e3
 

@@ -15,8 +15,19 @@ mask or position bookkeeping.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from transformers.cache_utils import Cache, CacheLayerMixin
+
+
+@dataclass(frozen=True)
+class CacheSnapshot:
+    """A copy of a StreamKVCache's filled part (``StreamKVCache.snapshot``); restorable any number of times."""
+
+    length: int
+    ids: tuple[int, ...]
+    layers: tuple[tuple[torch.Tensor, torch.Tensor] | None, ...]  # per layer: keys, values [1, kv_heads, length, d]
 
 
 class SlotLayer(CacheLayerMixin):
@@ -120,6 +131,35 @@ class StreamKVCache(Cache):
                 rotate_keys(layer.keys[:, :, start : n - gap], key_shift, inv_freq)
         del self.ids[start:end]
         self.length = n - gap
+
+    def snapshot(self) -> CacheSnapshot:
+        """Copy the filled part of every layer (O(context) memory and time: a copy, not a view,
+        because a later rebuild or evict rewrites the buffers in place)."""
+        n = self.length
+        layers = tuple(
+            (layer.keys[:, :, :n].clone(), layer.values[:, :, :n].clone()) if layer.is_initialized else None
+            for layer in self.layers
+        )
+        return CacheSnapshot(n, tuple(self.ids), layers)
+
+    def restore(self, snap: CacheSnapshot) -> None:
+        """Put a snapshot back: the filled part is copied into the current buffers (grown or
+        allocated as needed); what lies past ``length`` is never read, so it is left as it is."""
+        n = snap.length
+        self.capacity = max(self.capacity, n)
+        for layer, saved in zip(self.layers, snap.layers, strict=True):
+            if saved is None:
+                continue
+            keys, values = saved
+            if not layer.is_initialized:
+                layer.lazy_initialization(keys, values)
+            self.length = 0  # grow() copies only [:length]: nothing of the current content is needed
+            if layer.keys.shape[-2] < n:
+                layer.grow(n)
+            layer.keys[:, :, :n] = keys
+            layer.values[:, :, :n] = values
+        self.length = n
+        self.ids = list(snap.ids)
 
     def nbytes(self) -> int:
         return sum(layer.keys.numel() * layer.keys.element_size() * 2 for layer in self.layers if layer.is_initialized)

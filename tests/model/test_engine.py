@@ -735,3 +735,85 @@ def test_update_remakes_the_generator_only_for_a_new_seed(tiny_loaded):
     gen = engine._gen
     assert engine.update(replace(opts, seed=7, top_p=0.95)) == [] and engine._gen is gen  # same seed: kept
     assert [engine.step(f).token_ids for f in frames] == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# Forced states; snapshot and restore
+
+
+def test_a_forced_state_overrides_the_decision_and_stays_exact(tiny_loaded):
+    frames = make_frames(4, seed=8)
+    free = StreamEngine(tiny_loaded, EngineOptions(max_answer_tokens=4))
+    decided = [free.step(f).state for f in frames]
+    engine = StreamEngine(tiny_loaded, EngineOptions(max_answer_tokens=4))
+    forced = [P.STANDBY if s == P.SILENCE else P.SILENCE for s in decided[:3]] + [P.RESPONSE]
+    results = [engine.step(f, force=s) for f, s in zip(frames, forced, strict=True)]
+    assert [r.state for r in results] == forced
+    assert results[-1].n_answer_tokens > 0
+    assert_matches_full_forward(tiny_loaded, engine, frames, results)  # probabilities still computed
+    # A forced </Response> is what threshold 0.0 gives.
+    other = StreamEngine(tiny_loaded, EngineOptions(max_answer_tokens=4))
+    for f, s in zip(frames[:3], forced[:3], strict=True):
+        other.step(f, force=s)
+    other.set_options(threshold=0.0)
+    assert other.step(frames[3]).token_ids == results[-1].token_ids
+    with pytest.raises(ValueError, match="force must be one of"):
+        engine.step(frames[0], force="</Speak>")
+
+
+def _fingerprint(results) -> list:
+    return [(r.t, r.state, tuple(r.probs.values()), r.text, r.question, r.rebuilt, r.context_tokens) for r in results]
+
+
+@pytest.mark.parametrize("mode", ["rebuild", "evict"])
+def test_restore_continues_exactly_like_a_run_without_the_detour(tiny_loaded, mode):
+    opts = EngineOptions(max_turns=5, keep_turns=3, window_mode=mode, max_answer_tokens=3)
+    frames = make_frames(10, seed=9)
+
+    def main_steps(engine, ks):
+        out = []
+        for k in ks:
+            if k == 1:
+                engine.ask("What moves?", t=2.5)  # still waiting when the snapshot is taken
+            out.append(engine.step(frames[k], t=float(k), force=P.RESPONSE if k == 5 else None))
+        return out
+
+    fresh = StreamEngine(tiny_loaded, replace(opts))
+    expected = main_steps(fresh, range(10))
+
+    engine = StreamEngine(tiny_loaded, replace(opts))
+    got = main_steps(engine, range(2))
+    snap = engine.snapshot()
+    assert engine.pending_questions() == [("What moves?", 2.5, None)]
+    detours = []
+    for _ in range(2):  # a probe: a question of its own, answers, a window drop; then back
+        engine.ask("How many squares?", t=2.0)
+        engine.set_options(threshold=0.0, max_answer_tokens=2)
+        detours.append(_fingerprint([engine.step(frames[k], t=float(k)) for k in range(2, 7)]))
+        assert any(r[5] for r in detours[-1]) or mode == "evict"  # the detour went through a window drop
+        engine.restore(snap)
+    assert detours[0] == detours[1]  # the same snapshot, restored twice, gives the same detour
+    assert engine.opts == opts and engine.steps == 2 and engine.exact
+    got += main_steps(engine, range(2, 10))
+    assert _fingerprint(got) == _fingerprint(expected)  # bit for bit: probabilities compared with ==
+    assert engine.messages() == fresh.messages()
+    assert engine.cache_token_ids() == fresh.cache_token_ids()
+    assert engine.exact == fresh.exact and engine.steps == fresh.steps == 10
+
+
+def test_restore_after_reset_and_the_sampler_state(tiny_loaded):
+    opts = EngineOptions(threshold=0.0, do_sample=True, seed=3, temperature=1.0, max_answer_tokens=5)
+    frames = make_frames(3, seed=10)
+    engine = StreamEngine(tiny_loaded, opts)
+    engine.step(frames[0])
+    snap = engine.snapshot()
+    first = engine.step(frames[1]).token_ids
+    engine.reset()  # a new, empty cache: restore allocates it again
+    engine.restore(snap)
+    assert engine.step(frames[1]).token_ids == first  # the sampler continues from the same state
+    assert_matches_full_forward(tiny_loaded, engine, frames[:2], list(engine.recent))
+    empty = StreamEngine(tiny_loaded, EngineOptions(task="question"))
+    start = empty.snapshot()  # before any step: nothing cached yet
+    a = empty.step(frames[2])
+    empty.restore(start)
+    assert _fingerprint([empty.step(frames[2])]) == _fingerprint([a])

@@ -1,0 +1,222 @@
+"""`streamo-live benchmark ovo` and `streamo-live benchmark ovo-score`: OVO-Bench from the terminal.
+
+ovo: every bad value (the annotation file entry by entry, tasks, folders, a results file that
+exists, a resume with other settings) is a one-line error before the model loads; then one line
+per finished query with the ETA, warnings for unusable videos, and at the end the score table
+beside the paper's rows, saved as RESULTS.scores.json. Ctrl-C stops after the query in progress
+(a second Ctrl-C at once); everything finished is on disk and --resume continues.
+ovo-score: the same scorer on any results file in OVO-Bench's layout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from app.errors import CliError
+from model.device import KERNEL_MODES  # torch-free
+
+OVO_DESCRIPTION = (
+    "Run OVO-Bench (its official annotation file, all twelve tasks) through the live engine and write the "
+    "results in OVO-Bench's own layout, so its official scorer reads them unchanged; then score them with the "
+    "same rules and compare with the paper's Streamo rows. Protocols: offline (OVO-Bench's: the stream up to "
+    "each query's time, the prompt on the last second, an answer demanded there) and streaming (the Streamo "
+    "release's: the question enters at its time, the model decides each second, its first response answers; "
+    "REC runs to the end and its latest answer at each probe counts). See docs/benchmark.md."
+)
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    b = sub.add_parser("benchmark", help="benchmarks people compare against: OVO-Bench")
+    b_sub = b.add_subparsers(dest="benchmark_command", metavar="{ovo,ovo-score}")
+    b.set_defaults(func=lambda args: _missing(b))
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    o = b_sub.add_parser("ovo", help="run OVO-Bench and score it", description=OVO_DESCRIPTION, formatter_class=fmt)
+    o.add_argument("--anno", required=True, metavar="FILE", help="OVO-Bench's annotation file (ovo_bench_new.json)")
+    o.add_argument("--videos", required=True, metavar="DIR", help="the folder the entries' video paths start from")
+    o.add_argument("--model", required=True, help="Hugging Face id, local folder, or 'demo' (the offline toy)")
+    o.add_argument("--adapter", default=None, metavar="DIR", help="a LoRA adapter folder")
+    o.add_argument("--out", required=True, metavar="RESULTS.json", help="results file (OVO-Bench's layout)")
+    o.add_argument("--tasks", default=None, help="comma-separated tasks (EPM,REC,...) or categories (default: all 12)")
+    o.add_argument("--limit", type=int, default=None, metavar="N", help="at most N entries of each task")
+    o.add_argument("--protocol", default="offline", choices=("offline", "streaming"))
+    o.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished query")
+    o.add_argument("--fps", type=float, default=1.0, choices=(1.0, 2.0), help="turns per second of video")
+    o.add_argument("--max-turns", type=int, default=120, help="context window in turns (the release: 120)")
+    o.add_argument("--max-answer-tokens", type=int, default=64, help="longest answer, in tokens")
+    o.add_argument(
+        "--threshold", type=float, default=None, help="streaming: respond when P(Response) >= this (default: argmax)"
+    )
+    o.add_argument("--precision", default="auto", help="auto (4-bit on CUDA, fp32 on CPU) | 4bit | 8bit | bf16 | fp32")
+    o.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
+    o.add_argument("--kernels", default="auto", choices=KERNEL_MODES, help="Triton kernels (CUDA, 4-bit)")
+    o.add_argument(
+        "--no-shared-pass",
+        dest="shared",
+        action="store_false",
+        help="re-run each video from its start for every query instead of one pass with engine snapshots "
+        "(same results, slower; for checking)",
+    )
+    o.set_defaults(func=run_ovo)
+    s = b_sub.add_parser(
+        "ovo-score",
+        help="score a results file in OVO-Bench's layout",
+        description="Score a results file in OVO-Bench's layout ({backward, realtime, forward}) with the official "
+        "rules: per task, per category, total; compared with the paper's rows; saved as RESULTS.scores.json.",
+    )
+    s.add_argument("results", metavar="RESULTS.json")
+    s.set_defaults(func=run_score)
+
+
+def _missing(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    raise CliError("choose a benchmark command: ovo or ovo-score")
+
+
+def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any], Any]:
+    """Everything the command line can get wrong, before a model loads: (entries, queries, store)."""
+    from app.benchmark.ovo_data import OvoDataError, file_digest, load_annotations, parse_tasks, queries_for, select
+    from app.benchmark.ovo_store import RunStore, StoreError
+
+    if args.limit is not None and args.limit < 1:
+        raise CliError(f"--limit must be >= 1, got {args.limit}")
+    if args.max_turns < 1:
+        raise CliError(f"--max-turns must be >= 1, got {args.max_turns}")
+    if args.max_answer_tokens < 1:
+        raise CliError(f"--max-answer-tokens must be >= 1, got {args.max_answer_tokens}")
+    if args.threshold is not None and not 0 <= args.threshold <= 1:
+        raise CliError(f"--threshold must be between 0 and 1, got {args.threshold:g}")
+    try:
+        tasks = parse_tasks(args.tasks) if args.tasks else None
+    except ValueError as e:
+        raise CliError(f"--tasks: {e}") from None
+    if not Path(args.videos).is_dir():
+        raise CliError(f"--videos {args.videos}: no such folder")
+    try:
+        entries = load_annotations(args.anno)
+    except OvoDataError as e:
+        raise CliError(str(e)) from None
+    chosen = select(entries, tasks, args.limit)
+    if not chosen:
+        raise CliError(f"{args.anno} has no entries of the chosen tasks ({args.tasks})")
+    queries = [q for i in chosen for q in queries_for(entries[i], i)]
+    settings = {
+        "annotations_sha256": file_digest(args.anno),
+        "protocol": args.protocol,
+        "fps": args.fps,
+        "model": args.model,
+        "adapter": str(Path(args.adapter).resolve()) if args.adapter else None,
+        "max_turns": args.max_turns,
+        "max_answer_tokens": args.max_answer_tokens,
+        "threshold": args.threshold,
+    }
+    try:
+        store = RunStore(args.out, entries, settings, resume=args.resume)
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    return entries, queries, store
+
+
+def _clock(seconds: float | None) -> str:
+    if seconds is None:
+        return "?"
+    s = int(round(seconds))
+    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}"
+
+
+class _Progress:
+    """One line per finished query on stderr: count, key, response, seconds, ETA; warnings between."""
+
+    def __call__(self, event: dict[str, Any]) -> None:
+        kind = event["event"]
+        if kind == "start":
+            skipped = event["queries"] - event["todo"]
+            resumed = f"; {skipped} finished before, skipped" if skipped else ""
+            print(f"{event['todo']} queries on {event['videos']} videos to run{resumed}", file=sys.stderr)
+        elif kind == "warning":
+            print(f"warning: {event['message']}", file=sys.stderr)
+        elif kind == "query":
+            response = "null" if event["response"] is None else repr(_short(event["response"]))
+            print(f"[{event['done']}/{event['todo']}] {event['key']}: {response}  {event['seconds']:.2f} s  "
+                  f"ETA {_clock(event['eta_s'])}", file=sys.stderr, flush=True)  # fmt: skip
+
+
+def _short(text: str, n: int = 40) -> str:
+    return text if len(text) <= n else text[: n - 1] + "\u2026"
+
+
+def run_ovo(args: argparse.Namespace) -> int:
+    from app.benchmark.ovo_run import run_benchmark
+    from app.benchmark.ovo_store import StoreError
+    from app.narrate import _demo_build_progress
+    from model.engine import EngineOptions
+    from model.interrupt import StopOnInterrupt
+    from model.loading import load_model
+    from model.train.demo import demo_adapter_for
+
+    entries, queries, store = check_args(args)
+    print(f"loading {args.model} ...", file=sys.stderr)
+    adapter = demo_adapter_for(args.model, args.adapter, _demo_build_progress)
+    loaded = load_model(args.model, precision=args.precision, device=args.device, adapter=adapter, kernels=args.kernels)
+    store.info.update({"device": str(loaded.device), "precision": loaded.precision, "kernels": loaded.kernel_path})
+    options = EngineOptions(
+        fps=args.fps,
+        threshold=args.threshold,
+        max_answer_tokens=args.max_answer_tokens,
+        max_turns=args.max_turns,
+        task="question",  # no standing instruction: the benchmark's prompts are the only questions
+    )
+    print(f"OVO-Bench, {args.protocol} protocol, {args.fps:g} fps: {loaded.source} on {loaded.device} "
+          f"({loaded.precision}); results -> {store.out}", file=sys.stderr)  # fmt: skip
+    progress = _Progress()
+    stop = StopOnInterrupt(notice="stopping after the query in progress (Ctrl-C again to stop at once)")
+    try:
+        status = run_benchmark(loaded, queries, store, Path(args.videos), args.protocol, options, args.shared,
+                               progress, stop)  # fmt: skip
+    except StoreError as e:
+        raise CliError(str(e)) from None
+    finally:
+        stop.restore()
+    unfinished = sum(not store.finished(q.key) for q in queries)
+    if status == "stopped":
+        print(f"stopped: {len(queries) - unfinished} of {len(queries)} queries finished and kept in {store.out}; "
+              "continue with --resume", file=sys.stderr)  # fmt: skip
+        return 130
+    _print_scores(store.results(), store.scores_path)
+    failed = [k for k in store.errors if k in {q.key for q in queries}]
+    if failed:
+        print(f"warning: {len(failed)} queries failed and scored 0 (listed under 'errors' in {store.run_path}); "
+              "--resume retries them", file=sys.stderr)  # fmt: skip
+    print(f"wrote {store.out}, {store.scores_path} and {store.run_path}", file=sys.stderr)
+    return 0
+
+
+def _print_scores(results: dict[str, Any], scores_path: Path) -> dict[str, Any]:
+    from app.benchmark.ovo_score import format_scores, score_results
+    from app.exports import write_text_atomic
+
+    report = score_results(results)
+    print(format_scores(report))
+    write_text_atomic(scores_path, json.dumps(report, indent=1))
+    return report
+
+
+def run_score(args: argparse.Namespace) -> int:
+    from app.benchmark.ovo_store import beside
+
+    path = Path(args.results)
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise CliError(f"{path}: not a readable JSON file ({e})") from None
+    if not isinstance(results, dict) or not any(k in results for k in ("backward", "realtime", "forward")):
+        raise CliError(f"{path}: not an OVO-Bench results file (expected backward, realtime and forward lists)")
+    try:
+        _print_scores(results, beside(path, ".scores.json"))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CliError(f"{path}: an item lacks a field the scorer reads ({type(e).__name__}: {e})") from None
+    print(f"wrote {beside(path, '.scores.json')}", file=sys.stderr)
+    return 0
