@@ -68,10 +68,14 @@ def read_adapter(path: str | Path) -> AdapterInfo | None:
     )
 
 
-def list_adapters(extra: Iterable[str | Path] = (), root: Path | None = None) -> list[AdapterInfo]:
-    """Adapters under ``root`` (default :func:`adapters_root`) and in ``extra``, newest first, each once."""
-    root = adapters_root() if root is None else root
-    candidates = [p for p in sorted(root.iterdir()) if p.is_dir()] if root.is_dir() else []
+def list_adapters(extra: Iterable[str | Path] = (), roots: Iterable[Path] | None = None) -> list[AdapterInfo]:
+    """Adapters in the folders under ``roots`` (default: :func:`adapters_root`) and the folders in
+    ``extra``, newest first, each once."""
+    candidates: list[Path] = []
+    for root in [adapters_root()] if roots is None else roots:
+        root = Path(root).expanduser()
+        if root.is_dir():
+            candidates += [p for p in sorted(root.iterdir()) if p.is_dir()]
     candidates += [Path(p) for p in extra if p]
     found: dict[Path, AdapterInfo] = {}
     for candidate in candidates:

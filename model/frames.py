@@ -4,10 +4,12 @@ at the Streamo pixel budget (PROTOCOL.md section 2: 3136..100352 pixels, 4..128 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
+
+if TYPE_CHECKING:  # torch loads where frames are processed, not where this module is imported
+    import torch
 
 MIN_PIXELS = 3136
 MAX_PIXELS = 100352
@@ -69,6 +71,7 @@ def resize_to_budget(
     """One RGB uint8 frame resized exactly as the processor resizes it (multiples of 28 within
     the pixel budget), still uint8. Feeding the result back to ``preprocess_frame`` gives the same
     pixel values as the original frame, so training caches these instead of decoding again."""
+    import torch
     from transformers.image_utils import SizeDict
 
     image_processor = getattr(processor, "image_processor", processor)

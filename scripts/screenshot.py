@@ -52,7 +52,11 @@ def save_png(image, path: Path) -> int:  # noqa: ANN001 - a QImage
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", default=str(REPO / "docs" / "screenshots"), help="folder for main.png, overlay.png and voice_settings.png")
+    parser.add_argument(
+        "--out",
+        default=str(REPO / "docs" / "screenshots"),
+        help="folder for main.png, overlay.png and voice_settings.png",
+    )
     parser.add_argument("--clip", default=str(REPO / "assets" / "sample.mp4"))
     args = parser.parse_args()
     out = Path(args.out)
@@ -142,8 +146,59 @@ def shoot(out: Path, clip: Path, tmp: Path) -> int:
     size = save_png(dialog.grab().toImage(), voice_png)
     print(f"{voice_png}: {size / 1024:.0f} KB")
     dialog.close()
+
+    if not shoot_training(window, app, out, tmp, wait_for):
+        return 1
     window.close()
     return 0
+
+
+def shoot_training(window, app, out: Path, tmp: Path, wait_for) -> bool:  # noqa: ANN001
+    """The Training tab: a project of synthetic shape clips (the library and the annotator), then a
+    real training run of the demo model from the train panel (the curves and the evaluation)."""
+    from PySide6.QtCore import QTimer
+
+    from model.train.synthetic import make_dataset
+
+    project = tmp / "my-clips"
+    make_dataset(project, 8, seed=5, size=(320, 240), max_events=2)
+    tab = window.training_tab
+    window.tabs.setCurrentWidget(tab)
+    if not tab.clips.open_project(project):
+        print("could not open the screenshot project", file=sys.stderr)
+        return False
+    annotator = tab.clips.annotator
+    tab.clips.library_view.list.setCurrentRow(1)
+    QTimer.singleShot(300, app.quit)
+    app.exec()
+    annotator.step_seconds(3)  # the playhead inside the first event (Standby on the timeline)
+    QTimer.singleShot(500, app.quit)
+    app.exec()
+    size = save_png(window.grab().toImage(), out / "training_clips.png")
+    print(f"{out / 'training_clips.png'}: {size / 1024:.0f} KB")
+
+    panel = tab.panel
+    tab.pages.setCurrentWidget(panel)
+    panel.name.setText("my-shapes")
+    panel.location.setText(str(tmp / "adapters"))
+    panel.device.setCurrentText("cpu")
+    panel.advanced_button.setChecked(True)
+    panel.steps.setValue(240)
+    panel.advanced_button.setChecked(False)
+    ended = []
+    panel.training_running.connect(lambda running: ended.append(running) if not running else None)
+    if not panel.start():
+        print(f"training did not start: {panel.error.text()}", file=sys.stderr)
+        return False
+    while not ended:  # training, then the evaluation of base vs adapter (a few minutes on a CPU)
+        wait_for(panel.training_running, 600_000)
+    wait_for(window.controller.model_ready, 60_000)  # the live model comes back
+    window.banner.hide()
+    QTimer.singleShot(500, app.quit)
+    app.exec()
+    size = save_png(window.grab().toImage(), out / "training_panel.png")
+    print(f"{out / 'training_panel.png'}: {size / 1024:.0f} KB")
+    return True
 
 
 if __name__ == "__main__":

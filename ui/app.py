@@ -47,11 +47,39 @@ def model_options_from(args: argparse.Namespace, saved: ModelOptions) -> ModelOp
     return options
 
 
+def binding_leaks_singletons() -> bool:
+    """Whether this Qt binding drops a reference to None on each void call and to True on each
+    signal emission. PySide6 6.12.0 on Python 3.11 does (``QLabel.setText``, every ``QPainter``
+    call, every ``Signal.emit``): the process then dies ("Fatal Python error: none_dealloc") once
+    their counts run out, after some tens of thousands of calls, i.e. minutes of a live session.
+    pyproject.toml pins pyside6-essentials below 6.12; this catches an install that ignored it."""
+    from PySide6.QtCore import QObject
+
+    probe = QObject()
+    before = sys.getrefcount(None), sys.getrefcount(True)
+    for _ in range(20):
+        probe.setObjectName("probe")
+        probe.objectNameChanged.emit("probe")
+    after = sys.getrefcount(None), sys.getrefcount(True)
+    return after[0] <= before[0] - 10 or after[1] <= before[1] - 10
+
+
+BROKEN_BINDING = (
+    "This PySide6 ({version}) leaks references on every Qt call and crashes Python 3.11 within minutes. "
+    "Install a working one: pip install 'pyside6-essentials>=6.7,<6.12'"
+)
+
+
 def create_application(argv: list[str] | None = None) -> QApplication:
     app = QApplication.instance() or QApplication(argv or sys.argv[:1])
     QCoreApplication.setOrganizationName(ORGANIZATION)
     QCoreApplication.setApplicationName(APPLICATION)
     app.setApplicationDisplayName("Streamo Live")
+    if binding_leaks_singletons():
+        import PySide6
+
+        log.error(BROKEN_BINDING.format(version=PySide6.__version__))
+        print(BROKEN_BINDING.format(version=PySide6.__version__), file=sys.stderr)
     if ICON.is_file():
         app.setWindowIcon(QIcon(str(ICON)))
     return app  # type: ignore[return-value]

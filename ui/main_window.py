@@ -1,10 +1,11 @@
-"""The main window: a message banner, the tabs (Live; Training once it exists), the status bar,
+"""The main window: a message banner, the tabs (Live, Training), the status bar,
 menus, and the overlay window. Settings are read and written here and nowhere deeper."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from pathlib import Path
 
 from PySide6.QtCore import QPoint, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -43,6 +44,13 @@ class MainWindow(QMainWindow):
         self.live_tab = LiveTab(self.controller, self.feed)
         self.tabs = QTabWidget()
         self.tabs.addTab(self.live_tab, "Live")
+        # The Training tab is built when first opened: its plots (pyqtgraph) would cost the window a
+        # third of a second at every start.
+        self._training_tab = None
+        self._training_placeholder = QWidget()
+        self.tabs.addTab(self._training_placeholder, "Training")
+        self.tabs.currentChanged.connect(self._on_tab_changed)
+        self._model_before_training: ModelOptions | None = None  # reloaded when training ends
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(6, 6, 6, 0)
@@ -76,6 +84,7 @@ class MainWindow(QMainWindow):
         self.live_tab.transcript.exported.connect(lambda path: self.show_message("info", f"Exported {path}"))
         self.live_tab.transcript.export_failed.connect(lambda text: self.show_message("error", text))
         self.overlay.moved.connect(self.on_overlay_moved)
+        c.model_unloaded.connect(lambda: self.status.on_model_unloaded("unloaded while training"))
         self._restore()
 
     # -- menus
@@ -226,13 +235,77 @@ class MainWindow(QMainWindow):
         self._pending_model = options if save else None
         self.controller.load_model(options)
 
+    # -- training
+    @property
+    def training_tab(self):  # noqa: ANN201 - ui.training.tab.TrainingTab, imported when built
+        if self._training_tab is None:
+            self._build_training_tab()
+        return self._training_tab
+
+    def _on_tab_changed(self, index: int) -> None:
+        if self._training_tab is None and self.tabs.widget(index) is self._training_placeholder:
+            self._build_training_tab()
+
+    def _build_training_tab(self) -> None:
+        from ui.training.tab import TrainingTab
+
+        t = TrainingTab(self.settings)
+        t.clips.message.connect(lambda level, text: self.show_message(level, text, "training"))
+        t.panel.about_to_start.connect(self._free_model_for_training)
+        t.panel.training_running.connect(self._on_training_running)
+        t.panel.use_in_live.connect(self.use_adapter)
+        self._training_tab = t
+        index = self.tabs.indexOf(self._training_placeholder)
+        showing = self.tabs.currentIndex() == index
+        self.tabs.blockSignals(True)
+        self.tabs.insertTab(index, t, "Training")
+        self.tabs.removeTab(index + 1)
+        if showing:
+            self.tabs.setCurrentIndex(index)
+        self.tabs.blockSignals(False)
+        self._training_placeholder.deleteLater()
+
+    def _free_model_for_training(self) -> None:
+        """Training (and its evaluation) runs in a process of its own that needs the memory: the live
+        model goes, and comes back when the process ends."""
+        if self.controller.model is None:
+            return
+        if self._model_before_training is None:
+            self._model_before_training = self.controller.model.options
+        self.controller.unload_model()
+        self.show_message(
+            "info",
+            "The live model is unloaded while training runs, so the trainer has the memory; it loads again "
+            "when training ends.",
+            "training",
+        )
+
+    def _on_training_running(self, running: bool) -> None:
+        if running:
+            return
+        options, self._model_before_training = self._model_before_training, None
+        if options is not None and self.controller.model is None and self.controller.state == RunState.IDLE:
+            self.show_message("info", f"Training ended: loading the live model again ({options.label()}).", "training")
+            self.controller.load_model(options)
+
+    def use_adapter(self, adapter: str, base_model: str) -> None:
+        """Training's "Use in Live": the base model with the new adapter becomes the live model."""
+        self._model_before_training = None  # replaced, not restored
+        current = self.settings.load(ModelOptions)
+        options = replace(current, source=base_model, adapter=adapter)
+        self.tabs.setCurrentWidget(self.live_tab)
+        self.show_message("info", f"Loading {base_model} with the adapter {Path(adapter).name} for Live.", "training")
+        self.load_model(options, save=True)
+
     def use_demo_model(self) -> None:
         self.load_model(replace(self.settings.load(ModelOptions), source="demo", adapter=""), save=True)
 
     def open_model_manager(self) -> None:
         from ui.model_manager import ModelManagerDialog
 
-        dialog = ModelManagerDialog(self.settings.load(ModelOptions), self)
+        # Where the Training tab writes adapters (besides the default folder, always listed).
+        roots = [self._training_tab.panel.adapter_root()] if self._training_tab is not None else []
+        dialog = ModelManagerDialog(self.settings.load(ModelOptions), self, adapter_roots=roots)
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.load_model(dialog.options(), save=True)
 
@@ -330,7 +403,36 @@ class MainWindow(QMainWindow):
         self._save_overlay()
         s.sync()
 
+    def ask_about_training(self) -> str:
+        """Training runs while the window closes: "stop" (a checkpoint is saved), "keep" (it goes on in
+        the background and writes the adapter) or "cancel" (the window stays)."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Question)
+        box.setWindowTitle("Training is running")
+        box.setText("A training run is going on. Stop it, or keep it training in the background?")
+        box.setInformativeText(
+            f"Stopping saves a checkpoint you can resume from. In the background it finishes and writes the "
+            f"adapter to {self.training_tab.panel.adapter_dir()}; open the Training tab later to evaluate it."
+        )
+        stop = box.addButton("Stop training", QMessageBox.ButtonRole.DestructiveRole)
+        keep = box.addButton("Keep training", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(keep)
+        box.exec()
+        return {stop: "stop", keep: "keep"}.get(box.clickedButton(), "cancel")
+
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        panel = self._training_tab.panel if self._training_tab is not None else None
+        if panel is not None and panel.running:
+            choice = self.ask_about_training()
+            if choice == "cancel":
+                event.ignore()
+                return
+            if choice == "stop":
+                if not panel.stop_and_wait(60.0):
+                    self.show_message("warning", "Training did not stop within a minute; it was left running.")
+            else:
+                panel.detach()
         self.save_settings()
         self.voice.close()
         self.overlay.close()

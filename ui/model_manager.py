@@ -38,8 +38,18 @@ DEMO_TEXT = (
 
 
 class ModelManagerDialog(QDialog):
-    def __init__(self, current: ModelOptions, parent: QWidget | None = None, downloader: object = None) -> None:
+    def __init__(
+        self,
+        current: ModelOptions,
+        parent: QWidget | None = None,
+        downloader: object = None,
+        adapter_roots: list[Path] | None = None,
+    ) -> None:
+        """``adapter_roots``: folders whose subfolders are adapters (default: where training puts them)."""
         super().__init__(parent)
+        from model.adapters import adapters_root
+
+        self._adapter_roots = [adapters_root(), *(adapter_roots or [])]
         from model.catalog import KNOWN_MODELS, PRECISIONS
 
         self.setWindowTitle("Model manager")
@@ -260,7 +270,7 @@ class ModelManagerDialog(QDialog):
 
         self.adapters.blockSignals(True)
         self.adapters.clear()
-        self._adapter_infos = list_adapters(extra)
+        self._adapter_infos = list_adapters(extra, self._adapter_roots)
         for info in self._adapter_infos:
             item = QListWidgetItem(info.summary())
             item.setData(Qt.ItemDataRole.UserRole, str(info.path))

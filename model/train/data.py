@@ -25,14 +25,16 @@ import random
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import torch
 
 from model import protocol as P
 from model.frames import preprocess_frames
 from model.train.video import FrameCache, VideoError
+
+if TYPE_CHECKING:  # torch loads where samples are encoded: reading annotations (the app's GUI thread) needs none
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -375,6 +377,8 @@ class Encoder:
                 else:
                     ids.append(token)
                     labels.append(IGNORE)
+        import torch
+
         return Encoded(
             torch.tensor(ids, dtype=torch.long),
             torch.tensor(labels, dtype=torch.long),

@@ -73,6 +73,11 @@ def run_training(config: dict[str, Any], events: Any, stop: Any) -> None:
         )
     finally:
         root.removeHandler(handler)
+        parent = mp.parent_process()
+        if parent is not None and not parent.is_alive():
+            # The app closed while training went on in the background: nobody reads the events, and
+            # exiting must not wait to flush them into a full pipe (the adapter is already written).
+            events.cancel_join_thread()
 
 
 def start_training(config: TrainConfig, context: str = "spawn") -> tuple[mp.Process, Any, Any]:

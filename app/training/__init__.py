@@ -1,0 +1,1 @@
+"""The Training tab's core without widgets: the clip library and the training/evaluation jobs."""

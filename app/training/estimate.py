@@ -1,0 +1,523 @@
+"""Time and memory of a training run, estimated before it starts. No Qt, and no torch at import
+(the train panel calls ``estimate`` on the GUI thread; ``scan_data`` reads the annotations and
+probes the videos, and belongs on a worker thread).
+
+Where the figures come from, plainly:
+
+- **Measured** (docs/training.md, "Throughput", ``python -m bench.bench_train``): the tiny model on a
+  2-core CPU, fp32, one window per step, 99 visual tokens per frame: 1.24 s/step at 8 turns (1,250
+  tokens), 3.41 s at 32 (4,399), 11.84 s at 120 (15,903); peak RSS 1.12 / 1.32 / 1.99 GB. Seconds per
+  step are fitted as a straight line in the window's tokens (within 3 % of all three), peak memory
+  likewise; a spawned 4-step run of the tiny model took 9.6 s from start to end (test_worker), which
+  gives the start-up time.
+  These are the slowest figures recorded: re-running the 8-turn point while writing this module
+  (same machine, less load) gave 0.35-0.47 s/step, so the CPU estimate is an upper bound: a 400-step
+  run of the demo model on 12 synthetic 64x48 clips, started from the train panel, took 44 s in all
+  (training and the evaluation after it) where this estimates up to about 4 min.
+- **Extrapolated**: tiny-model windows shorter or longer than those, or with fewer visual tokens per
+  frame (the demo model's budget), along the same lines in tokens.
+- **Assumed** (no measurement): GPU training speed (QLoRA, 4-bit) and the CPU speed of real-size
+  models, from the FLOPs of a step at an assumed effective rate; GPU memory from the model's sizes.
+  Those estimates are marked ``rough``. A held-out evaluation is taken to cost a third of a step per
+  window (a forward without the backward); decoding frames into the cache the first time: measured
+  130-300 frames a second on small synthetic clips, assumed 10 a second for phone-size video.
+
+Once a run has started, the trainer's own ETA (from the steps it has timed) replaces the estimate.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GIB = 1024**3
+
+# -- measured: docs/training.md "Throughput" (tiny model, 2-core CPU, fp32, 99 visual tokens/frame)
+CPU_TINY_MEASURED: tuple[tuple[int, int, float, float], ...] = (
+    # (turns per window, tokens per window, seconds per step, peak RSS in GiB)
+    (8, 1250, 1.24, 1.12),
+    (32, 4399, 3.41, 1.32),
+    (120, 15903, 11.84, 1.99),
+)
+CPU_TINY_VISUAL_TOKENS = 99  # 320x240 frames at the full Streamo budget
+CPU_STARTUP_S = 9.6  # a spawned 4-step run of the tiny model, start to end (tests/model/train/test_worker.py)
+
+
+def _line(points: Sequence[tuple[float, float]]) -> tuple[float, float]:
+    """Least-squares (intercept, slope)."""
+    n = len(points)
+    mx = sum(x for x, _ in points) / n
+    my = sum(y for _, y in points) / n
+    sxx = sum((x - mx) ** 2 for x, _ in points)
+    slope = sum((x - mx) * (y - my) for x, y in points) / sxx
+    return my - slope * mx, slope
+
+
+# Seconds per step and peak RSS as straight lines in the window's tokens, fitted to the measurements.
+_CPU_S_A, _CPU_S_B = _line([(t, s) for _, t, s, _ in CPU_TINY_MEASURED])
+_CPU_M_A, _CPU_M_B = _line([(t, m) for _, t, _, m in CPU_TINY_MEASURED])
+# Tokens of a window: a fixed part (system prompt) plus, per turn, the frame's visual tokens and the
+# turn's text, fitted to the measured windows (8 and 120 turns; 32 turns lands within 0.3 %).
+_TEXT_PER_TURN = (CPU_TINY_MEASURED[-1][1] - CPU_TINY_MEASURED[0][1]) / (
+    CPU_TINY_MEASURED[-1][0] - CPU_TINY_MEASURED[0][0]
+) - CPU_TINY_VISUAL_TOKENS
+_SYSTEM_TOKENS = CPU_TINY_MEASURED[0][1] - CPU_TINY_MEASURED[0][0] * (CPU_TINY_VISUAL_TOKENS + _TEXT_PER_TURN)
+
+# -- assumed (not measured here): effective training rates and memory overheads
+GPU_FLOPS = 20e12  # QLoRA with gradient checkpointing on a consumer GPU (bf16 compute, 4-bit dequantisation)
+CPU_FLOPS = 50e9  # fp32 training of a real-size model on a desktop CPU
+CUDA_OVERHEAD_BYTES = int(0.8 * GIB)  # CUDA context, allocator slack
+CPU_BASELINE_BYTES = int(_CPU_M_A * GIB)  # the Python process with torch and the libraries (measured intercept)
+EVAL_WINDOW_COST = 1 / 3  # one held-out window against one training step (a forward only)
+EVAL_WINDOWS = 64  # the trainer scores at most this many held-out windows per evaluation
+AUTO_MIN_STEPS = 800  # model.train.config.AUTO_MIN_STEPS (checked by the tests; kept here to stay torch-free)
+MIN_PIXELS, MAX_PIXELS = 3136, 100352  # model.frames (likewise)
+
+
+# ---------------------------------------------------------------------------------------------
+# The data: turns and frame sizes per clip
+
+
+@dataclass(frozen=True)
+class ClipInfo:
+    turns: int
+    width: int | None = None  # frame size; None when unknown (a stream-format sample: not probed)
+    height: int | None = None
+
+
+@dataclass
+class DataScan:
+    clips: list[ClipInfo] = field(default_factory=list)
+    issues: list[str] = field(default_factory=list)
+
+    @property
+    def turns(self) -> int:
+        return sum(c.turns for c in self.clips)
+
+
+def scan_data(paths: Sequence[str | Path], video_prefix: str | Path | None = None, fps: float = 1.0) -> DataScan:
+    """Turns and frame size of every usable clip, the way the trainer reads them (``load_clips``),
+    without decoding any frame. Imports torch and OpenCV: call it off the GUI thread."""
+    import cv2
+
+    from model import protocol as P
+    from model.train.data import load_clips
+
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def probe(path: Path) -> Any:
+        meta = P.probe_video(path)
+        if meta is not None:
+            cap = cv2.VideoCapture(str(path))
+            try:
+                sizes[str(path)] = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
+            finally:
+                cap.release()
+        return meta
+
+    clips, issues = load_clips(list(paths), video_prefix, fps, probe=probe)
+    out = []
+    for clip in clips:
+        w, h = sizes.get(str(clip.video), (None, None))
+        out.append(ClipInfo(clip.turns, w or None, h or None))
+    return DataScan(out, [str(i) for i in issues])
+
+
+# ---------------------------------------------------------------------------------------------
+# The model's sizes
+
+
+@dataclass(frozen=True)
+class ModelSize:
+    hidden: int
+    layers: int
+    intermediate: int
+    vocab: int
+    heads: int
+    kv_heads: int
+    tied: bool = False
+    vision_depth: int = 32
+    vision_hidden: int = 1280
+    vision_intermediate: int = 3420
+    name: str = ""
+
+    @property
+    def kv_dim(self) -> int:
+        return self.hidden // max(1, self.heads) * self.kv_heads
+
+    @property
+    def linear_params(self) -> int:
+        """The decoder's projection weights (q, k, v, o, gate, up, down): what LoRA wraps and 4-bit packs."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_dim
+        return self.layers * (2 * h * h + 2 * h * kv + 3 * h * i)
+
+    @property
+    def embedding_params(self) -> int:
+        return self.vocab * self.hidden * (1 if self.tied else 2)
+
+    @property
+    def vision_params(self) -> int:
+        d, i = self.vision_hidden, self.vision_intermediate
+        return self.vision_depth * (4 * d * d + 3 * d * i)
+
+    def lora_params(self, rank: int) -> int:
+        """LoRA A and B of every q/k/v/o/gate/up/down projection: rank * (in + out) each."""
+        h, i, kv = self.hidden, self.intermediate, self.kv_dim
+        return self.layers * rank * ((h + h) * 2 + (h + kv) * 2 + (h + i) * 3)
+
+    @property
+    def is_tiny(self) -> bool:
+        """The tiny test/demo network: the CPU measurements were taken on it."""
+        return self.hidden <= 256
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], name: str = "") -> ModelSize:
+        text = config.get("text_config") or config
+        vision = config.get("vision_config") or {}
+        heads = int(text.get("num_attention_heads", 1))
+        return cls(
+            hidden=int(text["hidden_size"]),
+            layers=int(text["num_hidden_layers"]),
+            intermediate=int(text.get("intermediate_size", 4 * int(text["hidden_size"]))),
+            vocab=int(text.get("vocab_size", config.get("vocab_size", 0))),
+            heads=heads,
+            kv_heads=int(text.get("num_key_value_heads", heads)),
+            tied=bool(config.get("tie_word_embeddings", text.get("tie_word_embeddings", False))),
+            vision_depth=int(vision.get("depth", 32)),
+            vision_hidden=int(vision.get("hidden_size", 1280)),
+            vision_intermediate=int(vision.get("intermediate_size", 3420)),
+            name=name,
+        )
+
+
+# The catalog models' published sizes (their config.json), for before they are downloaded.
+CATALOG_SIZES: dict[str, ModelSize] = {
+    "Qwen/Qwen2.5-VL-7B-Instruct": ModelSize(3584, 28, 18944, 152064, 28, 4, False, name="Qwen2.5-VL-7B"),
+    "Qwen/Qwen2.5-VL-3B-Instruct": ModelSize(2048, 36, 11008, 151936, 16, 2, True, name="Qwen2.5-VL-3B"),
+}
+# model.tiny.TinySpec's defaults (the demo model), for before the demo checkpoint is built.
+TINY_SIZE = ModelSize(64, 2, 128, 768, 4, 2, False, 2, 32, 64, name="demo (tiny)")
+
+
+def model_size(source: str) -> ModelSize | None:
+    """Sizes from the checkpoint's config.json: a local folder, the demo model, or a catalog id (from
+    the local Hugging Face cache, else the published sizes). None when unknown."""
+    source = (source or "").strip()
+    if not source:
+        return None
+    if source == "demo":
+        from model.paths import data_dir
+
+        return _read_size(data_dir() / "demo-model" / "config.json", "demo (tiny)") or TINY_SIZE
+    folder = Path(source).expanduser()
+    if folder.is_dir():
+        return _read_size(folder / "config.json", folder.name)
+    if source.count("/") == 1:
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(source, "config.json")
+        except Exception:  # noqa: BLE001 - no cache, a bad id: fall back to the catalog
+            cached = None
+        if isinstance(cached, str):
+            size = _read_size(Path(cached), source.split("/")[-1])
+            if size is not None:
+                return size
+        return CATALOG_SIZES.get(source)
+    return None
+
+
+def _read_size(path: Path, name: str) -> ModelSize | None:
+    try:
+        return ModelSize.from_config(json.loads(path.read_text(encoding="utf-8")), name)
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+# ---------------------------------------------------------------------------------------------
+# The estimate
+
+
+@dataclass(frozen=True)
+class Estimate:
+    seconds: float  # the whole run: start-up, frame decoding, the steps, the held-out evaluations
+    peak_memory_bytes: int  # GPU memory on CUDA, the process's RAM on the CPU
+    device: str  # "cpu" | "cuda"
+    steps: int  # optimiser steps of the run (from the start, also on resume)
+    note: str  # which figures are measured, which extrapolated or assumed
+    rough: bool = False  # True when the speed is assumed, not measured
+    seconds_per_step: float = 0.0
+    train_windows: int = 0
+    heldout_clips: int = 0
+    visual_tokens: int = 0  # per frame
+    precision: str = ""
+
+    def summary(self) -> str:
+        """One line for the panel: 'up to about 6 min on the CPU · peak memory about 1.1 GB · 800 steps'."""
+        where = "on the GPU" if self.device == "cuda" else "on the CPU"
+        memory = "GPU memory" if self.device == "cuda" else "memory"
+        # The CPU figures were measured on a busy machine (the slowest runs recorded): an upper bound.
+        about = "about" if self.rough else "up to about"
+        rough = " (rough)" if self.rough else ""
+        return (
+            f"{about} {format_duration(self.seconds)} {where}{rough} · peak {memory} about "
+            f"{format_bytes(self.peak_memory_bytes)} · {self.steps:,} steps"
+        )
+
+
+def format_duration(seconds: float) -> str:
+    s = max(0, round(seconds))
+    if s < 90:
+        return f"{s} s"
+    if s < 90 * 60:
+        return f"{round(s / 60)} min"
+    if s < 48 * 3600:
+        h, m = divmod(round(s / 60), 60)
+        return f"{h} h {m:02d} min"
+    return f"{s / 86400:.1f} days"
+
+
+def format_bytes(n: float) -> str:
+    return f"{n / GIB:.1f} GB" if n >= 0.1 * GIB else f"{n / 1024**2:.0f} MB"
+
+
+def smart_resize_tokens(width: int, height: int, min_pixels: int, max_pixels: int, factor: int = 28) -> int:
+    """Visual tokens of one frame after Qwen2.5-VL's image processor resizes it to the pixel budget
+    (transformers' ``smart_resize``: sides rounded to 28, area kept within [min, max]; 2x2 patches
+    of 14 pixels merge into one token)."""
+    h_bar, w_bar = round(height / factor) * factor, round(width / factor) * factor
+    if h_bar * w_bar > max_pixels:
+        beta = math.sqrt(height * width / max_pixels)
+        h_bar = max(factor, math.floor(height / beta / factor) * factor)
+        w_bar = max(factor, math.floor(width / beta / factor) * factor)
+    elif h_bar * w_bar < min_pixels:
+        beta = math.sqrt(min_pixels / (height * width))
+        h_bar, w_bar = math.ceil(height * beta / factor) * factor, math.ceil(width * beta / factor) * factor
+    return max(1, (h_bar // factor) * (w_bar // factor))
+
+
+def window_tokens(turns: int, visual_tokens: int) -> float:
+    """Tokens of a window of ``turns`` turns (fitted to the measured windows)."""
+    return _SYSTEM_TOKENS + turns * (visual_tokens + _TEXT_PER_TURN)
+
+
+def heldout_count(n_videos: int, holdout: float) -> int:
+    """Videos the trainer holds out (``model.train.data.split_by_video``'s rule)."""
+    n_hold = round(holdout * n_videos)
+    if holdout > 0 and n_hold == 0 and n_videos >= 4:
+        n_hold = 1
+    return 0 if n_hold == 0 or n_videos < 2 else n_hold
+
+
+def windows_of(turns: int, max_turns: int) -> list[int]:
+    """Turns of each window a clip is cut into (``cut_windows``)."""
+    full, rest = divmod(max(0, turns), max(1, max_turns))
+    return [max_turns] * full + ([rest] if rest else [])
+
+
+@dataclass(frozen=True)
+class Plan:
+    """The run's shape as the trainer will cut it (before the held-out clips are known, an average)."""
+
+    train_windows: list[int]  # turns per training window
+    eval_windows: list[int]
+    heldout_clips: int
+    steps_per_epoch: int
+    steps: int
+
+
+def plan_run(config: Any, clips: Sequence[ClipInfo | int]) -> Plan:
+    """Windows, held-out clips and optimiser steps of ``config`` (a TrainConfig or anything with its
+    fields) over ``clips``: the trainer's own rules (split by video, windows of ``max_turns``, one
+    epoch = ``ceil(windows / accum)`` steps, ``steps`` > ``epochs`` > the automatic budget)."""
+    infos = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in clips]
+    max_turns = int(getattr(config, "max_turns", 120))
+    n_hold = heldout_count(len(infos), float(getattr(config, "holdout", 0.0)))
+    # Which clips are held out is the trainer's seeded choice; take the shortest as held out, so
+    # the training windows (and so the time) are not underestimated.
+    ordered = sorted(infos, key=lambda c: c.turns)
+    held, train = ordered[:n_hold], ordered[n_hold:]
+    train_windows = [w for c in train for w in windows_of(c.turns, max_turns)]
+    eval_windows = [w for c in (held or train) for w in windows_of(c.turns, max_turns)][:EVAL_WINDOWS]
+    accum = max(1, int(getattr(config, "accum", 1)))
+    spe = max(1, math.ceil(len(train_windows) / accum))
+    steps = getattr(config, "steps", None)
+    epochs = getattr(config, "epochs", None)
+    if steps is not None:
+        total = int(steps)
+    elif epochs is not None:
+        total = max(1, math.ceil(float(epochs) * spe))
+    else:
+        total = max(spe, AUTO_MIN_STEPS)
+    return Plan(train_windows, eval_windows, n_hold, spe, total)
+
+
+def cuda_present() -> bool:
+    """Whether a CUDA GPU is likely there, without importing torch: torch's answer when it is
+    already imported, else an NVIDIA driver on the system."""
+    torch = sys.modules.get("torch")
+    if torch is not None:
+        try:
+            return bool(torch.cuda.is_available())
+        except Exception:  # noqa: BLE001
+            return False
+    return os.path.exists("/proc/driver/nvidia/version") or shutil.which("nvidia-smi") is not None
+
+
+def _resolve_device(device: str, cuda: bool | None) -> str:
+    device = (device or "auto").lower()
+    if device.startswith("cuda"):
+        return "cuda"
+    if device == "cpu":
+        return "cpu"
+    return "cuda" if (cuda_present() if cuda is None else cuda) else "cpu"
+
+
+def _bytes_per_weight(precision: str) -> float:
+    return {"4bit": 0.52, "8bit": 1.0, "bf16": 2.0, "fp16": 2.0, "fp32": 4.0}.get(precision, 4.0)
+
+
+def estimate(
+    config: Any,
+    clips: Sequence[ClipInfo | int],
+    *,
+    model: ModelSize | None = None,
+    cuda: bool | None = None,
+    cold_cache: bool = True,
+) -> Estimate:
+    """Time and peak memory of training ``config`` (a TrainConfig, or anything with its fields) on
+    ``clips`` (ClipInfo, or plain turn counts: frames then taken as large as the budget allows).
+    ``model``: the base model's sizes (default: ``model_size(config.model)``); ``cuda``: whether a GPU
+    is there for device "auto" (default: asked without importing torch). ``cold_cache``: the frames
+    are not decoded yet (the first run on these clips)."""
+    plan = plan_run(config, clips)
+    size = model if model is not None else model_size(str(getattr(config, "model", "")))
+    device = _resolve_device(str(getattr(config, "device", "auto")), cuda)
+    precision = str(getattr(config, "precision", "auto") or "auto")
+    if precision == "auto":
+        precision = "4bit" if device == "cuda" else "fp32"
+    source = str(getattr(config, "model", ""))
+    max_pixels = getattr(config, "max_pixels", None) or (15680 if source == "demo" else MAX_PIXELS)
+    min_pixels = getattr(config, "min_pixels", None) or MIN_PIXELS
+    infos = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in clips]
+    sized = [c for c in infos if c.width and c.height]
+    if sized:  # the clips' own frame sizes; the most common one stands for all
+        tokens = [smart_resize_tokens(c.width, c.height, min_pixels, max_pixels) for c in sized]  # type: ignore[arg-type]
+        visual = max(set(tokens), key=tokens.count)
+    else:
+        visual = max(1, max_pixels // (28 * 28))
+    rank = int(getattr(config, "rank", 16))
+    gc = getattr(config, "gradient_checkpointing", None)
+    gc = device == "cuda" if gc is None else bool(gc)
+    windows = plan.train_windows or [0]
+    mean_tokens = sum(window_tokens(w, visual) for w in windows) / len(windows)
+    peak_tokens = max(window_tokens(w, visual) for w in windows)
+    n_evals = math.ceil(plan.steps / _every(getattr(config, "eval_every", None), plan.steps))
+    eval_windows = plan.eval_windows or [0]
+    rough = True
+    notes: list[str] = []
+    if device == "cpu" and size is not None and size.is_tiny and precision == "fp32":
+        rough = False
+        per_step = _CPU_S_A + _CPU_S_B * mean_tokens
+        per_eval_window = EVAL_WINDOW_COST * (_CPU_S_A + _CPU_S_B * _mean_tokens(eval_windows, visual))
+        peak = int((_CPU_M_A + _CPU_M_B * peak_tokens) * GIB)
+        startup = CPU_STARTUP_S
+        inside = CPU_TINY_MEASURED[0][1] <= mean_tokens <= CPU_TINY_MEASURED[-1][1]
+        notes.append(
+            "Time and memory from the tiny model's measured CPU throughput (docs/training.md: 1.24 s/step "
+            "at 8 turns, 3.41 at 32, 11.84 at 120, 99 visual tokens per frame), "
+            + (
+                "interpolated"
+                if inside
+                else f"extrapolated to {mean_tokens:,.0f} tokens per window ({visual} visual tokens per frame)"
+            )
+            + ". Those are the slowest runs recorded (a shared 2-core CPU): a later run of the same benchmark took "
+            "0.35-0.47 s for the 8-turn step, so take this as an upper bound."
+        )
+    else:
+        if size is None:
+            size = CATALOG_SIZES["Qwen/Qwen2.5-VL-3B-Instruct"]
+            notes.append("The model's size is unknown (no config.json found); sized as Qwen2.5-VL-3B.")
+        flops_per_step = _step_flops(size, mean_tokens, visual, windows, gc)
+        rate = GPU_FLOPS if device == "cuda" else CPU_FLOPS
+        per_step = flops_per_step / rate
+        per_eval_window = EVAL_WINDOW_COST * _step_flops(size, _mean_tokens(eval_windows, visual), visual,
+                                                         eval_windows, gc) / rate  # fmt: skip
+        peak = _peak_memory(size, peak_tokens, precision, rank, gc, device)
+        startup = 15.0 + size.linear_params * _bytes_per_weight(precision) / (0.5 * GIB)  # load at ~0.5 GB/s
+        where = "GPU" if device == "cuda" else "CPU"
+        notes.append(
+            f"Rough: {where} training speed for {size.name or 'this model'} in {precision} was not measured; the "
+            f"time assumes {rate / 1e12:g} TFLOP/s effective and the memory is computed from the model's sizes."
+        )
+    decode = sum(c.turns * _decode_seconds(c) for c in infos) if cold_cache else 0.0
+    seconds = startup + decode + plan.steps * per_step + n_evals * len(eval_windows) * per_eval_window
+    if plan.heldout_clips == 0:
+        notes.append("Too few clips for a held-out split: accuracy is measured on the training clips.")
+    return Estimate(
+        seconds=seconds,
+        peak_memory_bytes=int(peak),
+        device=device,
+        steps=plan.steps,
+        note=" ".join(notes),
+        rough=rough,
+        seconds_per_step=per_step,
+        train_windows=len(plan.train_windows),
+        heldout_clips=plan.heldout_clips,
+        visual_tokens=visual,
+        precision=precision,
+    )
+
+
+def _decode_seconds(clip: ClipInfo) -> float:
+    """Seconds to decode one sampled frame into the cache the first time: measured 130-300 frames a
+    second on small synthetic clips (320x240 and 448x448, 4 fps); larger video (a phone's 1080p at
+    30 fps decodes every frame between two samples) is assumed at 10 sampled frames a second."""
+    small = clip.width is not None and clip.height is not None and clip.width * clip.height <= 448 * 448
+    return 1 / 130 if small else 0.1
+
+
+def _every(value: int | None, total: int, times: int = 10) -> int:
+    return int(value) if value else max(1, math.ceil(total / times))
+
+
+def _mean_tokens(windows: Sequence[int], visual: int) -> float:
+    return sum(window_tokens(w, visual) for w in windows) / max(1, len(windows))
+
+
+def _step_flops(size: ModelSize, tokens: float, visual: int, windows: Sequence[int], gc: bool) -> float:
+    """FLOPs of one training step on a window of ``tokens`` tokens: the decoder's forward (2 per
+    weight and token), the backward to the inputs (2 more; the base weights get no gradient), a second
+    forward with gradient checkpointing, attention (quadratic in tokens), and the frozen vision
+    tower's forward over the frames' patches."""
+    passes = 6 if gc else 4
+    linear = passes * size.linear_params * tokens
+    attention = passes * 2 * size.layers * tokens * tokens * size.hidden
+    frames = sum(windows) / max(1, len(windows))
+    vision = 2 * size.vision_params * frames * visual * 4
+    return linear + attention + vision
+
+
+def _peak_memory(size: ModelSize, tokens: float, precision: str, rank: int, gc: bool, device: str) -> int:
+    """Weights (the decoder's projections at the precision, embeddings and head in 16 bits on the GPU,
+    the vision tower in 16 bits), LoRA weights with their gradients and AdamW moments in fp32, and
+    the activations of the longest window (each layer's input kept with gradient checkpointing, all
+    of them without), plus the process's own overhead."""
+    half = 2.0 if device == "cuda" else 4.0
+    weights = size.linear_params * _bytes_per_weight(precision) + (size.embedding_params + size.vision_params) * half
+    lora = size.lora_params(rank) * 16
+    act_bytes = 2.0 if device == "cuda" else 4.0
+    per_layer = tokens * (6 * size.hidden + 2 * size.kv_dim + 4 * size.intermediate) * act_bytes
+    if gc:
+        activations = size.layers * tokens * size.hidden * act_bytes + per_layer
+    else:
+        activations = size.layers * per_layer
+    overhead = CUDA_OVERHEAD_BYTES if device == "cuda" else CPU_BASELINE_BYTES
+    return int(weights + lora + activations + overhead)

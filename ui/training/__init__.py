@@ -1,0 +1,1 @@
+"""The Training tab: clip library, annotator, train panel."""
