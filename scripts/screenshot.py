@@ -161,7 +161,7 @@ def shoot_training(window, app, out: Path, tmp: Path, wait_for) -> bool:  # noqa
     from model.train.synthetic import make_dataset
 
     project = tmp / "my-clips"
-    make_dataset(project, 8, seed=5, size=(320, 240), max_events=2)
+    make_dataset(project, 20, seed=5, size=(320, 240), max_events=2)  # 2 held out
     tab = window.training_tab
     window.tabs.setCurrentWidget(tab)
     if not tab.clips.open_project(project):
@@ -183,7 +183,7 @@ def shoot_training(window, app, out: Path, tmp: Path, wait_for) -> bool:  # noqa
     panel.location.setText(str(tmp / "adapters"))
     panel.device.setCurrentText("cpu")
     panel.advanced_button.setChecked(True)
-    panel.steps.setValue(240)
+    panel.steps.setValue(400)
     panel.advanced_button.setChecked(False)
     ended = []
     panel.training_running.connect(lambda running: ended.append(running) if not running else None)

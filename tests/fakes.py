@@ -379,3 +379,36 @@ class FakeSoundDevice:
         stream = FakeInputStream(self, samplerate=samplerate, blocksize=blocksize, device_index=device, **kwargs)
         self.streams.append(stream)
         return stream
+
+
+class FakeTrainingProcess:
+    """What ``model.train.worker.start_training`` returns as its process, without a process."""
+
+    pid = 4242
+
+    def __init__(self) -> None:
+        self.alive, self.exitcode = True, None
+
+    def is_alive(self) -> bool:
+        return self.alive
+
+    def join(self, timeout=None) -> None:  # noqa: ANN001
+        pass
+
+    def kill(self) -> None:
+        self.alive, self.exitcode = False, -9
+
+    terminate = kill
+
+
+def scripted_training(events: list[dict], process: FakeTrainingProcess):
+    """A ``start_training`` stand-in whose child has already sent ``events``."""
+    import queue
+
+    def start(config):  # noqa: ANN001
+        q: queue.Queue = queue.Queue()
+        for e in events:
+            q.put(e)
+        return process, q, type("Stop", (), {"set": lambda self: None})()
+
+    return start

@@ -38,6 +38,20 @@ class Message:
     topic: str  # source | model | engine | session | hint | info ...
 
 
+def dismissable_row(strip: QFrame, label: QLabel, *extras: QWidget) -> QHBoxLayout:
+    """A message strip's layout: the text, ``extras`` beside it, and a close button that hides it."""
+    close = QToolButton(text="✕")
+    close.setAutoRaise(True)
+    close.setToolTip("Dismiss")
+    close.clicked.connect(strip.hide)
+    row = QHBoxLayout(strip)
+    row.setContentsMargins(8, 4, 4, 4)
+    row.addWidget(label, 1)
+    for w in (*extras, close):
+        row.addWidget(w, 0, Qt.AlignmentFlag.AlignTop)
+    return row
+
+
 class MessageBanner(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -46,15 +60,7 @@ class MessageBanner(QFrame):
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.more = QLabel()
         self.more.setToolTip("Other messages: View > Messages (Ctrl+Shift+M)")
-        close = QToolButton(text="✕")
-        close.setAutoRaise(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(8, 4, 4, 4)
-        row.addWidget(self.label, 1)
-        row.addWidget(self.more, 0, Qt.AlignmentFlag.AlignTop)
-        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        dismissable_row(self, self.label, self.more)
         self.level = ""
         self.topic = ""
         self.history: list[Message] = []  # newest last

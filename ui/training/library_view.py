@@ -25,13 +25,13 @@ from PySide6.QtWidgets import (
     QListWidgetItem,
     QMenu,
     QPushButton,
-    QToolButton,
     QVBoxLayout,
     QWidget,
 )
 
 from app.session import format_clock
 from app.training.library import VIDEO_SUFFIXES, Clip, ImportReport, Library, LibraryError, thumbnail
+from ui.banner import dismissable_row
 from ui.training.annotator import PROBLEM_COLOR, plain_tip
 
 THUMB = QSize(96, 60)
@@ -86,14 +86,7 @@ class Notice(QFrame):
         self.label.setTextFormat(Qt.TextFormat.PlainText)
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        close = QToolButton(text="✕")
-        close.setAutoRaise(True)
-        close.setToolTip("Dismiss")
-        close.clicked.connect(self.hide)
-        row = QHBoxLayout(self)
-        row.setContentsMargins(8, 4, 4, 4)
-        row.addWidget(self.label, 1)
-        row.addWidget(close, 0, Qt.AlignmentFlag.AlignTop)
+        dismissable_row(self, self.label)
         self.level = ""
         self.hide()
 

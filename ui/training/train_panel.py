@@ -191,7 +191,7 @@ class TrainPanel(QWidget):
 
         # -- model and adapter
         self.base = QComboBox()
-        self.base.addItem("Demo shapes model (tiny, trains on a CPU)", DEMO)
+        self.base.addItem("Demo model (tiny random network, trains on a CPU in minutes)", DEMO)
         for m in KNOWN_MODELS:
             self.base.addItem(f"{m.model_id.split('/')[-1]} ({m.params_b:g}B, needs a CUDA GPU)", m.model_id)
         self.base.addItem("Local folder...", FOLDER)

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import queue
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import pytest
+from fakes import FakeTrainingProcess, scripted_training
 
 from app.training.job import TrainingJob, describe_exit
 from model.train import checkpoint as ckpt
@@ -54,34 +54,6 @@ class Recorder:
 # Event handling, with a stand-in child (no process): fast and exact
 
 
-class FakeProcess:
-    pid = 4242
-
-    def __init__(self) -> None:
-        self.alive, self.exitcode = True, None
-
-    def is_alive(self) -> bool:
-        return self.alive
-
-    def join(self, timeout=None) -> None:
-        pass
-
-    def kill(self) -> None:
-        self.alive, self.exitcode = False, -9
-
-    terminate = kill
-
-
-def fake_starter(events: list[dict], process: FakeProcess):
-    def start(config):
-        q: queue.Queue = queue.Queue()
-        for e in events:
-            q.put(e)
-        return process, q, type("Stop", (), {"set": lambda self: None})()
-
-    return start
-
-
 START = {"event": "start", "total_steps": 10, "start_step": 0, "train_windows": 4, "train_turns": 40,
          "train_clips": 4, "heldout_clips": 0, "lr": 5e-3, "device": "cpu", "precision": "fp32",
          "trainable_parameters": 1000, "eval_split": "train", "steps_per_epoch": 4, "processes": 1}  # fmt: skip
@@ -92,7 +64,7 @@ def _step(n: int, loss: float) -> dict:
 
 
 def test_events_become_signals(qtbot, tmp_path):
-    process = FakeProcess()
+    process = FakeTrainingProcess()
     events = [START, _step(1, 3.5), _step(2, 3.0),
               {"event": "eval", "step": 2, "split": "train", "loss": 1.0, "windows": 4,
                "state_accuracy": {"</Silence>": 0.5, "</Standby>": None, "</Response>": 0.25}},
@@ -100,7 +72,7 @@ def test_events_become_signals(qtbot, tmp_path):
               {"event": "issue", "message": "a.json sample 3: video missing; skipped"},
               {"event": "log", "level": "INFO", "message": "INFO x: hello"},
               {"event": "done", "step": 10, "total_steps": 10, "adapter": str(tmp_path), "metrics": {}}]  # fmt: skip
-    job = TrainingJob(_config((Path("f"), "d"), "m", tmp_path), starter=fake_starter(events, process))
+    job = TrainingJob(_config((Path("f"), "d"), "m", tmp_path), starter=scripted_training(events, process))
     rec = Recorder(job)
     job.start()
     job.poll()
@@ -122,9 +94,9 @@ def test_out_of_memory_brings_the_advice_and_the_kept_checkpoint(qtbot, tmp_path
     kept = str(tmp_path / "checkpoints" / "step-000004")
     oom = {"event": "error", "kind": "oom", "checkpoint": kept,
            "message": "out of memory at step 5 (clip: 120 turns). Lower --max-turns (now 120) ..."}  # fmt: skip
-    process = FakeProcess()
+    process = FakeTrainingProcess()
     job = TrainingJob(_config((Path("f"), "d"), "m", tmp_path, max_turns=120, rank=16),
-                      starter=fake_starter([START, _step(1, 2.0), oom], process))  # fmt: skip
+                      starter=scripted_training([START, _step(1, 2.0), oom], process))  # fmt: skip
     rec = Recorder(job)
     job.start()
     job.poll()
@@ -135,8 +107,10 @@ def test_out_of_memory_brings_the_advice_and_the_kept_checkpoint(qtbot, tmp_path
 
 
 def test_a_child_gone_without_a_word_is_a_crash(qtbot, tmp_path):
-    process = FakeProcess()
-    job = TrainingJob(_config((Path("f"), "d"), "m", tmp_path), starter=fake_starter([START, _step(1, 2.0)], process))
+    process = FakeTrainingProcess()
+    job = TrainingJob(
+        _config((Path("f"), "d"), "m", tmp_path), starter=scripted_training([START, _step(1, 2.0)], process)
+    )
     rec = Recorder(job)
     job.start()
     job.poll()

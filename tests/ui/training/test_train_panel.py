@@ -9,6 +9,7 @@ import queue
 from pathlib import Path
 
 import pytest
+from fakes import FakeTrainingProcess, scripted_training
 from PySide6.QtCore import Qt
 
 from app.training import job as job_module
@@ -170,32 +171,6 @@ def test_settings_presets_and_bad_inputs(qtbot, settings, shapes, tmp_path):
     assert not good.evaluate() and "no finished adapter" in good.error.text()
 
 
-class _FakeProcess:
-    pid = 999
-
-    def __init__(self) -> None:
-        self.alive, self.exitcode = True, None
-
-    def is_alive(self):
-        return self.alive
-
-    def join(self, timeout=None):
-        pass
-
-    def kill(self):
-        self.alive, self.exitcode = False, -9
-
-
-def _scripted(events: list[dict], process: _FakeProcess):
-    def start(config):
-        q: queue.Queue = queue.Queue()
-        for e in events:
-            q.put(e)
-        return process, q, type("Stop", (), {"set": lambda self: None})()
-
-    return start
-
-
 _START = {"event": "start", "total_steps": 50, "start_step": 0, "train_windows": 3, "train_turns": 30,
           "train_clips": 3, "heldout_clips": 1, "lr": 5e-3, "device": "cpu", "precision": "fp32",
           "trainable_parameters": 10, "eval_split": "heldout"}  # fmt: skip
@@ -215,11 +190,11 @@ def test_failures_show_the_advice_and_the_kept_checkpoint(qtbot, settings, shape
     if failure == "oom":
         events.append({"event": "error", "kind": "oom", "checkpoint": str(kept),
                        "message": "out of memory at step 6 (clip: 120 turns). Lower --max-turns (now 60)"})  # fmt: skip
-    process = _FakeProcess()
+    process = FakeTrainingProcess()
 
     class Scripted(job_module.TrainingJob):
         def __init__(self, config, parent=None, **kw):
-            super().__init__(config, parent, starter=_scripted(events, process), poll_ms=20)
+            super().__init__(config, parent, starter=scripted_training(events, process), poll_ms=20)
 
     monkeypatch.setattr(tp, "TrainingJob", Scripted)
     with qtbot.waitSignal(panel.about_to_start):
@@ -250,7 +225,7 @@ def test_closing_stops_with_a_checkpoint_or_keeps_training(qtbot, settings, shap
 
     class Scripted(job_module.TrainingJob):
         def __init__(self, config, parent=None, **kw):
-            process, events = _FakeProcess(), queue.Queue()
+            process, events = FakeTrainingProcess(), queue.Queue()
             events.put(_START)
 
             class Stop:
