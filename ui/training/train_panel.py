@@ -103,6 +103,19 @@ PRESETS: dict[str, Preset] = {
 CUSTOM = "custom"
 
 
+def _with_browse(edit: QLineEdit, browse: Callable[[], None]) -> tuple[QWidget, QPushButton]:
+    """A path field with its Browse... button, as one widget for a form row."""
+    button = QPushButton("Browse...")
+    button.clicked.connect(browse)
+    row = QHBoxLayout()
+    row.setContentsMargins(0, 0, 0, 0)
+    row.addWidget(edit, 1)
+    row.addWidget(button)
+    widget = QWidget()
+    widget.setLayout(row)
+    return widget, button
+
+
 def default_adapter_root() -> Path:
     from model.adapters import adapters_root
 
@@ -196,23 +209,11 @@ class TrainPanel(QWidget):
             self.base.addItem(f"{m.model_id.split('/')[-1]} ({m.params_b:g}B, needs a CUDA GPU)", m.model_id)
         self.base.addItem("Local folder...", FOLDER)
         self.base_folder = QLineEdit(placeholderText="a model folder with config.json and *.safetensors")
-        self.base_browse = QPushButton("Browse...")
-        self.base_browse.clicked.connect(self._browse_base)
-        base_folder_row = QHBoxLayout()
-        base_folder_row.setContentsMargins(0, 0, 0, 0)
-        base_folder_row.addWidget(self.base_folder, 1)
-        base_folder_row.addWidget(self.base_browse)
-        self.base_folder_widget = QWidget()
-        self.base_folder_widget.setLayout(base_folder_row)
+        self.base_folder_widget, self.base_browse = _with_browse(self.base_folder, self._browse_base)
 
         self.name = QLineEdit(placeholderText="a name for the adapter")
         self.location = QLineEdit(placeholderText=str(default_adapter_root()))
-        self.location_browse = QPushButton("Browse...")
-        self.location_browse.clicked.connect(self._browse_location)
-        location_row = QHBoxLayout()
-        location_row.setContentsMargins(0, 0, 0, 0)
-        location_row.addWidget(self.location, 1)
-        location_row.addWidget(self.location_browse)
+        location_row, self.location_browse = _with_browse(self.location, self._browse_location)
         self.folder_state = QLabel()
         self.folder_state.setWordWrap(True)
         self.folder_state.setStyleSheet("color: palette(mid)")
