@@ -11,9 +11,10 @@ import re
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+if TYPE_CHECKING:  # listing checkpoints (the Training tab, on the GUI thread) needs no torch
+    import torch
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +65,7 @@ def save_checkpoint(
     keep: int,
 ) -> Checkpoint:
     """Write one checkpoint and prune all but the newest ``keep``."""
+    import torch
     from safetensors.torch import save_file
 
     root = checkpoints_dir(out)
@@ -96,6 +98,8 @@ def load_adapter_state(checkpoint: Checkpoint) -> dict[str, torch.Tensor]:
 def restore_training_state(checkpoint: Checkpoint, optimizer: Any, scheduler: Any) -> bool:
     """Optimiser, scheduler and RNG from a checkpoint; False where the optimiser state is missing
     (a checkpoint from a sharded run), in which case the optimiser starts afresh."""
+    import torch
+
     opt_file, sched_file = checkpoint.path / "optimizer.pt", checkpoint.path / "scheduler.pt"
     complete = opt_file.is_file() and sched_file.is_file()
     if complete:

@@ -65,7 +65,7 @@ from PySide6.QtWidgets import (
 
 from app.settings import Settings
 from app.training.estimate import DataScan, Estimate, estimate, format_duration, model_size, plan_run, scan_data
-from app.training.job import STATE_NAMES, EvaluationJob, TrainingJob, latest_checkpoint_path
+from app.training.job import STATE_NAMES, EvaluationJob, TrainingJob
 from model.protocol import RESPONSE, SILENCE, STANDBY
 from ui.training.plots import AccuracyPlot, LossPlot
 
@@ -125,6 +125,8 @@ def default_adapter_root() -> Path:
 def run_state(out: Path) -> dict[str, Any]:
     """What an adapter folder holds: {"run": bool, "finished": bool, "checkpoint": path|"", "step": int,
     "total": int, "model": str}."""
+    from model.train import checkpoint as ckpt
+
     state: dict[str, Any] = {"run": False, "finished": False, "checkpoint": "", "step": 0, "total": 0, "model": ""}
     saved = out / "train_config.json"
     if not saved.is_file():
@@ -134,14 +136,14 @@ def run_state(out: Path) -> dict[str, Any]:
         state["model"] = json.loads(saved.read_text(encoding="utf-8")).get("model", "")
     except (OSError, ValueError):
         pass
-    state["checkpoint"] = latest_checkpoint_path(out)
-    if state["checkpoint"]:
+    latest = ckpt.latest_checkpoint(out)
+    if latest is not None:
+        state["checkpoint"], state["step"] = str(latest.path), latest.step
         try:
-            ckpt_state = json.loads((Path(state["checkpoint"]) / "trainer_state.json").read_text(encoding="utf-8"))
-            state["step"], state["total"] = int(ckpt_state.get("step", 0)), int(ckpt_state.get("total_steps", 0))
+            state["total"] = int(latest.state().get("total_steps", 0))
         except (OSError, ValueError):
             pass
-    state["finished"] = (out / "adapter_model.safetensors").is_file() and (out / "README.md").is_file()
+    state["finished"] = (out / ckpt.ADAPTER_WEIGHTS).is_file() and (out / "README.md").is_file()
     return state
 
 

@@ -249,3 +249,28 @@ def test_closing_stops_with_a_checkpoint_or_keeps_training(qtbot, settings, shap
     assert panel.detach() == str(tmp_path / "adapters" / "closing-2")
     job.stop()  # nothing reaches the child any more through the panel...
     assert made[-1].alive and panel.running  # ...and it trains on
+
+
+def test_reading_a_run_folder_loads_no_torch(tmp_path):
+    """The panel reads run folders on the GUI thread (on opening, after each event): their state and
+    newest checkpoint come from files, without importing torch (seconds of a frozen window)."""
+    import subprocess
+    import sys
+
+    out = tmp_path / "run"
+    step = out / "checkpoints" / "step-000012"
+    step.mkdir(parents=True)
+    (step / ckpt.STATE_FILE).write_text(json.dumps({"step": 12, "total_steps": 40}))
+    (step / ckpt.ADAPTER_WEIGHTS).write_bytes(b"\0")
+    (out / "train_config.json").write_text(json.dumps({"model": "demo"}))
+    code = (
+        "import json, sys\n"
+        "from pathlib import Path\n"
+        "from ui.training.train_panel import run_state\n"
+        f"state = run_state(Path({str(out)!r}))\n"
+        "print(json.dumps([state, 'torch' in sys.modules]))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    state, torch_loaded = json.loads(done.stdout.strip().splitlines()[-1])
+    assert state == {"run": True, "finished": False, "checkpoint": str(step), "step": 12, "total": 40, "model": "demo"}
+    assert not torch_loaded, done.stderr[-2000:]
