@@ -151,16 +151,12 @@ def _short(text: str, n: int = 40) -> str:
 def run_ovo(args: argparse.Namespace) -> int:
     from app.benchmark.ovo_run import run_benchmark
     from app.benchmark.ovo_store import StoreError
-    from app.narrate import _demo_build_progress
+    from app.narrate import load_cli_model
     from model.engine import EngineOptions
     from model.interrupt import StopOnInterrupt
-    from model.loading import load_model
-    from model.train.demo import demo_adapter_for
 
     entries, queries, store = check_args(args)
-    print(f"loading {args.model} ...", file=sys.stderr)
-    adapter = demo_adapter_for(args.model, args.adapter, _demo_build_progress)
-    loaded = load_model(args.model, precision=args.precision, device=args.device, adapter=adapter, kernels=args.kernels)
+    loaded = load_cli_model(args)
     store.info.update({"device": str(loaded.device), "precision": loaded.precision, "kernels": loaded.kernel_path})
     options = EngineOptions(
         fps=args.fps,

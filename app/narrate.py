@@ -319,8 +319,6 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     from app.session import SessionLog, SessionMeta
     from app.voice import VoiceError
     from model.interrupt import StopOnInterrupt
-    from model.loading import load_model
-    from model.train.demo import demo_adapter_for
 
     total = source.info.duration if source.info.kind == "file" else None
     for q in questions:
@@ -330,9 +328,7 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     if args.seconds is not None:
         total = min(total, args.seconds) if total else args.seconds
 
-    print(f"loading {args.model} ...", file=sys.stderr)
-    adapter = demo_adapter_for(args.model, args.adapter, _demo_build_progress)
-    loaded = load_model(args.model, precision=args.precision, device=args.device, adapter=adapter, kernels=args.kernels)
+    loaded = load_cli_model(args)
     if loaded.is_demo and loaded.adapter:
         print("demo shapes model: a toy trained on synthetic clips; it narrates a red ball, a blue square and a "
               "green triangle, and knows nothing else", file=sys.stderr)  # fmt: skip
@@ -419,6 +415,17 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     print(f"done: {runner.steps} steps, {len(runner.subtitles.cues)} responses; wrote {', '.join(written)}",
           file=sys.stderr)  # fmt: skip
     return 0
+
+
+def load_cli_model(args: argparse.Namespace) -> Any:
+    """The model a terminal command asked for (--model, --adapter, --precision, --device, --kernels),
+    the demo's shapes adapter trained first on its first use, with progress on stderr."""
+    from model.loading import load_model
+    from model.train.demo import demo_adapter_for
+
+    print(f"loading {args.model} ...", file=sys.stderr)
+    adapter = demo_adapter_for(args.model, args.adapter, _demo_build_progress)
+    return load_model(args.model, precision=args.precision, device=args.device, adapter=adapter, kernels=args.kernels)
 
 
 def _demo_build_progress(done: int, total: int, what: str) -> None:
