@@ -37,6 +37,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model.catalog import DEMO_MAX_PIXELS, DEMO_MODEL
+from model.frames import MAX_PIXELS, MIN_PIXELS
+from model.train.config import AUTO_MIN_STEPS, every, total_steps  # noqa: F401 - AUTO_MIN_STEPS: the automatic budget's floor, for callers
+from model.train.data import heldout_count
+
 GIB = 1024**3
 
 # -- measured: docs/training.md "Throughput" (tiny model, 2-core CPU, fp32, 99 visual tokens/frame)
@@ -77,8 +82,6 @@ CUDA_OVERHEAD_BYTES = int(0.8 * GIB)  # CUDA context, allocator slack
 CPU_BASELINE_BYTES = int(_CPU_M_A * GIB)  # the Python process with torch and the libraries (measured intercept)
 EVAL_WINDOW_COST = 1 / 3  # one held-out window against one training step (a forward only)
 EVAL_WINDOWS = 64  # the trainer scores at most this many held-out windows per evaluation
-AUTO_MIN_STEPS = 800  # model.train.config.AUTO_MIN_STEPS (checked by the tests; kept here to stay torch-free)
-MIN_PIXELS, MAX_PIXELS = 3136, 100352  # model.frames (likewise)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -308,14 +311,6 @@ def window_tokens(turns: int, visual_tokens: int) -> float:
     return _SYSTEM_TOKENS + turns * (visual_tokens + _TEXT_PER_TURN)
 
 
-def heldout_count(n_videos: int, holdout: float) -> int:
-    """Videos the trainer holds out (``model.train.data.split_by_video``'s rule)."""
-    n_hold = round(holdout * n_videos)
-    if holdout > 0 and n_hold == 0 and n_videos >= 4:
-        n_hold = 1
-    return 0 if n_hold == 0 or n_videos < 2 else n_hold
-
-
 def windows_of(turns: int, max_turns: int) -> list[int]:
     """Turns of each window a clip is cut into (``cut_windows``)."""
     full, rest = divmod(max(0, turns), max(1, max_turns))
@@ -348,15 +343,7 @@ def plan_run(config: Any, clips: Sequence[ClipInfo | int]) -> Plan:
     eval_windows = [w for c in (held or train) for w in windows_of(c.turns, max_turns)][:EVAL_WINDOWS]
     accum = max(1, int(getattr(config, "accum", 1)))
     spe = max(1, math.ceil(len(train_windows) / accum))
-    steps = getattr(config, "steps", None)
-    epochs = getattr(config, "epochs", None)
-    if steps is not None:
-        total = int(steps)
-    elif epochs is not None:
-        total = max(1, math.ceil(float(epochs) * spe))
-    else:
-        total = max(spe, AUTO_MIN_STEPS)
-    return Plan(train_windows, eval_windows, n_hold, spe, total)
+    return Plan(train_windows, eval_windows, n_hold, spe, total_steps(config, spe))
 
 
 def cuda_present() -> bool:
@@ -404,7 +391,7 @@ def estimate(
     if precision == "auto":
         precision = "4bit" if device == "cuda" else "fp32"
     source = str(getattr(config, "model", ""))
-    max_pixels = getattr(config, "max_pixels", None) or (15680 if source == "demo" else MAX_PIXELS)
+    max_pixels = getattr(config, "max_pixels", None) or (DEMO_MAX_PIXELS if source == DEMO_MODEL else MAX_PIXELS)
     min_pixels = getattr(config, "min_pixels", None) or MIN_PIXELS
     infos = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in clips]
     sized = [c for c in infos if c.width and c.height]
@@ -419,7 +406,7 @@ def estimate(
     windows = plan.train_windows or [0]
     mean_tokens = sum(window_tokens(w, visual) for w in windows) / len(windows)
     peak_tokens = max(window_tokens(w, visual) for w in windows)
-    n_evals = math.ceil(plan.steps / _every(getattr(config, "eval_every", None), plan.steps))
+    n_evals = math.ceil(plan.steps / every(config.eval_every, plan.steps))
     eval_windows = plan.eval_windows or [0]
     rough = True
     notes: list[str] = []
@@ -482,10 +469,6 @@ def _decode_seconds(clip: ClipInfo) -> float:
     30 fps decodes every frame between two samples) is assumed at 10 sampled frames a second."""
     small = clip.width is not None and clip.height is not None and clip.width * clip.height <= 448 * 448
     return 1 / 130 if small else 0.1
-
-
-def _every(value: int | None, total: int, times: int = 10) -> int:
-    return int(value) if value else max(1, math.ceil(total / times))
 
 
 def _mean_tokens(windows: Sequence[int], visual: int) -> float:

@@ -392,6 +392,7 @@ def compare_on_heldout(
     data, from ``train_config.json``; all of them when it held none out): the base model, then the
     base with the adapter, through the live engine. Returns ``{"base": report, "adapter": report,
     "split": "heldout" | "train", "clips": [names], "issues": [...], "model", "adapter_path"}``."""
+    from model.frames import MIN_PIXELS
     from model.loading import load_model
     from model.train.config import TrainConfig
     from model.train.data import attach_frames, load_clips, split_by_video
@@ -414,18 +415,16 @@ def compare_on_heldout(
     for n, (name, adapter_path) in enumerate(runs):
         say(n, len(runs), f"Loading the {'base model' if adapter_path is None else 'model with the adapter'}")
         loaded = load_model(source, precision=precision or cfg.precision, device=device or cfg.device,
-                            adapter=adapter_path, min_pixels=cfg.min_pixels or 3136,
+                            adapter=adapter_path, min_pixels=cfg.min_pixels or MIN_PIXELS,
                             max_pixels=cfg.max_pixels)  # fmt: skip
+        cache = FrameCache(cfg.cache_dir or default_cache_dir(), loaded.processor, cfg.fps, loaded.min_pixels,
+                           loaded.max_pixels)  # fmt: skip
         if not chosen:
-            cache = FrameCache(cfg.cache_dir or default_cache_dir(), loaded.processor, cfg.fps, loaded.min_pixels,
-                               loaded.max_pixels)  # fmt: skip
             usable = attach_frames(clips, cache, issues)
             train, held = split_by_video(usable, cfg.holdout, cfg.seed)
             chosen, split = (held, "heldout") if held else (train, "train")
             if not chosen:
                 raise ValueError("no usable clips to evaluate: " + "; ".join(map(str, issues[:5])))
-        cache = FrameCache(cfg.cache_dir or default_cache_dir(), loaded.processor, cfg.fps, loaded.min_pixels,
-                           loaded.max_pixels)  # fmt: skip
 
         def on_clip(k: int, total: int, outcome: Any, name: str = name, n: int = n) -> None:
             say(n * total + k, len(runs) * total, f"{name}: clip {k}/{total} ({outcome.video})")

@@ -315,6 +315,14 @@ def cut_windows(clip: Clip, max_turns: int) -> list[Window]:
     return windows
 
 
+def heldout_count(n_videos: int, holdout: float) -> int:
+    """How many of ``n_videos`` videos a ``holdout`` share holds out (see :func:`split_by_video`)."""
+    n_hold = round(holdout * n_videos)
+    if holdout > 0 and n_hold == 0 and n_videos >= 4:
+        n_hold = 1
+    return 0 if n_hold == 0 or n_videos < 2 else n_hold
+
+
 def split_by_video(clips: Sequence[Clip], holdout: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
     """(train, held-out): whole videos go to one side, chosen by a seeded shuffle. A share that rounds
     to none still holds out one video when there are at least four; with fewer than two videos, or a
@@ -322,10 +330,8 @@ def split_by_video(clips: Sequence[Clip], holdout: float, seed: int = 0) -> tupl
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
     videos = sorted({str(c.video) for c in clips})
-    n_hold = round(holdout * len(videos))
-    if holdout > 0 and n_hold == 0 and len(videos) >= 4:
-        n_hold = 1
-    if n_hold == 0 or len(videos) < 2:
+    n_hold = heldout_count(len(videos), holdout)
+    if n_hold == 0:
         return list(clips), []
     random.Random(seed).shuffle(videos)
     held = set(videos[:n_hold])

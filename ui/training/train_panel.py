@@ -67,6 +67,7 @@ from app.settings import Settings
 from app.training.estimate import DataScan, Estimate, estimate, format_duration, model_size, plan_run, scan_data
 from app.training.job import STATE_NAMES, EvaluationJob, TrainingJob
 from model.protocol import RESPONSE, SILENCE, STANDBY
+from model.train.config import TrainConfig
 from ui.training.plots import AccuracyPlot, LossPlot
 
 DataProvider = Callable[[], tuple[list[str], str | None]]
@@ -631,7 +632,7 @@ class TrainPanel(QWidget):
         except ValueError as e:
             self.estimate_label.setText(f"Estimate: {e}")
             return None
-        config = _Fields(**fields)
+        config = TrainConfig(**fields)
         est = estimate(config, self._scan.clips, model=model_size(fields["model"]))
         self._last_estimate = est
         self.estimate_label.setText(
@@ -643,7 +644,7 @@ class TrainPanel(QWidget):
     def _steps_per_epoch(self) -> int | None:
         if self._scan is None or not self._scan.clips:
             return None
-        probe = _Fields(max_turns=self.max_turns.value(), holdout=self.holdout.value() / 100.0, steps=1)
+        probe = TrainConfig(max_turns=self.max_turns.value(), holdout=self.holdout.value() / 100.0, steps=1)
         return plan_run(probe, self._scan.clips).steps_per_epoch
 
     # ------------------------------------------------------------------------------------------
@@ -697,8 +698,6 @@ class TrainPanel(QWidget):
             fields = self.config_fields(self._steps_per_epoch())
         except ValueError as e:
             return self._refuse(f"Learning rate: {e}")
-        from model.train.config import TrainConfig
-
         config = TrainConfig(
             data=list(paths),
             video_prefix=prefix,
@@ -991,28 +990,6 @@ class TrainPanel(QWidget):
     def _clear_table(self) -> None:
         self.table.clearContents()
         self.eval_status.setStyleSheet("")
-
-
-@dataclass
-class _Fields:
-    """TrainConfig's fields for the estimate, without importing torch on the GUI thread."""
-
-    model: str = ""
-    out: str = ""
-    rank: int = 16
-    alpha: int = 32
-    lr: float | None = None
-    epochs: float | None = None
-    steps: int | None = None
-    max_turns: int = 120
-    holdout: float = 0.1
-    device: str = "auto"
-    accum: int = 1
-    precision: str = "auto"
-    max_pixels: int | None = None
-    min_pixels: int | None = None
-    eval_every: int | None = None
-    gradient_checkpointing: bool | None = None
 
 
 def _state_f1(state: str) -> Callable[[dict], float | None]:
