@@ -349,10 +349,8 @@ def probe_clip(path: str | os.PathLike[str]) -> tuple[P.VideoMeta | None, str]:
         return None, f"it reports no usable frame rate ({fps:g}); re-encode it as H.264 MP4"
     if frames <= 0:
         return None, "it does not report its frame count, so its seconds cannot be counted; re-encode it as H.264 MP4"
-    meta = P.probe_video(path)  # the converter's own probe: what training will see
-    if meta is None:
-        return None, "the trainer's video probe cannot read it; re-encode it as H.264 MP4"
-    return meta, ""
+    # The same two properties the converter's probe (model.protocol.probe_video) reads: what training sees.
+    return P.VideoMeta(frames, fps), ""
 
 
 _THUMBS: OrderedDict[tuple, np.ndarray | None] = OrderedDict()
