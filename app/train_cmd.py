@@ -57,6 +57,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rank", type=int, default=16, help="LoRA rank")
     t.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
     t.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
+    t.add_argument("--lora-merger", action="store_true",
+                   help="LoRA on the vision merger too (the projector the release fine-tunes; the demo uses it)")  # fmt: skip
     t.add_argument("--warmup", type=float, default=0.05, help="share of steps with linear warm-up")
     t.add_argument("--accum", type=int, default=1, help="windows per optimiser step and process")
     t.add_argument("--loss", default="focal", choices=("focal", "ce"), help="stream focal loss or plain CE")

@@ -273,6 +273,7 @@ def run_naive(loaded, transcript: list[dict], args: argparse.Namespace) -> list[
     (frames preprocessed and the vision tower run on all of them, as a stateless server would)."""
     import torch
 
+    from model import hf_compat as hf
     from model import protocol as P
     from model.frames import preprocess_frame
 
@@ -292,14 +293,8 @@ def run_naive(loaded, transcript: list[dict], args: argparse.Namespace) -> list[
                 for i in ids:
                     full += [i] * next(it).n_tokens if i == pad else [i]
                 ids_t = torch.tensor(full).unsqueeze(0)
-                res = loaded.model(
-                    input_ids=ids_t,
-                    pixel_values=torch.cat([f.pixel_values for f in fis]),
-                    image_grid_thw=torch.cat([f.image_grid_thw for f in fis]),
-                    mm_token_type_ids=(ids_t == pad).int(),
-                    use_cache=False,
-                    logits_to_keep=1,
-                )
+                res = hf.vlm_forward(loaded.model, ids_t, torch.cat([f.pixel_values for f in fis]),
+                                     torch.cat([f.image_grid_thw for f in fis]), pad, logits_to_keep=1)  # fmt: skip
                 torch.softmax(res.logits[0, -1, state_ids].float(), -1).tolist()
             ms, cpu = (time.perf_counter() - t0) * 1e3, (time.process_time() - cpu0) * 1e3
             out.append(

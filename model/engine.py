@@ -39,6 +39,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from model import hf_compat as hf
 from model import protocol as P
 from model.frames import preprocess_frame
 from model.kv import CacheSnapshot, StreamKVCache
@@ -200,7 +201,7 @@ class StreamEngine:
         text_cfg = self._lm.config
         if any(t != "full_attention" for t in text_cfg.layer_types):
             raise ValueError("sliding-window attention layers are not supported by the streaming engine")
-        self._attn_impl = text_cfg._attn_implementation
+        self._attn_impl = hf.attention_implementation(text_cfg)
         if self._attn_impl not in ("sdpa", "eager"):
             raise ValueError(f"attention implementation {self._attn_impl!r} is not supported; load with sdpa")
         self._embed = self._lm.get_input_embeddings()
@@ -520,8 +521,8 @@ class StreamEngine:
     # Forward pieces
 
     def _vision(self, pixel_values: torch.Tensor, grid: torch.Tensor) -> torch.Tensor:
-        out = self._base.model.get_image_features(pixel_values.to(self.device), grid.to(self.device), return_dict=True)
-        return out.pooler_output[0].to(self._embed.weight.dtype)  # [n_tokens, H]
+        feats = hf.image_features(self._base.model, pixel_values.to(self.device), grid.to(self.device))
+        return feats.to(self._embed.weight.dtype)  # [n_tokens, H]
 
     def _prefill(self, ids: list[int], turns: list[_Turn]) -> tuple[torch.Tensor, torch.Tensor]:
         """Forward ``ids`` onto the cache; ``turns`` own the images in ``ids``, in order.
@@ -548,22 +549,7 @@ class StreamEngine:
 
     def _forward(self, x: torch.Tensor, position_ids: torch.Tensor) -> torch.Tensor:
         """x: [1, q, H] embeddings after the cache; position_ids: [3, 1, q]. Returns [1, q, H]."""
-        past, q = self._cache.length, x.shape[1]
-        mask = None  # one query token attends to everything cached
-        if q > 1:  # causal over the new tokens, full over the cache: [1, 1, q, past + q]
-            mask = torch.ones(q, past + q, dtype=torch.bool, device=self.device).tril(past)[None, None]
-            if self._attn_impl == "eager":
-                mask = torch.zeros(mask.shape, dtype=x.dtype, device=self.device).masked_fill(
-                    ~mask, torch.finfo(x.dtype).min
-                )
-        out = self._lm(
-            inputs_embeds=x,
-            position_ids=position_ids,
-            attention_mask={"full_attention": mask},  # prepared here: skips transformers' mask builder
-            past_key_values=self._cache,
-            use_cache=True,
-        )
-        return out.last_hidden_state
+        return hf.text_forward(self._lm, x, position_ids, self._cache)
 
     def _prefill_turn(self, lead: list[int], turn: _Turn, user_ids: list[int]) -> torch.Tensor:
         """Prefill [lead tokens, the turn's user block, assistant prefix]; returns hidden [1, q, H]."""

@@ -9,8 +9,9 @@ context and memory stays flat once the window is full. The buffer grows (by copy
 the window's largest context has been seen.
 
 It subclasses transformers' ``Cache`` so the model's attention layers call ``update`` on it
-unchanged; the engine passes positions and the attention mask itself, so the cache needs no
-mask or position bookkeeping.
+unchanged; the engine passes positions itself, and transformers sizes the attention mask from
+``get_mask_sizes`` (everything cached plus the new tokens), so the cache needs no position
+bookkeeping.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from transformers.cache_utils import Cache, CacheLayerMixin
+
+from model.hf_compat import Cache, CacheLayerMixin
 
 
 @dataclass(frozen=True)

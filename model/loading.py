@@ -228,13 +228,13 @@ def tiny_checkpoint_current(path: Path) -> bool:
     rebuilt rather than kept with weights the demo adapter was not trained on)."""
     from dataclasses import asdict
 
-    from model.tiny import TinySpec
+    from model.tiny import TINY_VERSION, TinySpec
 
     try:
         marker = json.loads((path / "streamo_tiny.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return marker.get("spec") == asdict(TinySpec()) and marker.get("seed") == 0
+    return marker.get("spec") == asdict(TinySpec()) and marker.get("seed") == 0 and marker.get("version") == TINY_VERSION
 
 
 def resolve_source(source: str | Path, progress: ProgressFn | None = None) -> tuple[Path, bool]:
@@ -298,8 +298,11 @@ def load_adapter(model: Any, adapter: Path, trainable: bool = False) -> Any:
     check_safetensors(weights)
     from peft import PeftModel
 
+    from model.hf_compat import peft_calls
+
     try:
-        peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
+        with peft_calls():
+            peft_model = PeftModel.from_pretrained(model, str(adapter), is_trainable=trainable)
     except Exception as e:  # noqa: BLE001 - shape mismatches, wrong base model, bad config
         raise ModelLoadError(f"could not apply the adapter in {adapter}: {e}. Was it trained on this model?") from e
     if not trainable:

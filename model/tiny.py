@@ -39,6 +39,11 @@ _CORPUS_EXTRA = [
     "What is happening now? Tell me when the green triangle appears.",
     "Silence Standby Response silence standby response",
     "The man opens the door, walks in and sits on the chair.",
+    # The demo's captions (model/train/synthetic.py): a real tokenizer has these words as whole tokens;
+    # without them the toy spells each caption in ~40 fragments and the demo adapter garbles them.
+    "A red ball rolls across the frame.",
+    "A blue square grows in the centre and vanishes.",
+    "A green triangle falls to the floor.",
 ]
 
 
@@ -90,6 +95,32 @@ def _train_tokenizer(special: list[str], vocab_size: int):
     # Repeat so merges are deterministic and frequent enough to be learnt.
     tok.train_from_iterator(corpus * 3, trainer=trainer)
     return tok
+
+
+# Bumped when the tokenizer's corpus or the weight init (``_init_weights``) changes, so cached demo
+# checkpoints (and the demo adapter trained on them) are rebuilt.
+TINY_VERSION = 2
+
+
+def _init_weights(model, seed: int, text_std: float, vision_std: float) -> None:
+    """Seeded weights that do not depend on the transformers version: normal(0, std) matrices (the
+    vision tower's std for ``visual.*``), zero biases, unit norm weights; each parameter drawn from
+    its own generator seeded by its name. transformers' own init changes between releases, and the
+    demo's words and its trained adapter moved with it (issue 16)."""
+    import zlib
+
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.zero_()
+            elif p.dim() == 1:
+                p.fill_(1.0)
+            else:
+                g = torch.Generator().manual_seed(seed * 1_000_003 + zlib.crc32(name.encode()))
+                std = vision_std if name.startswith(("visual.", "model.visual.")) else text_std
+                p.copy_(torch.randn(p.shape, generator=g) * std)
 
 
 def build_tiny_checkpoint(
@@ -173,6 +204,7 @@ def build_tiny_checkpoint(
     )
     torch.manual_seed(seed)
     model = Qwen2_5_VLForConditionalGeneration(config).eval()
+    _init_weights(model, seed, text_std=spec.init_std, vision_std=config.vision_config.initializer_range)
     model.generation_config.eos_token_id = ids[P.IM_END]
     model.generation_config.pad_token_id = ids[P.ENDOFTEXT]
     model.save_pretrained(path)
@@ -185,6 +217,8 @@ def build_tiny_checkpoint(
     )
     processor.save_pretrained(path)
     (path / "streamo_tiny.json").write_text(
-        json.dumps({"seed": seed, "spec": asdict(spec), "with_state_tokens": with_state_tokens}, indent=2)
+        json.dumps(
+            {"seed": seed, "spec": asdict(spec), "with_state_tokens": with_state_tokens, "version": TINY_VERSION}, indent=2
+        )
     )
     return path

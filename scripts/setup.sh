@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Set up Streamo Live on a fresh Debian/Ubuntu machine: system packages (where we may install
-# them), a virtual environment in .venv, and the project with its dev tools. Idempotent: a
-# second run only re-installs when pyproject.toml changed.
+# them), a virtual environment in .venv with the locked packages (requirements.lock) and the project
+# with its dev tools. Idempotent: a second run only re-installs when requirements.lock or
+# pyproject.toml changed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -33,9 +34,9 @@ fi
 PYTHON=${PYTHON:-python3}
 [[ -x .venv/bin/python ]] || "$PYTHON" -m venv .venv
 stamp=.venv/.streamo-installed
-want=$(sha256sum pyproject.toml | cut -d' ' -f1)
+want=$(cat requirements.lock pyproject.toml | sha256sum | cut -d' ' -f1)
 if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
-  echo "installing Python packages into .venv (torch is a large download on first run; log: .venv/pip.log)"
+  echo "installing the locked Python packages into .venv (torch is a large download on first run; log: .venv/pip.log)"
   pip_install() {
     if ! .venv/bin/python -m pip install -q "$@" >>.venv/pip.log 2>&1; then
       tail -n 40 .venv/pip.log >&2
@@ -44,8 +45,8 @@ if [[ ! -f $stamp || $(cat "$stamp") != "$want" ]]; then
     fi
   }
   : >.venv/pip.log
-  # torch/torchvision first and pinned: the versions every other package is tested with.
-  pip_install "torch==2.14.1" "torchvision==0.29.1"
-  pip_install -e ".[dev]"
+  # Exactly the versions CI tested (requirements.lock, made by `make lock`), then the project itself.
+  pip_install -r requirements.lock
+  pip_install --no-deps -e .
   echo "$want" >"$stamp"
 fi

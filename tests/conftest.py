@@ -45,3 +45,27 @@ def tiny_loaded(tiny_ckpt):
 @pytest.fixture(scope="session")
 def sample_clip() -> Path:
     return REPO / "assets" / "sample.mp4"
+
+
+@pytest.fixture
+def no_transformers_deprecations():
+    """Fails a test during which transformers logged a deprecation ("... is deprecated"); the engine's and
+    the kernels' tests use it with FutureWarning and DeprecationWarning turned into errors."""
+    import logging
+
+    class Collect(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.WARNING)
+            self.seen: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if "deprecat" in record.getMessage().lower():
+                self.seen.append(f"{record.name}: {record.getMessage()}")
+
+    handler, logger = Collect(), logging.getLogger("transformers")
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+    assert not handler.seen, handler.seen

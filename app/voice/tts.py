@@ -161,17 +161,24 @@ def _synth_job(text: str, voice: str | None, rate: int | None, volume: float | N
                 engine.setProperty("rate", words_per_minute)
                 engine.setProperty("volume", level)
                 spoken = text
-            engine.save_to_file(spoken, path)
-            try:
-                engine.runAndWait()
-            except Exception:
-                engine._inLoop = False  # pyttsx3 leaves its loop flag set when the loop raises
-                raise
-            if errors:
-                raise errors[0]
-            if os.path.getsize(path) == 0:
-                raise RuntimeError("no audio was written")
-            return _read_wav(path)
+            # pyttsx3 2.99's espeak driver can return from runAndWait before espeak-ng has written the
+            # samples (seen on the first synthesis of a process: a header and no audio). Such a result is
+            # synthesised again, up to three times in all, before it counts as a failure.
+            for _attempt in range(3):
+                engine.save_to_file(spoken, path)
+                try:
+                    engine.runAndWait()
+                except Exception:
+                    engine._inLoop = False  # pyttsx3 leaves its loop flag set when the loop raises
+                    raise
+                if errors:
+                    raise errors[0]
+                if os.path.getsize(path) > 0:
+                    audio, sr = _read_wav(path)
+                    if audio.size:
+                        return audio, sr
+                log.debug("text-to-speech returned no audio; synthesising again")
+            raise RuntimeError("no audio was written")
         except VoiceError:
             raise
         except Exception as e:  # noqa: BLE001 - the driver's errors are all "the engine is broken"

@@ -16,12 +16,13 @@ Table (`SWAP_TABLE`), matched on the exact class of each module under the langua
 from __future__ import annotations
 
 import collections
-import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
 from torch import nn
+
+from model.hf_compat import decoder_layer_unsupported, qwen_classes
 
 from ._util import HAS_TRITON, interpreter_active, triton_import_error
 
@@ -69,20 +70,6 @@ def _linear4bit_classes() -> list[type]:
     return [bnb.nn.Linear4bit, bnb.nn.LinearNF4]
 
 
-def _qwen_classes(*names: str) -> list[type]:
-    out = []
-    for modname in (
-        "transformers.models.qwen2_5_vl.modeling_qwen2_5_vl",
-        "transformers.models.qwen2.modeling_qwen2",
-    ):
-        try:
-            mod = __import__(modname, fromlist=["_"])
-        except Exception:
-            continue
-        out += [getattr(mod, n) for n in names if isinstance(getattr(mod, n, None), type)]
-    return list(dict.fromkeys(out))
-
-
 def _check_linear4bit(m: nn.Module) -> str | None:
     from .nf4 import linear4bit_unsupported_reason
 
@@ -127,25 +114,16 @@ def _fwd_mlp(m: nn.Module, x: torch.Tensor) -> torch.Tensor | None:
     return qwen2_mlp_forward(m, x)
 
 
-# The decoder-layer forward below is a copy of transformers 5.x Qwen2_5_VLDecoderLayer.forward with the second
-# residual add fused into post_attention_layernorm. It is only swapped in when the installed forward has exactly
-# this signature; any other version keeps its own forward.
-_DECODER_PARAMS = (
-    "self",
-    "hidden_states",
-    "attention_mask",
-    "position_ids",
-    "past_key_values",
-    "use_cache",
-    "position_embeddings",
-    "kwargs",
-)
+# The decoder-layer forward below is transformers 5.x's Qwen2_5_VLDecoderLayer.forward with the second residual add
+# fused into post_attention_layernorm. It is only swapped in for a forward signature it follows
+# (model/hf_compat.DECODER_LAYER_SIGNATURES: the KV cache is `past_key_values` before 5.24 and `cache` from 5.24 on;
+# it travels through **kwargs under the installed name); any other version keeps its own forward.
 
 
 def _check_decoder(m: nn.Module) -> str | None:
-    params = tuple(inspect.signature(type(m).forward).parameters)
-    if params != _DECODER_PARAMS:
-        return f"forward signature {params} differs from the one the fused version copies"
+    why = decoder_layer_unsupported(type(m))
+    if why is not None:
+        return why
     norm = getattr(m, "post_attention_layernorm", None)
     if norm is None or _check_rmsnorm(norm) is not None:
         return "post_attention_layernorm is not an HF RMSNorm"
@@ -160,10 +138,9 @@ def _fwd_decoder(
     hidden_states: torch.Tensor,
     attention_mask: torch.Tensor | None = None,
     position_ids: torch.LongTensor | None = None,
-    past_key_values=None,
     use_cache: bool | None = False,
     position_embeddings: tuple[torch.Tensor, torch.Tensor] | None = None,
-    **kwargs,
+    **kwargs,  # the KV cache (`cache` or `past_key_values`, as the installed version names it) and the rest
 ) -> torch.Tensor:
     from ._util import can_launch
     from .rmsnorm import _rms_norm_kernel, rms_norm
@@ -174,7 +151,6 @@ def _fwd_decoder(
         hidden_states=hidden_states,
         attention_mask=attention_mask,
         position_ids=position_ids,
-        past_key_values=past_key_values,
         use_cache=use_cache,
         position_embeddings=position_embeddings,
         **kwargs,
@@ -199,9 +175,9 @@ def _fwd_decoder(
 
 SWAP_TABLE: list[SwapRule] = [
     SwapRule("NF4 matvec/matmul", _linear4bit_classes, _check_linear4bit, _fwd_linear4bit),
-    SwapRule("RMSNorm", lambda: _qwen_classes("Qwen2_5_VLRMSNorm", "Qwen2RMSNorm"), _check_rmsnorm, _fwd_rmsnorm),
-    SwapRule("add+RMSNorm", lambda: _qwen_classes("Qwen2_5_VLDecoderLayer"), _check_decoder, None),  # own forward
-    SwapRule("SiLU*mul", lambda: _qwen_classes("Qwen2MLP"), _check_mlp, _fwd_mlp),
+    SwapRule("RMSNorm", lambda: qwen_classes("Qwen2_5_VLRMSNorm", "Qwen2RMSNorm"), _check_rmsnorm, _fwd_rmsnorm),
+    SwapRule("add+RMSNorm", lambda: qwen_classes("Qwen2_5_VLDecoderLayer"), _check_decoder, None),  # own forward
+    SwapRule("SiLU*mul", lambda: qwen_classes("Qwen2MLP"), _check_mlp, _fwd_mlp),
 ]
 
 

@@ -40,6 +40,7 @@ class TrainConfig:
     rank: int = 16
     alpha: int = 32
     dropout: float = 0.05
+    lora_merger: bool = False  # LoRA on the vision merger too (the projector the release fine-tunes)
     warmup: float = 0.05  # share of the steps with a linear warm-up, then cosine decay
     weight_decay: float = 0.0
     max_grad_norm: float = 1.0

@@ -21,6 +21,12 @@ from model.loading import LoadedModel
 PROJECTIONS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 # A full match on the module path (peft's rule for a string): decoder projections only.
 TARGET_MODULES = r".*\.language_model\..*\.(" + "|".join(PROJECTIONS) + r")"
+# With the merger (the vision-to-language projector, which the release fine-tunes): its two Linears too.
+MERGER_MODULES = r".*\.visual\.merger\.mlp\.(0|2)"
+
+
+def target_modules(merger: bool) -> str:
+    return f"({TARGET_MODULES})|({MERGER_MODULES})" if merger else TARGET_MODULES
 
 
 def tied_embeddings(model: Any) -> bool:
@@ -29,7 +35,7 @@ def tied_embeddings(model: Any) -> bool:
     return bool(getattr(config, "tie_word_embeddings", False) or getattr(text, "tie_word_embeddings", False))
 
 
-def lora_config(loaded: LoadedModel, rank: int, alpha: int, dropout: float):
+def lora_config(loaded: LoadedModel, rank: int, alpha: int, dropout: float, merger: bool = False):
     from peft import LoraConfig
 
     ids = loaded.state_ids
@@ -40,28 +46,33 @@ def lora_config(loaded: LoadedModel, rank: int, alpha: int, dropout: float):
         r=rank,
         lora_alpha=alpha,
         lora_dropout=dropout,
-        target_modules=TARGET_MODULES,
+        target_modules=target_modules(merger),
         trainable_token_indices=tokens,
         bias="none",
         task_type=None,
     )
 
 
-def add_lora(loaded: LoadedModel, rank: int, alpha: int, dropout: float, gradient_checkpointing: bool) -> Any:
+def add_lora(
+    loaded: LoadedModel, rank: int, alpha: int, dropout: float, gradient_checkpointing: bool, merger: bool = False
+) -> Any:
     """Wrap ``loaded.model`` (a trainable load) with a fresh adapter, or make a loaded adapter's
     weights trainable; returns the peft model. 4-bit bases get peft's k-bit preparation."""
     from peft import PeftModel, get_peft_model, prepare_model_for_kbit_training
 
+    from model.hf_compat import peft_calls
+
     model = loaded.model
     if loaded.precision == "4bit" and loaded.device.type == "cpu":
         _keep_cpu_4bit_layout(model)
-    if loaded.precision in ("4bit", "8bit") and not isinstance(model, PeftModel):
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
-    elif gradient_checkpointing:
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-        model.enable_input_require_grads()
-    if not isinstance(model, PeftModel):
-        model = get_peft_model(model, lora_config(loaded, rank, alpha, dropout))
+    with peft_calls():
+        if loaded.precision in ("4bit", "8bit") and not isinstance(model, PeftModel):
+            model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=gradient_checkpointing)
+        elif gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+            model.enable_input_require_grads()
+        if not isinstance(model, PeftModel):
+            model = get_peft_model(model, lora_config(loaded, rank, alpha, dropout, merger))
     model.config.use_cache = False
     loaded.model = model
     return model

@@ -28,6 +28,7 @@ from typing import Any
 
 import torch
 
+from model import hf_compat as hf
 from model import protocol as P
 from model.device import is_out_of_memory
 from model.frames import MIN_PIXELS
@@ -233,7 +234,7 @@ class Trainer:
         self.save_every = every(cfg.save_every, self.total)
         self.eval_every = every(cfg.eval_every, self.total)
         gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else self.device.type == "cuda"
-        model = add_lora(self.loaded, cfg.rank, cfg.alpha, cfg.dropout, gc)
+        model = add_lora(self.loaded, cfg.rank, cfg.alpha, cfg.dropout, gc, merger=cfg.lora_merger)
         self.start_step = 0
         latest = ckpt.latest_checkpoint(self.out) if cfg.resume else None
         if latest is not None:
@@ -365,14 +366,8 @@ class Trainer:
     def _forward(self, model: Any, enc: Encoded, positions: torch.Tensor) -> torch.Tensor:
         """Logits [N, V] at ``positions`` only (a 152k vocabulary makes all of them expensive)."""
         ids = enc.input_ids.to(self.device).unsqueeze(0)  # [1, T]
-        out = model(
-            input_ids=ids,
-            pixel_values=enc.pixel_values.to(self.device),
-            image_grid_thw=enc.image_grid_thw.to(self.device),
-            mm_token_type_ids=(ids == self.image_id).int(),
-            logits_to_keep=positions.to(self.device),
-            use_cache=False,
-        )
+        out = hf.vlm_forward(model, ids, enc.pixel_values.to(self.device), enc.image_grid_thw.to(self.device),
+                             self.image_id, logits_to_keep=positions.to(self.device))  # fmt: skip
         return out.logits[0]
 
     # ------------------------------------------------------------------------------------------

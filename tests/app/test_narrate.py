@@ -70,6 +70,7 @@ def test_narrate_errors_are_clear(tiny_ckpt, tmp_path, capsys):
     assert "nomodel" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
     video = make_video(tmp_path / "long.mp4", seconds=60)

@@ -69,6 +69,7 @@ def test_no_usable_data_names_the_problems(tiny_ckpt, tmp_path, capsys):
     assert "broken.json: not valid JSON" in err and "no usable training samples" in err
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
 def test_ctrl_c_saves_a_checkpoint_and_resume_continues(clips, tiny_ckpt, tmp_path):
     out = tmp_path / "run"

@@ -16,11 +16,18 @@ import numpy as np
 import pytest
 import torch
 
+from model import hf_compat as hf
 from model import protocol as P
 from model.engine import MID_RUN_OPTIONS, RECENT_STEPS, EngineOptions, StreamEngine
 from model.frames import preprocess_frame
 from model.presets import TASK_PRESETS, task_instruction
 from model.rope import mrope_positions, rotate_keys
+
+# transformers' deprecations are failures here: the engine must stay on its current public API.
+pytestmark = [
+    pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning"),
+    pytest.mark.usefixtures("no_transformers_deprecations"),
+]
 
 ATOL = 1e-5
 # Odd frame sizes: square and non-square grids (4, 12, 16, 9 tokens) exercise max(h, w) positions.
@@ -56,12 +63,8 @@ def full_logits(loaded, ids: list[int], fis) -> torch.Tensor:
             break
         used.append(fi)
         total += fi.n_tokens
-    out = loaded.model(
-        input_ids=ids_t,
-        pixel_values=torch.cat([f.pixel_values for f in used]),
-        image_grid_thw=torch.cat([f.image_grid_thw for f in used]),
-        mm_token_type_ids=(ids_t == pad).int(),
-        use_cache=False,
+    out = hf.vlm_forward(
+        loaded.model, ids_t, torch.cat([f.pixel_values for f in used]), torch.cat([f.image_grid_thw for f in used]), pad
     )
     return out.logits[0]
 

@@ -16,7 +16,7 @@ from app.settings import LiveOptions, ModelOptions, Settings, SourceOptions
 
 # The tiny model answers whenever P(Response) >= 0.2 (its states sit near 1/3 each); short
 # answers keep the runs quick.
-TALKATIVE = LiveOptions(model_decides=False, talkativeness=80, max_answer_tokens=8, subtitle_seconds=30.0)
+TALKATIVE = LiveOptions(model_decides=False, talkativeness=85, max_answer_tokens=8, subtitle_seconds=30.0)
 
 
 @pytest.fixture

@@ -8,6 +8,8 @@ import re
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from app.live.records import clean_text
 from app.session import RESPONSE, list_sessions, load_session
 from app.settings import SourceOptions
@@ -186,6 +188,7 @@ def test_stop_right_after_start_then_start_again(make_harness, shared_loader, ti
     assert len(h.reports) == 10
 
 
+@pytest.mark.slow
 def test_pause_on_a_file_at_real_speed_pauses_the_video(make_harness, shared_loader, tiny_options, sample_clip):
     """The video's clock stops too: after a pause no second was skipped, and Resume stays possible."""
     h = make_harness(loader=shared_loader)

@@ -102,8 +102,11 @@ def test_demo_adapter_build_shows_steps_and_closing_stops_it(make_harness, tiny_
         h.controller.load_progress, check_params_cb=lambda p: p.unit == "steps" and p.done >= 2, timeout=120_000
     ):
         h.window.load_model(ModelOptions(source="demo", device="cpu"))
+    from model.train.demo import RECIPE
+
     text = h.window.status.model.text()
-    assert re.search(r"Training the demo shapes adapter \(first use only\): step \d+ / 800", text), text
+    steps = RECIPE["steps"]
+    assert re.search(rf"Training the demo shapes adapter \(first use only\): step \d+ / {steps}", text), text
     started = time.perf_counter()
     assert h.controller.shutdown(timeout_ms=30_000)
     assert time.perf_counter() - started < 10  # the build gave way at a step boundary

@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 BUDGET_MS = 50.0
 REPO = Path(__file__).resolve().parents[2]
 
@@ -33,7 +35,7 @@ def probe_app(model: str, clip: str) -> dict:
     window = MainWindow(Settings())
     window.show()
     window.toggle_overlay(True)
-    live = LiveOptions(model_decides=False, talkativeness=80, max_answer_tokens=64)
+    live = LiveOptions(model_decides=False, talkativeness=85, max_answer_tokens=64)
     window.live_tab.set_options(SourceOptions(spec=clip, realtime=True), live)
 
     class Probe(QObject):
@@ -79,6 +81,7 @@ def probe_app(model: str, clip: str) -> dict:
     return result
 
 
+@pytest.mark.slow
 def test_event_loop_never_stalls_while_the_demo_model_narrates(tiny_ckpt, sample_clip, tmp_path):
     env = dict(os.environ, STREAMO_LIVE_DATA=str(tmp_path))
     out = subprocess.run(

@@ -45,6 +45,7 @@ def voice_harness(make_harness, sd, recognizer, **kwargs):
     return make_harness(voice={"sd": sd, "recognizer_factory": recognizer}, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_hands_free_question_enters_the_stream_and_the_transcript(
     make_harness, shared_loader, tiny_options, sample_clip, spoken_clip, demo_asr
 ):
@@ -108,6 +109,7 @@ def test_no_speaker_is_said_once_and_answers_go_on(make_harness, shared_loader, 
     assert len(warnings) == 1 and "No audio output device" in warnings[0]
 
 
+@pytest.mark.slow
 def test_an_unplugged_microphone_is_reported_and_the_run_goes_on(
     make_harness, shared_loader, tiny_options, sample_clip, spoken_clip, demo_asr
 ):

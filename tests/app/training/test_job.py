@@ -131,6 +131,7 @@ def test_a_child_gone_without_a_word_is_a_crash(qtbot, tmp_path):
 # A real child: killed mid-run, then resumed from the checkpoint that survived
 
 
+@pytest.mark.slow
 def test_a_killed_training_process_is_reported_and_its_checkpoint_resumes(qtbot, clips, tiny_ckpt, tmp_path):
     out = tmp_path / "adapter"
     config = _config(clips, tiny_ckpt, out, steps=2000, save_every=2, eval_every=1000)
@@ -189,6 +190,7 @@ sys.exit(app.exec())
 """
 
 
+@pytest.mark.slow
 def test_a_detached_run_outlives_the_program_and_finishes(clips, tiny_ckpt, tmp_path):
     import psutil
 

@@ -28,6 +28,7 @@ def test_without_gpu_says_so_and_exits_0():
     assert "no CUDA GPU" in proc.stdout
 
 
+@pytest.mark.slow
 def test_dry_run_exercises_every_table(tmp_path):
     out = tmp_path / "dry.json"
     proc = _bench("--dry-run-cpu", "--json", str(out), interpret=True)

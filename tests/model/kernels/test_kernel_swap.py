@@ -7,8 +7,16 @@ import pytest
 import torch
 from kernel_testutil import DEVICE, HAS_CUDA
 
+from model import hf_compat as hf
 from model.kernels import patch
 from model.kernels.patch import KernelReport, apply_kernels, kernels_available, revert_kernels
+
+
+# transformers' deprecations are failures here: the engine must stay on its current public API.
+pytestmark = [
+    pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning"),
+    pytest.mark.usefixtures("no_transformers_deprecations"),
+]
 
 
 def _tiny_vl(nested: bool, dtype: torch.dtype = torch.float32) -> torch.nn.Module:
@@ -59,7 +67,8 @@ def _run(model, ids):
     """Prefill (9 tokens) then one cached step: the two kernel paths."""
     with torch.no_grad():
         out = model(input_ids=ids[:, :-1], use_cache=True)
-        step = model(input_ids=ids[:, -1:], past_key_values=out.past_key_values, use_cache=True)
+        cache = {hf.cache_argument(type(model).forward): hf.output_cache(out)}
+        step = model(input_ids=ids[:, -1:], use_cache=True, **cache)
     return out.logits, step.logits
 
 

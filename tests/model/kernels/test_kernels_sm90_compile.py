@@ -21,6 +21,7 @@ def _have_ptxas() -> bool:
         return False
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not _have_ptxas(), reason="Triton's NVIDIA backend / bundled ptxas not installed")
 def test_kernels_compile_for_sm90_without_spills(tmp_path):
     out = tmp_path / "compile.json"

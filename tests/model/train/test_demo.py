@@ -28,6 +28,7 @@ def demo_data(tmp_path_factory):
     mp.undo()
 
 
+@pytest.mark.slow
 def test_built_once_with_progress_then_cached(demo_data):
     folder, path, progress = demo_data
     assert path == folder / "demo-shapes-adapter" and (path / "adapter_model.safetensors").is_file()
@@ -40,16 +41,19 @@ def test_built_once_with_progress_then_cached(demo_data):
     assert "base_model: streamo-live demo" in card and "model/train/demo.py" in card
 
 
+@pytest.mark.slow
 def test_demo_narrates_the_sample_clips_shapes(demo_data, sample_clip, tmp_path, capsys):
     jsonl = tmp_path / "steps.jsonl"
     assert cli_main(["narrate", "--source", str(sample_clip), "--model", "demo", "--jsonl", str(jsonl)]) == 0
     assert "demo shapes model: a toy" in capsys.readouterr().err
     records = [r for r in map(json.loads, jsonl.read_text().splitlines()) if r["type"] == "step"]
     said = [(r["t"], r["text"]) for r in records if r["text"]]
-    assert said and all(text in {s.caption for s in SHAPES.values()} for _, text in said), said
-    # The ball leaves at 4 s and the square at 7 s (scripts/make_sample_clip.py).
-    assert any(text == BALL and 3 <= t <= 5 for t, text in said), said
-    assert any(text == SQUARE and 6 <= t <= 8 for t, text in said), said
+    # Exactly the two captions, word for word, at their seconds: the ball leaves at 4 s and the square
+    # at 7 s (scripts/make_sample_clip.py). The recipe's margin: bench.bench_demo (docs/training.md).
+    assert len(said) == 2, said
+    (t_ball, ball), (t_square, square) = said
+    assert ball == BALL and 3 <= t_ball <= 5, said
+    assert square == SQUARE and 6 <= t_square <= 8, said
 
 
 def test_demo_adapter_choice(monkeypatch, tmp_path, caplog):

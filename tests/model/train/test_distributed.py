@@ -15,6 +15,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from model.train import checkpoint as ckpt
 from model.train.synthetic import make_dataset
 
@@ -27,6 +29,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow
 def test_two_processes_share_the_data_and_agree(tiny_ckpt, tmp_path):
     data = make_dataset(tmp_path / "clips", 8, seed=2, size=(64, 48), max_events=1, counters=False)
     out, trace = tmp_path / "adapter", tmp_path / "trace"

@@ -71,6 +71,7 @@ def _small_config(shapes, tiny_ckpt, out: Path, **changes) -> TrainConfig:
 # The learning test
 
 
+@pytest.mark.slow
 def test_defaults_train_a_budget_that_scales_with_the_data(learned):
     result, events, out = learned
     start = events[0]
@@ -83,6 +84,7 @@ def test_defaults_train_a_budget_that_scales_with_the_data(learned):
     assert [e["step"] for e in events if e["event"] == "step"] == list(range(1, result.step + 1))
 
 
+@pytest.mark.slow
 def test_loss_falls_by_at_least_half(learned):
     _, _, out = learned
     losses = [r["loss"] for r in _metrics(out)]
@@ -90,6 +92,7 @@ def test_loss_falls_by_at_least_half(learned):
     assert last <= 0.5 * first, (first, last)
 
 
+@pytest.mark.slow
 def test_engine_with_the_adapter_emits_the_labelled_states_and_captions(learned, shapes, tiny_ckpt):
     _, _, out = learned
     loaded = load_model(tiny_ckpt, precision="fp32", device="cpu", adapter=out)
@@ -118,6 +121,7 @@ def test_engine_without_the_adapter_does_not(shapes, tiny_loaded):
     assert report["answer_f1"] < 0.5
 
 
+@pytest.mark.slow
 def test_adapter_folder_has_the_card_and_the_state_token_rows(learned, tiny_ckpt):
     _, _, out = learned
     card = (out / "README.md").read_text()
@@ -131,6 +135,7 @@ def test_adapter_folder_has_the_card_and_the_state_token_rows(learned, tiny_ckpt
     assert config["r"] == 16 and config["lora_alpha"] == 32
 
 
+@pytest.mark.slow
 def test_plain_peft_and_transformers_give_the_apps_logits(learned, shapes, tiny_ckpt):
     from peft import PeftModel
     from transformers import AutoProcessor, Qwen2_5_VLForConditionalGeneration

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import queue
 
+import pytest
+
 from model.train import checkpoint as ckpt
 from model.train.config import TrainConfig
 from model.train.synthetic import make_dataset
@@ -33,6 +35,7 @@ def _config(tmp_path, tiny_ckpt, **changes) -> TrainConfig:
     return TrainConfig(**{**base, **changes})
 
 
+@pytest.mark.slow
 def test_spawned_training_reports_progress_and_finishes(tiny_ckpt, tmp_path):
     process, events, stop = start_training(_config(tmp_path, tiny_ckpt, steps=4, eval_every=2))
     seen = _events_until_end(events, process)
@@ -50,6 +53,7 @@ def test_spawned_training_reports_progress_and_finishes(tiny_ckpt, tmp_path):
     assert (tmp_path / "adapter" / "adapter_model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_stop_event_saves_a_checkpoint_and_ends_the_process(tiny_ckpt, tmp_path):
     process, events, stop = start_training(_config(tmp_path, tiny_ckpt, steps=500))
     seen = []
@@ -68,6 +72,7 @@ def test_stop_event_saves_a_checkpoint_and_ends_the_process(tiny_ckpt, tmp_path)
     assert seen[-1]["checkpoint"].endswith(f"step-{step:06d}")
 
 
+@pytest.mark.slow
 def test_failures_come_back_as_one_error_event(tiny_ckpt, tmp_path):
     process, events, _ = start_training(_config(tmp_path, tmp_path / "no-such-model"))
     seen = _events_until_end(events, process)

@@ -42,6 +42,7 @@ def table_row(panel: TrainPanel, label: str) -> list[str]:
     return [panel.table.item(row, c).text() for c in range(2)]
 
 
+@pytest.mark.slow
 def test_train_stop_resume_finish_evaluate_use(qtbot, settings, shapes, tmp_path):
     panel = make_panel(qtbot, settings, lambda: shapes, tmp_path)
     panel.resize(1200, 760)

@@ -37,6 +37,7 @@ def prepare(h, project: Path, tmp_path: Path, steps: int):
     return tab, panel
 
 
+@pytest.mark.slow
 def test_train_in_the_window_then_use_the_adapter_live(make_harness, tiny_options, project, tmp_path, qtbot):
     h = make_harness()  # the real loader: "Use in Live" must load the adapter from disk
     h.load(tiny_options)
@@ -73,6 +74,7 @@ def test_train_in_the_window_then_use_the_adapter_live(make_harness, tiny_option
     assert "Streamo LoRA adapter" in dialog.card.toPlainText() and dialog.options().adapter == str(adapter.resolve())
 
 
+@pytest.mark.slow
 def test_closing_during_training_asks_then_stops_with_a_checkpoint(make_harness, project, tmp_path, qtbot):
     h = make_harness()
     tab, panel = prepare(h, project, tmp_path, steps=5000)
