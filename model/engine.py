@@ -223,7 +223,7 @@ class StreamEngine:
         self._stop_ids = self._stop_token_ids()
         self._suppress = self._suppressed_mask()  # [V] bool: never generated inside an answer
         self._state_kernel = None
-        if self._cuda:
+        if self._cuda and "state head" not in loaded.kernels_off:  # model/kernels/selfcheck.py
             try:
                 from model.kernels.state_head import state_probs
 

@@ -43,6 +43,7 @@ __all__ = [
     "image_features",
     "output_cache",
     "peft_calls",
+    "quiet_whisper_generate_notice",
     "qwen_classes",
     "text_forward",
     "vlm_forward",
@@ -174,3 +175,27 @@ def peft_calls():
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
         yield
+
+
+class _DropMessage:
+    """A logging filter dropping records whose message starts with ``prefix``."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def filter(self, record: Any) -> bool:
+        return not str(record.getMessage()).startswith(self.prefix)
+
+
+_WHISPER_NOTICE = _DropMessage("Passing `generation_config` together with generation-related arguments")
+
+
+def quiet_whisper_generate_notice() -> None:
+    """transformers 5.24's own WhisperForConditionalGeneration.generate passes ``suppress_tokens`` beside
+    its generation config, and its own generate() then logs that this is deprecated: a notice about
+    transformers' code on every first recognition. That one message is dropped; nothing else."""
+    import logging
+
+    logger = logging.getLogger("transformers.generation.utils")
+    if _WHISPER_NOTICE not in logger.filters:
+        logger.addFilter(_WHISPER_NOTICE)

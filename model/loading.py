@@ -25,6 +25,7 @@ from model.errors import ModelLoadError
 from model.frames import MAX_PIXELS, MIN_PIXELS
 from model.hub import ProgressFn, download_model
 from model.paths import build_once, data_dir
+from model.real_shapes import build_random_model, random_weights_marker
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +52,7 @@ class LoadedModel:
     added_state_tokens: list[str] = field(default_factory=list)
     adapter: Path | None = None
     kernel_path: str = "torch"
+    kernels_off: list[str] = field(default_factory=list)  # kernels that failed their self-check on this GPU
     is_demo: bool = False
     trainable: bool = False
     min_pixels: int = MIN_PIXELS  # the frame pixel budget the processor resizes to
@@ -92,8 +94,9 @@ def check_safetensors(path: Path) -> None:
         )
 
 
-def check_model_folder(path: Path) -> str:
-    """Validate a local checkpoint folder; returns its model_type."""
+def check_model_folder(path: Path, need_weights: bool = True) -> str:
+    """Validate a local checkpoint folder; returns its model_type. ``need_weights=False``: a folder of
+    random weights (model/real_shapes.py) has none to check."""
     if not path.exists():
         raise ModelLoadError(f"model folder {path} does not exist. Pick an existing folder or a Hugging Face id.")
     if not path.is_dir():
@@ -110,6 +113,8 @@ def check_model_folder(path: Path) -> str:
         raise ModelLoadError(
             f"{path}: unsupported architecture '{model_type or 'unknown'}'. Streamo Live runs {names} checkpoints."
         )
+    if not need_weights:
+        return model_type
     weights = sorted(path.glob("*.safetensors"))
     if not weights:
         legacy = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
@@ -234,7 +239,9 @@ def tiny_checkpoint_current(path: Path) -> bool:
         marker = json.loads((path / "streamo_tiny.json").read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError):
         return False
-    return marker.get("spec") == asdict(TinySpec()) and marker.get("seed") == 0 and marker.get("version") == TINY_VERSION
+    return (
+        marker.get("spec") == asdict(TinySpec()) and marker.get("seed") == 0 and marker.get("version") == TINY_VERSION
+    )
 
 
 def resolve_source(source: str | Path, progress: ProgressFn | None = None) -> tuple[Path, bool]:
@@ -339,7 +346,8 @@ def load_model(
     _check_kernel_mode(kernels)  # before a download, not after
     warnings: list[str] = []
     path, is_demo = resolve_source(source, progress)
-    model_type = check_model_folder(path)
+    random_weights = random_weights_marker(path) is not None  # real shapes, random weights (bench/gpu_check.py)
+    model_type = check_model_folder(path, need_weights=not random_weights)
     dev = resolve_device(device)
     precision = resolve_precision(precision, dev, warnings, cpu_4bit=trainable)
     if precision in ("4bit", "8bit"):
@@ -356,7 +364,10 @@ def load_model(
         kwargs["device_map"] = {"": "cpu"}
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
-        model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+        if random_weights:
+            model = build_random_model(path, dtype=dtype, quantization=quant, device=dev)
+        else:
+            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
     except (OSError, ValueError, KeyError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
         if is_out_of_memory(e):
             free_cuda_memory()
@@ -439,7 +450,8 @@ def apply_kernel_switch(loaded: LoadedModel, kernels: str = "auto") -> str:
     the path that runs ("triton (...)", "bitsandbytes" or "torch").
 
     "auto" and "triton" swap them in where they apply (a CUDA GPU, a 4-bit model, triton importable
-    and the GPU new enough); where they cannot, "triton" adds a warning to ``loaded.warnings``
+    and the GPU new enough); "auto" leaves out any kernel that failed its self-check on this GPU
+    (model/kernels/selfcheck.py: run once per GPU and software stack, cached). Where they cannot, "triton" adds a warning to ``loaded.warnings``
     saying why and "auto" only logs it. "off" never swaps them in.
     """
     _check_kernel_mode(kernels)
@@ -456,7 +468,14 @@ def apply_kernel_switch(loaded: LoadedModel, kernels: str = "auto") -> str:
         except ImportError as e:  # triton missing on this platform
             why = f"Triton is unavailable ({e})"
         else:
-            report = apply_kernels(loaded.model, mode="triton")
+            if kernels == "auto":  # each kernel first checks itself on this GPU (cached); failures stay off
+                from model.kernels.selfcheck import apply_checked
+
+                report, check = apply_checked(loaded.model, loaded.device)
+                loaded.warnings += check.messages()
+                loaded.kernels_off = check.disabled  # the engine's own state-head kernel reads this
+            else:
+                report = apply_kernels(loaded.model, mode="triton")
             for skipped in report.skipped[:5]:
                 log.info("kernel not applied: %s", skipped)
             if report.path.startswith("triton"):

@@ -218,7 +218,8 @@ def build_tiny_checkpoint(
     processor.save_pretrained(path)
     (path / "streamo_tiny.json").write_text(
         json.dumps(
-            {"seed": seed, "spec": asdict(spec), "with_state_tokens": with_state_tokens, "version": TINY_VERSION}, indent=2
+            {"seed": seed, "spec": asdict(spec), "with_state_tokens": with_state_tokens, "version": TINY_VERSION},
+            indent=2,
         )
     )
     return path

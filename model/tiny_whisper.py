@@ -12,8 +12,10 @@ are random, so a "transcript" is a deterministic string of arbitrary tokens.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from model.paths import build_once, data_dir
 
@@ -83,7 +85,6 @@ def _train_bpe(vocab_size: int):
 
 
 def _build_tokenizer(spec: TinyWhisperSpec):
-    from tokenizers import AddedToken
     from transformers import WhisperTokenizer  # the fast (tokenizers-backed) one in transformers 5
 
     raw = json.loads(_train_bpe(spec.bpe_vocab).to_str())
@@ -97,9 +98,20 @@ def _build_tokenizer(spec: TinyWhisperSpec):
         eos_token=ENDOFTEXT,
         model_max_length=1024,
     )
+    add_whisper_specials(tokenizer, LANGUAGES)
+    tokenizer.set_prefix_tokens(language="en", task="transcribe", predict_timestamps=False)
+    return tokenizer
+
+
+def add_whisper_specials(tokenizer: Any, languages: Sequence[str]) -> None:
+    """Whisper's special tokens after the text vocabulary, in Whisper's order: start of transcript,
+    one per language, the tasks, start of LM / previous, no captions, no timestamps, then the
+    timestamps (plain added tokens: decode() keeps them unless asked not to)."""
+    from tokenizers import AddedToken
+
     specials = [
         STARTOFTRANSCRIPT,
-        *(f"<|{code}|>" for code in LANGUAGES),
+        *(f"<|{code}|>" for code in languages),
         *(f"<|{task}|>" for task in TASKS),
         STARTOFLM,
         STARTOFPREV,
@@ -107,10 +119,36 @@ def _build_tokenizer(spec: TinyWhisperSpec):
         NOTIMESTAMPS,
     ]
     tokenizer.add_special_tokens({"additional_special_tokens": specials})
-    # Timestamps are plain added tokens in Whisper (decode() keeps them unless asked not to).
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TIMESTAMPS])
-    tokenizer.set_prefix_tokens(language="en", task="transcribe", predict_timestamps=False)
-    return tokenizer
+
+
+def whisper_generation_config(tokenizer: Any, languages: Sequence[str], decoder_layers: int, heads: int,
+                              max_new_tokens: int) -> Any:  # fmt: skip
+    """Greedy generation settings for a random-weight Whisper (the tiny one and the real shapes)."""
+    from transformers import GenerationConfig
+
+    ids = tokenizer.convert_tokens_to_ids
+    eot, sot = ids(ENDOFTEXT), ids(STARTOFTRANSCRIPT)
+    return GenerationConfig(
+        decoder_start_token_id=sot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        pad_token_id=eot,
+        max_length=max_new_tokens + 4,  # + the prompt: start, language, task, no-timestamps
+        # Greedy: the ASR pipeline's default of 5 beams (OpenAI's) only slows random weights down.
+        num_beams=1,
+        is_multilingual=True,
+        lang_to_id={f"<|{code}|>": ids(f"<|{code}|>") for code in languages},
+        task_to_id={task: ids(f"<|{task}|>") for task in TASKS},
+        no_timestamps_token_id=ids(NOTIMESTAMPS),
+        prev_sot_token_id=ids(STARTOFPREV),
+        max_initial_timestamp_index=50,
+        begin_suppress_tokens=[ids("Ġ"), eot],  # Whisper never starts a transcript with a bare space
+        suppress_tokens=[],
+        # Cross-attention heads for word timestamps (any heads: the weights are random anyway).
+        alignment_heads=[[decoder_layers - 1, h] for h in range(heads)],
+        return_timestamps=False,
+    )
 
 
 def build_tiny_whisper(path: str | Path, seed: int = 0, spec: TinyWhisperSpec | None = None) -> Path:
@@ -118,7 +156,6 @@ def build_tiny_whisper(path: str | Path, seed: int = 0, spec: TinyWhisperSpec | 
     config) to ``path`` and return it. Offline and deterministic for a seed; its words mean nothing."""
     import torch
     from transformers import (
-        GenerationConfig,
         WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
@@ -132,12 +169,9 @@ def build_tiny_whisper(path: str | Path, seed: int = 0, spec: TinyWhisperSpec | 
     tokenizer = _build_tokenizer(spec)
     ids = lambda t: tokenizer.convert_tokens_to_ids(t)  # noqa: E731 - a short local alias
     eot, sot = ids(ENDOFTEXT), ids(STARTOFTRANSCRIPT)
-    lang_to_id = {f"<|{code}|>": ids(f"<|{code}|>") for code in LANGUAGES}
-    task_to_id = {task: ids(f"<|{task}|>") for task in TASKS}
     no_timestamps = ids(NOTIMESTAMPS)
     if no_timestamps + 1 != ids(TIMESTAMPS[0]) or ids(NOCAPTIONS) != no_timestamps - 1:
         raise RuntimeError("tiny Whisper tokenizer: special tokens are out of Whisper's order")
-    space = tokenizer.convert_tokens_to_ids("Ġ")  # Whisper never starts a transcript with a bare space
 
     config = WhisperConfig(
         vocab_size=len(tokenizer),
@@ -162,25 +196,8 @@ def build_tiny_whisper(path: str | Path, seed: int = 0, spec: TinyWhisperSpec | 
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()
 
-    model.generation_config = GenerationConfig(
-        decoder_start_token_id=sot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        pad_token_id=eot,
-        max_length=spec.max_new_tokens + 4,  # + the prompt: start, language, task, no-timestamps
-        # Greedy: the ASR pipeline's default of 5 beams (OpenAI's) only slows random weights down.
-        num_beams=1,
-        is_multilingual=True,
-        lang_to_id=lang_to_id,
-        task_to_id=task_to_id,
-        no_timestamps_token_id=no_timestamps,
-        prev_sot_token_id=ids(STARTOFPREV),
-        max_initial_timestamp_index=50,
-        begin_suppress_tokens=[space, eot],
-        suppress_tokens=[],
-        # Cross-attention heads for word timestamps (any heads: the weights are random anyway).
-        alignment_heads=[[spec.decoder_layers - 1, h] for h in range(spec.heads)],
-        return_timestamps=False,
+    model.generation_config = whisper_generation_config(
+        tokenizer, LANGUAGES, spec.decoder_layers, spec.heads, spec.max_new_tokens
     )
     model.save_pretrained(path)
 

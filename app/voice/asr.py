@@ -168,6 +168,9 @@ class Recognizer:
                 import torch
                 from transformers import pipeline
 
+                from model.hf_compat import quiet_whisper_generate_notice
+
+                quiet_whisper_generate_notice()
                 dtype = torch.float16 if device.type == "cuda" else torch.float32
                 asr = pipeline("automatic-speech-recognition", model=str(path), device=device, dtype=dtype)
             except Exception as e:  # noqa: BLE001 - transformers raises many types for a bad folder

@@ -56,16 +56,24 @@ def test_the_installed_decoder_layer_is_one_the_fused_forward_follows():
 
 
 def test_narrate_prints_no_transformers_deprecation(sample_clip, tmp_path, capsys, caplog):
-    """What a user sees: `narrate --model demo` (the random demo; the adapter's path is the loader's
-    peft call, covered by test_loading) says nothing about deprecated arguments."""
+    """What a user sees: `narrate --model demo` with a spoken question (the engine, the demo Whisper
+    through transformers' ASR pipeline) says nothing about deprecated arguments."""
     from app.cli import main as cli_main
+    from app.voice.tts import synthesize
+    from app.voice.wav import write_wav
 
+    speech, rate = synthesize("What is rolling across the floor?")
+    wav = tmp_path / "question.wav"
+    write_wav(wav, speech, rate)
     jsonl = tmp_path / "steps.jsonl"
-    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.WARNING):
+    args = ["narrate", "--source", str(sample_clip), "--model", "demo", "--jsonl", str(jsonl),
+            "--ask-audio", str(wav), "--at", "2", "--asr-model", "demo"]  # fmt: skip
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level(logging.INFO):
         warnings.simplefilter("always")
-        assert cli_main(["narrate", "--source", str(sample_clip), "--model", "demo", "--jsonl", str(jsonl)]) == 0
-    steps = [r for r in map(json.loads, jsonl.read_text().splitlines()) if r["type"] == "step"]
-    assert len(steps) == 10  # the run really went through the engine
+        assert cli_main(args) == 0
+    records = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    assert len([r for r in records if r["type"] == "step"]) == 10  # the run really went through the engine
+    assert any((r.get("question") or {}).get("origin") == "voice" for r in records)  # the spoken question entered
     said = capsys.readouterr().err + caplog.text + "\n".join(str(w.message) for w in caught)
     assert "deprecat" not in said.lower(), said
     assert not [w for w in caught if issubclass(w.category, (FutureWarning, DeprecationWarning))]

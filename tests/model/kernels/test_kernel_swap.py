@@ -11,7 +11,6 @@ from model import hf_compat as hf
 from model.kernels import patch
 from model.kernels.patch import KernelReport, apply_kernels, kernels_available, revert_kernels
 
-
 # transformers' deprecations are failures here: the engine must stay on its current public API.
 pytestmark = [
     pytest.mark.filterwarnings("error::FutureWarning", "error::DeprecationWarning"),
