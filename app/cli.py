@@ -18,7 +18,10 @@ def _cmd_to_stream(args: argparse.Namespace) -> int:
     from model import protocol
 
     samples = protocol.load_raw_annotations(args.input)
-    out = protocol.to_stream(samples, video_prefix=args.video_prefix, fps=args.fps)
+    skipped: list[str] = []  # a malformed sample is that sample's error: the others are converted
+    out = protocol.to_stream(samples, video_prefix=args.video_prefix, fps=args.fps, skipped=skipped)
+    for error in skipped:
+        print(f"warning: {args.input}: {error}; skipped", file=sys.stderr)
     output = Path(args.output)
     output.parent.mkdir(parents=True, exist_ok=True)
     # Write next to the target and rename, so an interrupted run never leaves half a file.
@@ -26,7 +29,7 @@ def _cmd_to_stream(args: argparse.Namespace) -> int:
     tmp.write_text(protocol.dump_stream(out), encoding="utf-8")
     tmp.replace(output)
     print(f"converted {len(out)} of {len(samples)} samples -> {output}")
-    return 0
+    return 1 if skipped else 0
 
 
 def _cmd_shapes(args: argparse.Namespace) -> int:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -187,23 +188,39 @@ def count_images(messages: Iterable[dict[str, str]]) -> int:
 _CLOCK = re.compile(r"^\s*(\d+(?:\.\d+)?)(?::(\d+(?:\.\d+)?)){1,2}\s*$")
 
 
+class BadTime(AnnotationError):
+    """A time that is a number but no time: infinite, not a number, or negative."""
+
+
+def _checked(x: float, value: Any) -> float:
+    if not math.isfinite(x) or x < 0:
+        raise BadTime(f"time {value!r} is not a time (a finite number of seconds, 0 or more)")
+    return x
+
+
 def parse_time(value: Any, fps: float = 1) -> int | None:
     """Rule 2. Empty or null -> None; a JSON number -> int(x) (not scaled by fps, as the
-    official converter does); a string -> int, else int(float * fps), else MM:SS / HH:MM:SS."""
+    official converter does); a string -> int, else int(float * fps), else MM:SS / HH:MM:SS.
+    A number that is no time (inf, NaN, negative) raises BadTime: the official converter crashes
+    on the first two and puts a negative one on turn 0; here it is that sample's error."""
     if value is None or value == "":
         return None
     if isinstance(value, (int, float)):
-        return int(value)
+        return int(_checked(value, value))
     if not isinstance(value, str):
         return None
     try:
-        return int(value)
+        n = int(value)
     except ValueError:
         pass
+    else:
+        return int(_checked(n, value))
     try:
-        return int(float(value) * fps)
+        x = float(value)
     except ValueError:
         pass
+    else:
+        return int(_checked(x, value) * fps)
     if _CLOCK.match(value):
         parts = [float(p) for p in value.strip().split(":")]
         seconds = 0.0
@@ -245,6 +262,13 @@ def _content(entry: dict, key: str, index: int) -> str:
 
 def convert_sample(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -> dict:
     """Rules 4-9 for one raw sample whose video has ``n_turns`` turns."""
+    try:
+        return _convert_sample(sample, n_turns, fps, index)
+    except BadTime as e:
+        raise AnnotationError(f"sample {index}: {e}") from None
+
+
+def _convert_sample(sample: dict, n_turns: int, fps: float, index: int) -> dict:
     if not isinstance(sample, dict):
         raise AnnotationError(f"sample {index}: expected an object, got {type(sample).__name__}")
     video_path = sample.get("video_path")
@@ -298,9 +322,17 @@ def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]
     itself is unchanged: these only explain it."""
     problems = []
     end_s = f"{n_turns / fps:g} s"
+
+    def when(value: Any, fps: float) -> int | None:  # a bad time is a problem here, not an exception
+        try:
+            return parse_time(value, fps)
+        except BadTime as e:
+            problems.append(f"{e}; the sample is skipped")
+            return None
+
     for i, q in enumerate(_entries(sample, "question", 0)):
         content, raw = q.get("content"), q.get("time")
-        t = parse_time(raw, fps)
+        t = when(raw, fps)
         if not content:
             problems.append(f"question {i} has no text; ignored")
         elif t is None:
@@ -309,7 +341,7 @@ def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]
             problems.append(f"question {i} at {raw!r} is past the clip's end ({end_s}); ignored")
     for i, r in enumerate(_entries(sample, "response", 0)):
         content = r.get("content")
-        st, end = parse_time(r.get("st_time"), fps), parse_time(r.get("end_time"), fps)
+        st, end = when(r.get("st_time"), fps), when(r.get("end_time"), fps)
         if st is not None and end is not None:
             if end < st:
                 problems.append(f"response {i} ends ({r.get('end_time')!r}) before it starts ({r.get('st_time')!r})")
@@ -323,7 +355,7 @@ def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]
             if not content:
                 problems.append(f"response {i} has no text: its Standby turns are kept, no answer is given")
             continue
-        t = parse_time(r.get("time"), fps)
+        t = when(r.get("time"), fps)
         if t is None:
             problems.append(f"response {i} has no usable time (st_time/end_time or time); ignored")
         elif not content:
@@ -378,18 +410,26 @@ def to_stream(
     video_prefix: str | Path | None = None,
     fps: float = 1,
     probe: Callable[[Path], VideoMeta | None] = probe_video,
+    skipped: list[str] | None = None,
 ) -> list[dict]:
-    """Convert raw samples; a missing or unreadable video skips its sample with a warning."""
+    """Convert raw samples; a missing or unreadable video skips its sample with a warning. A
+    malformed sample (schema, a time that is no time) raises AnnotationError naming it, or, when
+    ``skipped`` is a list, is skipped and its error appended there."""
     out = []
     for i, sample in enumerate(samples):
-        if not isinstance(sample, dict) or not isinstance(sample.get("video_path"), str):
-            convert_sample(sample, 0, fps, i)  # raises the schema error naming the sample
-        path = Path(video_prefix) / sample["video_path"] if video_prefix else Path(sample["video_path"])
-        meta = probe(path)
-        if meta is None:
-            log.warning("sample %d: skipped, video %s is missing or unreadable", i, path)
-            continue
-        out.append(convert_sample(sample, turn_count(meta.total_frames, meta.fps, fps), fps, i))
+        try:
+            if not isinstance(sample, dict) or not isinstance(sample.get("video_path"), str):
+                convert_sample(sample, 0, fps, i)  # raises the schema error naming the sample
+            path = Path(video_prefix) / sample["video_path"] if video_prefix else Path(sample["video_path"])
+            meta = probe(path)
+            if meta is None:
+                log.warning("sample %d: skipped, video %s is missing or unreadable", i, path)
+                continue
+            out.append(convert_sample(sample, turn_count(meta.total_frames, meta.fps, fps), fps, i))
+        except AnnotationError as e:
+            if skipped is None:
+                raise
+            skipped.append(str(e))
     return out
 
 

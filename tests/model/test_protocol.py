@@ -145,11 +145,40 @@ def test_malformed_inputs_give_clear_errors(tmp_path, capsys):
                 str(tmp_path),
             ]
         )
-        == 2
+        == 1  # a malformed sample is that sample's error: the others are converted, the exit says so
     )
-    assert "sample 1" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "wrong.json: sample 1" in err and "skipped" in err
+    assert [s["videos"] for s in json.loads((tmp_path / "o.json").read_text())] == [["a.mp4"]]
     with pytest.raises(P.AnnotationError, match="sample 3: 'video_path'"):
         P.convert_sample({"video": 1}, 1, index=3)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan"), -1, "-2.5", "inf", "NaN"])
+def test_a_time_that_is_no_time_is_that_samples_error(bad, tmp_path, capsys):
+    """inf / NaN / negative: the official converter crashes (int(inf)) or files it on turn 0; here the
+    sample is refused by name, in to-stream and in training, and the other samples go on."""
+    with pytest.raises(P.AnnotationError, match=r"sample 4: time .* is not a time"):
+        P.convert_sample({"video_path": "v.mp4", "response": [{"content": "x", "st_time": bad, "end_time": 3}]}, 5,
+                         index=4)  # fmt: skip
+    assert any("is not a time" in p for p in P.raw_sample_problems({"video_path": "v", "question": [
+        {"content": "q", "time": bad}]}, 5))  # fmt: skip
+    for k in ("a", "b"):
+        write_video(tmp_path / f"{k}.mp4", 3, 1)
+    raw = tmp_path / "raw.json"  # NaN and Infinity as JSON writes them (Python's json reads them back)
+    raw.write_text(json.dumps([{"video_path": "a.mp4", "question": [{"content": "when?", "time": bad}]},
+                               {"video_path": "b.mp4"}]))  # fmt: skip
+    out = tmp_path / "o.json"
+    args = ["data", "to-stream", "--input", str(raw), "--output", str(out), "--video-prefix", str(tmp_path)]
+    assert cli_main(args) == 1
+    assert "raw.json: sample 0: time" in capsys.readouterr().err
+    assert [s["videos"] for s in json.loads(out.read_text())] == [["b.mp4"]]
+
+    from model.train.data import load_clips
+
+    clips, issues = load_clips([raw], video_prefix=tmp_path)
+    assert [c.index for c in clips] == [1]
+    assert [(i.index, "is not a time" in i.message) for i in issues] == [(0, True)]
 
 
 def test_turn_rendering_round_trip():
