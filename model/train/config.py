@@ -68,8 +68,9 @@ class TrainConfig:
             if not ok:
                 raise ConfigError(message)
 
-        need(bool(self.data), "--data: give at least one annotation file")
-        need(bool(self.model), "--model: give a Hugging Face id, a local folder or 'demo'")
+        # On --resume both may be left out: the run's saved ones are used.
+        need(bool(self.data) or self.resume, "--data: give at least one annotation file")
+        need(bool(self.model) or self.resume, "--model: give a Hugging Face id, a local folder or 'demo'")
         need(bool(self.out), "--out: give the folder to write the adapter to")
         need(self.epochs is None or self.epochs > 0, f"--epochs must be positive, got {self.epochs}")
         need(self.steps is None or self.steps > 0, f"--steps must be positive, got {self.steps}")
@@ -83,7 +84,13 @@ class TrainConfig:
         need(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         need(self.gamma >= 0, f"--gamma must be >= 0, got {self.gamma}")
         need(0 <= self.holdout < 1, f"--holdout must be in [0, 1), got {self.holdout}")
-        need(self.fps in (1.0, 2.0), f"--fps must be 1 or 2, got {self.fps}")
+        need(
+            self.fps == 1.0,
+            f"--fps {self.fps:g}: training runs at 1 turn a second only. The released converter labels turns in "
+            "whole seconds (<3s-4s>) and reads numeric times unscaled, while Live at 2 steps a second shows "
+            "half-second turns (<1.5s-2s>): an adapter trained at 2 would learn labels Live never shows. "
+            "Train with --fps 1 (Live can still run it at 2 steps a second).",
+        )
         lo, hi = self.min_pixels or MIN_PIXELS, self.max_pixels or MAX_PIXELS
         need(0 < lo <= hi, f"--min-pixels ({lo}) must be positive and <= --max-pixels ({hi})")
         need(self.keep_checkpoints >= 1, "keep_checkpoints must be >= 1")

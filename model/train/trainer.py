@@ -96,23 +96,60 @@ def step_windows(step: int, n: int, steps_per_epoch: int, world: int, rank: int,
     return [order[i % n] for i in range(start, start + accum)]
 
 
+def _absolute(path: str | None) -> str | None:
+    return None if not path else str(Path(path).expanduser().resolve())
+
+
+def _gone_local_folder(model: str) -> bool:
+    """A saved base model that named a local folder (not a hub id "org/name", not "demo") that is gone."""
+    if not model or model == "demo" or Path(model).expanduser().exists():
+        return False
+    return Path(model).is_absolute() or model.startswith((".", "~")) or model.count("/") != 1
+
+
+def _local_model(model: str) -> str:
+    """A local model folder as an absolute path (a hub id or "demo" as it is)."""
+    path = Path(model).expanduser()
+    return str(path.resolve()) if path.exists() else model
+
+
 def prepare_config(config: TrainConfig) -> TrainConfig:
-    """Validate; on --resume take the saved settings (but the few that only change memory use)."""
+    """Validate; paths made absolute (train_config.json then works from any folder); on --resume the
+    run in ``--out`` continues with its saved settings but the few that only change memory use.
+
+    The run that continues is the one in the ``--out`` given, wherever it was copied or moved: the
+    saved ``out`` is never used. ``--data`` and ``--video-prefix`` given now win over the saved ones
+    (the data moved with the run, or was given relative to another folder); the saved base model is
+    kept unless it was a local folder that is no longer there."""
     config.validate()
-    out = Path(config.out)
+    out = Path(config.out).expanduser().resolve()
     saved = out / "train_config.json"
     if config.resume:
         if not saved.is_file() or ckpt.latest_checkpoint(out) is None:
             raise TrainingError(f"--resume: {out} has no checkpoint to continue from; start without --resume")
         old = TrainConfig.load(saved)
         changed = {k: getattr(config, k) for k in RESUME_OVERRIDES if getattr(config, k) != getattr(TrainConfig(), k)}
-        return replace(old, **changed, resume=True)
+        if config.data:
+            changed["data"] = [_absolute(d) for d in config.data]
+        if config.video_prefix:
+            changed["video_prefix"] = _absolute(config.video_prefix)
+        model = old.model
+        if config.model and _gone_local_folder(model):  # the base folder moved: take the one given now
+            model = _local_model(config.model)
+        return replace(old, **changed, model=model, out=str(out), resume=True)
     if saved.is_file() or ckpt.latest_checkpoint(out) is not None:
         raise TrainingError(
             f"{out} already holds a training run. Continue it with --resume, or choose another --out "
             "(nothing was overwritten)."
         )
-    return config
+    return replace(
+        config,
+        out=str(out),
+        data=[_absolute(d) for d in config.data],
+        video_prefix=_absolute(config.video_prefix),
+        cache_dir=_absolute(config.cache_dir),
+        model=_local_model(config.model),
+    )
 
 
 class Trainer:

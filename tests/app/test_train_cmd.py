@@ -52,6 +52,7 @@ def test_train_writes_an_adapter_and_says_where(clips, tiny_ckpt, tmp_path, caps
         (["--max-turns", "0"], "--max-turns must be >= 1"),
         (["--holdout", "1"], "--holdout must be in [0, 1)"),
         (["--resume"], "no checkpoint to continue from"),
+        (["--fps", "2"], "Live at 2 steps a second shows half-second turns"),  # trained != what Live shows
     ],
 )
 def test_bad_settings_are_one_line_errors(clips, tiny_ckpt, tmp_path, capsys, extra, message):
@@ -116,3 +117,66 @@ def test_evaluate_prints_the_table_and_writes_the_report(clips, tiny_ckpt, tmp_p
 
     assert cli_main(["evaluate", "--data", str(data), "--model", str(tiny_ckpt), "--compare"]) == 2
     assert "--compare needs --adapter" in capsys.readouterr().err
+
+
+def _steps_and_adapter(out):
+    """(checkpoint steps, the final adapter's bytes) of a run folder."""
+    return [c.step for c in ckpt.list_checkpoints(out)], (out / "adapter_model.safetensors").read_bytes()
+
+
+def test_resume_continues_the_copy_it_is_given_and_leaves_the_original(clips, tiny_ckpt, tmp_path, capsys):
+    import shutil
+
+    original = tmp_path / "original"
+    assert cli_main(_train_args(clips, tiny_ckpt, original, "--steps", "3")) == 0
+    before = _steps_and_adapter(original)
+    copy = tmp_path / "copy"
+    shutil.copytree(original, copy)
+    assert cli_main(_train_args(clips, tiny_ckpt, copy, "--resume", "--steps", "5")) == 0
+    assert f"adapter written to {copy} (5 steps)" in capsys.readouterr().err
+    assert ckpt.latest_checkpoint(copy).step == 5
+    assert _steps_and_adapter(original) == before  # the original run is untouched
+    assert json.loads((copy / "train_config.json").read_text())["out"] == str(copy)
+
+
+def test_resume_of_a_moved_run_with_its_data_moved_too(clips, tiny_ckpt, tmp_path, capsys):
+    import shutil
+
+    folder, data = clips
+    data_copy = tmp_path / "data"
+    shutil.copytree(folder, data_copy)
+    first = tmp_path / "first"
+    args = ["train", "--data", str(data_copy / data.name), "--video-prefix", str(data_copy), "--model", str(tiny_ckpt),
+            "--device", "cpu", "--holdout", "0"]  # fmt: skip
+    assert cli_main([*args, "--out", str(first), "--steps", "3"]) == 0
+    moved, moved_data = tmp_path / "moved", tmp_path / "data-moved"
+    first.rename(moved)
+    data_copy.rename(moved_data)  # the saved paths are gone: the ones given now are used
+    assert cli_main(["train", "--data", str(moved_data / data.name), "--video-prefix", str(moved_data), "--model",
+                     str(tiny_ckpt), "--device", "cpu", "--out", str(moved), "--resume", "--steps", "5"]) == 0  # fmt: skip
+    assert "5 steps from step 3" in capsys.readouterr().err
+    assert ckpt.latest_checkpoint(moved).step == 5 and not first.exists()
+    saved = json.loads((moved / "train_config.json").read_text())
+    assert saved["data"] == [str(moved_data / data.name)] and saved["video_prefix"] == str(moved_data)
+
+
+def test_a_run_started_with_relative_paths_resumes_from_another_folder(clips, tiny_ckpt, tmp_path, capsys,
+                                                                        monkeypatch):  # fmt: skip
+    import shutil
+
+    folder, data = clips
+    work = tmp_path / "work"
+    shutil.copytree(folder, work / "clips")
+    monkeypatch.chdir(work)
+    args = ["train", "--data", f"clips/{data.name}", "--video-prefix", "clips", "--model", str(tiny_ckpt),
+            "--device", "cpu", "--holdout", "0", "--out", "run"]  # fmt: skip
+    assert cli_main([*args, "--steps", "3"]) == 0
+    saved = json.loads((work / "run" / "train_config.json").read_text())
+    assert saved["data"] == [str(work / "clips" / data.name)] and saved["out"] == str(work / "run")  # absolute
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli_main(["train", "--out", str(work / "run"), "--resume", "--steps", "5", "--data", str(work / "clips"),
+                     "--model", str(tiny_ckpt), "--device", "cpu"]) == 0  # fmt: skip
+    assert "5 steps from step 3" in capsys.readouterr().err
+    assert ckpt.latest_checkpoint(work / "run").step == 5 and not (elsewhere / "run").exists()

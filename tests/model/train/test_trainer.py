@@ -185,8 +185,7 @@ def test_stop_then_resume_equals_an_uninterrupted_run(shapes, tiny_ckpt, tmp_pat
     assert events[-1]["event"] == "stopped" and not (tmp_path / "parts" / "adapter_model.safetensors").exists()
 
     resumed: list[dict] = []
-    second = train(TrainConfig(out=str(tmp_path / "parts"), data=["ignored"], model="ignored", resume=True),
-                   resumed.append)  # fmt: skip
+    second = train(TrainConfig(out=str(tmp_path / "parts"), resume=True), resumed.append)  # the saved settings
     assert second.status == "done" and second.step == 12
     assert resumed[0]["start_step"] == 6
     assert [e["step"] for e in resumed if e["event"] == "step"] == list(range(7, 13))
@@ -243,7 +242,7 @@ def test_out_of_memory_keeps_the_last_checkpoint_and_names_the_settings(shapes, 
     # The kept checkpoint is a usable adapter, and training continues from it with a smaller window.
     load_model(tiny_ckpt, precision="fp32", device="cpu", adapter=out / "checkpoints" / "step-000006")
     monkeypatch.setattr(Trainer, "_forward", real_forward)
-    resumed = train(TrainConfig(out=str(out), data=["x"], model="x", resume=True, max_turns=4))
+    resumed = train(TrainConfig(out=str(out), resume=True, max_turns=4))
     assert resumed.status == "done" and resumed.step == 12
     assert json.loads((out / "train_config.json").read_text())["max_turns"] == 4
 
