@@ -57,6 +57,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rank", type=int, default=16, help="LoRA rank")
     t.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
     t.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
+    t.add_argument("--live-instructions", action="store_true",
+                   help="first turns carry the instruction Live sends for each sample's task (the Training tab's "
+                        "choice), not the released converter's first question")  # fmt: skip
+    t.add_argument("--skip-unannotated", action="store_true",
+                   help="leave out raw samples with no question and no answer (they teach 'say nothing')")  # fmt: skip
     t.add_argument("--lora-merger", action="store_true",
                    help="LoRA on the vision merger too (the projector the release fine-tunes; the demo uses it)")  # fmt: skip
     t.add_argument("--warmup", type=float, default=0.05, help="share of steps with linear warm-up")

@@ -23,7 +23,7 @@ class FrameInputs:
 
 
 def as_rgb(frame: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
-    """A contiguous HxWx3 uint8 RGB array from RGB/BGR, grey or RGBA input."""
+    """A contiguous, writable HxWx3 uint8 RGB array from RGB/BGR, grey or RGBA input."""
     if frame.ndim == 2:
         frame = np.repeat(frame[:, :, None], 3, axis=2)
     if frame.ndim != 3 or frame.shape[2] not in (3, 4):
@@ -35,6 +35,8 @@ def as_rgb(frame: np.ndarray, channel_order: str = "rgb") -> np.ndarray:
         raise ValueError(f"channel_order must be 'rgb' or 'bgr', not {channel_order!r}")
     if frame.dtype != np.uint8:
         frame = np.clip(frame, 0, 255).astype(np.uint8)
+    if not frame.flags.writeable:  # a memory-mapped frame cache: torch.from_numpy warns about read-only arrays
+        return frame.copy()
     return np.ascontiguousarray(frame)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from model import protocol as P
 from model.protocol import DEFAULT_QUESTION, neutralize_user_text
 
 
@@ -56,3 +57,48 @@ def task_instruction(key: str, target: str | None = None) -> str | None:
             raise ValueError(f"task {key!r} needs a target, e.g. 'the kettle boils'")
         return preset.instruction.format(target=target.rstrip(".?!"))
     return preset.instruction
+
+
+# What each annotation task type teaches, as the Live task that asks it (library.TASK_TYPES; case and
+# spacing ignored). "Event Grounding" is absent: its question IS the instruction ("tell me when ..."),
+# which is what the released converter already puts on the first turn.
+LIVE_TASK_OF_TYPE = {"narration": "narrate", "event caption": "events", "action caption": "actions", "qa": "question"}
+
+
+def live_task_of(task_type: str | None) -> str | None:
+    """The Live task a sample of ``task_type`` teaches (no type: narration, the Training tab's default)."""
+    return LIVE_TASK_OF_TYPE.get(" ".join((task_type or "Narration").lower().replace("_", " ").split()))
+
+
+def convert_for_live(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -> dict:
+    """``protocol.convert_sample``, with the first turn carrying the instruction Live sends for the
+    sample's task (what you train is what Live asks).
+
+    The released converter (rule 7) puts a sample's first question on turn 0 when none was asked
+    there, so a question added to a narration clip at 5 s replaced "Find all significant events ..."
+    from second 0: an adapter trained so stayed silent under Live's narrate task. Here turn 0 gets
+    the Live task's instruction (none for QA: Live's question task has none), and each question stays
+    on its own second, where the engine puts a question asked during the stream. A question asked at
+    second 0, and grounding samples, keep the converter's turn 0. Everything else is the converter's."""
+    out = P.convert_sample(sample, n_turns, fps, index)
+    task = live_task_of(sample.get("task_type"))
+    if task is None or n_turns == 0:
+        return out
+    for q in _entries(sample, "question"):
+        if q.get("content") and (t := P.parse_time(q.get("time"), fps)) is not None:
+            if P.time_to_turn(t) == 0:
+                return out  # asked at second 0: the converter's turn 0 is what a user asking then sees
+    first = out["messages"][1]
+    first["content"] = P.user_turn_content(0, 1, task_instruction(task), P.STREAM_PLACEHOLDER)
+    return out
+
+
+def has_annotations(sample: dict) -> bool:
+    """A raw sample with at least one question or response (an unannotated clip trains only Silence)."""
+    return any(str(e.get("content") or "").strip() for key in ("question", "response") for e in _entries(sample, key))
+
+
+def _entries(sample: dict, key: str) -> list[dict]:
+    value = sample.get(key)
+    value = [value] if isinstance(value, dict) else value
+    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []

@@ -105,7 +105,19 @@ class DataScan:
         return sum(c.turns for c in self.clips)
 
 
-def scan_data(paths: Sequence[str | Path], video_prefix: str | Path | None = None, fps: float = 1.0) -> DataScan:
+# How the Training tab's data trains (the estimate, the run and its evaluation alike): each clip's
+# first turn carries the instruction Live sends for its task, questions enter at their seconds, and
+# clips with no annotation are left out (counted apart) rather than taught as "say nothing here".
+TAB_DATA_RULES: dict[str, bool] = {"live_instructions": True, "skip_unannotated": True}
+
+
+def scan_data(
+    paths: Sequence[str | Path],
+    video_prefix: str | Path | None = None,
+    fps: float = 1.0,
+    live_instructions: bool = False,
+    skip_unannotated: bool = False,
+) -> DataScan:
     """Turns and frame size of every usable clip, the way the trainer reads them (``load_clips``),
     without decoding any frame. Imports torch and OpenCV: call it off the GUI thread."""
     import cv2
@@ -125,7 +137,8 @@ def scan_data(paths: Sequence[str | Path], video_prefix: str | Path | None = Non
                 cap.release()
         return meta
 
-    clips, issues = load_clips(list(paths), video_prefix, fps, probe=probe)
+    clips, issues = load_clips(list(paths), video_prefix, fps, probe=probe, live_instructions=live_instructions,
+                               skip_unannotated=skip_unannotated)  # fmt: skip
     out = []
     for clip in clips:
         w, h = sizes.get(str(clip.video), (None, None))

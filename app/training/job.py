@@ -407,7 +407,8 @@ def compare_on_heldout(
         raise FileNotFoundError(f"{adapter} has no train_config.json: it is not a folder this app trained into")
     cfg = TrainConfig.load(saved)
     source = model or cfg.model
-    clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps)
+    clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps, live_instructions=cfg.live_instructions,
+                               skip_unannotated=cfg.skip_unannotated)  # fmt: skip
     reports: dict[str, Any] = {}
     chosen: list[Any] = []
     split = "heldout"

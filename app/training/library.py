@@ -46,6 +46,7 @@ import numpy as np
 from app.exports import write_text_atomic
 from app.session import format_clock
 from model import protocol as P
+from model.presets import convert_for_live
 
 log = logging.getLogger(__name__)
 
@@ -1014,11 +1015,12 @@ class Library:
 
     # -- what the converter makes of a clip, and what is wrong with it
     def turns(self, clip: Clip) -> list[Turn]:
-        """The clip's turns exactly as ``protocol.convert_sample`` (``to-stream``, the trainer)
-        produces them; empty when the video cannot be read."""
+        """The clip's turns exactly as the Training tab trains them (``presets.convert_for_live``: the
+        released converter's turns, with the first turn carrying the instruction Live sends for the
+        clip's task); empty when the video cannot be read."""
         if clip.meta is None:
             return []
-        messages = P.convert_sample(clip.to_raw(), clip.n_turns, FPS)["messages"][1:]
+        messages = convert_for_live(clip.to_raw(), clip.n_turns, FPS)["messages"][1:]
         out = []
         for i in range(0, len(messages), 2):
             question, start, _ = P.parse_user_content(messages[i]["content"])

@@ -51,6 +51,8 @@ class TrainConfig:
     holdout: float = 0.1
     seed: int = 0
     fps: float = 1.0
+    live_instructions: bool = False  # first turns carry the Live task's instruction (presets.convert_for_live)
+    skip_unannotated: bool = False  # leave out raw samples with no question and no answer
     min_pixels: int | None = None  # None: the model's frame budget (load_model's)
     max_pixels: int | None = None
     precision: str = "auto"

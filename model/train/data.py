@@ -31,6 +31,7 @@ import numpy as np
 
 from model import protocol as P
 from model.frames import preprocess_frames
+from model.presets import convert_for_live, has_annotations
 from model.train.video import FrameCache, VideoError
 
 if TYPE_CHECKING:  # torch loads where samples are encoded: reading annotations (the app's GUI thread) needs none
@@ -44,6 +45,10 @@ ANNOTATION_SUFFIXES = (".json", ".jsonl")
 
 class DataError(Exception):
     """No usable training data; the message says why and names the files."""
+
+
+# How a left-out unannotated clip is named (the Training tab counts these apart).
+UNANNOTATED = "no question and no answer: an unannotated clip would teach 'say nothing here'"
 
 
 @dataclass(frozen=True)
@@ -199,8 +204,15 @@ def load_clips(
     video_prefix: str | Path | None = None,
     fps: float = 1.0,
     probe: Callable[[Path], P.VideoMeta | None] = P.probe_video,
+    live_instructions: bool = False,
+    skip_unannotated: bool = False,
 ) -> tuple[list[Clip], list[DataIssue]]:
-    """Every usable sample of every file, and the problems found on the way."""
+    """Every usable sample of every file, and the problems found on the way.
+
+    Raw samples convert as the released converter does, unless ``live_instructions``: then each
+    sample's first turn carries the instruction of the Live task it teaches
+    (``presets.convert_for_live``). ``skip_unannotated`` leaves out raw samples with no question and
+    no response (they would train "say nothing" on that footage), each named in the issues."""
     issues: list[DataIssue] = []
     clips: list[Clip] = []
     for path in annotation_files(paths):
@@ -217,7 +229,10 @@ def load_clips(
                 video = _video_path(sample["videos"][0], video_prefix)
                 messages = [{"role": m["role"], "content": m["content"]} for m in sample["messages"]]
             elif "video_path" in sample:
-                converted = _convert_raw(sample, name, index, video_prefix, fps, probe, issues)
+                if skip_unannotated and not has_annotations(sample):
+                    issues.append(DataIssue(name, index, f"{UNANNOTATED}; left out"))
+                    continue
+                converted = _convert_raw(sample, name, index, video_prefix, fps, probe, issues, live_instructions)
                 if converted is None:
                     continue
                 video, messages = converted
@@ -238,6 +253,7 @@ def _convert_raw(
     fps: float,
     probe: Callable[[Path], P.VideoMeta | None],
     issues: list[DataIssue],
+    live_instructions: bool = False,
 ) -> tuple[Path, list[dict[str, str]]] | None:
     if not isinstance(sample.get("video_path"), str) or not sample["video_path"]:
         issues.append(DataIssue(name, index, "'video_path' is missing or not a string; skipped"))
@@ -249,7 +265,7 @@ def _convert_raw(
         return None
     n = P.turn_count(meta.total_frames, meta.fps, fps)
     try:
-        converted = P.convert_sample(sample, n, fps, index)
+        converted = (convert_for_live if live_instructions else P.convert_sample)(sample, n, fps, index)
     except P.AnnotationError as e:
         issues.append(DataIssue(name, index, f"{e}; skipped"))
         return None

@@ -227,7 +227,8 @@ class Trainer:
         cache = FrameCache(cfg.cache_dir or default_cache_dir(), self.loaded.processor, cfg.fps, cfg.min_pixels,
                            cfg.max_pixels)  # fmt: skip
         with acc.main_process_first():  # the main process fills the shared frame cache first
-            clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps)
+            clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps, live_instructions=cfg.live_instructions,
+                                       skip_unannotated=cfg.skip_unannotated)  # fmt: skip
             clips = attach_frames(clips, cache, issues)
         self.issues = [str(i) for i in issues]
         for message in self.issues:

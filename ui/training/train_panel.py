@@ -64,7 +64,16 @@ from PySide6.QtWidgets import (
 )
 
 from app.settings import Settings
-from app.training.estimate import DataScan, Estimate, estimate, format_duration, model_size, plan_run, scan_data
+from app.training.estimate import (
+    TAB_DATA_RULES,
+    DataScan,
+    Estimate,
+    estimate,
+    format_duration,
+    model_size,
+    plan_run,
+    scan_data,
+)
 from app.training.job import STATE_NAMES, EvaluationJob, TrainingJob
 from model.protocol import RESPONSE, SILENCE, STANDBY
 from model.train.config import TrainConfig
@@ -162,7 +171,7 @@ class _ScanJob(QRunnable):
 
     def run(self) -> None:
         try:
-            scan = scan_data(self.paths, self.prefix)
+            scan = scan_data(self.paths, self.prefix, **TAB_DATA_RULES)
         except Exception as e:  # noqa: BLE001 - shown where the estimate goes
             self.signals.failed.emit(self.key, f"Could not read the clips: {e}")
         else:
@@ -691,7 +700,7 @@ class TrainPanel(QWidget):
         key = (tuple(paths), prefix)
         if key != self._scan_key:  # the estimate's scan is stale or missing: the budget needs it
             try:
-                self._scan, self._scan_key = scan_data(list(paths), prefix), key
+                self._scan, self._scan_key = scan_data(list(paths), prefix, **TAB_DATA_RULES), key
             except Exception as e:  # noqa: BLE001 - unreadable data is the user's to fix
                 return self._refuse(f"Could not read the clips: {e}")
         try:
@@ -703,6 +712,7 @@ class TrainPanel(QWidget):
             video_prefix=prefix,
             resume=resume,
             command=f"(trained in Streamo Live's Training tab; preset {self.preset.currentText()})",
+            **TAB_DATA_RULES,
             **fields,
         )
         try:

@@ -1,0 +1,98 @@
+"""What you train is what Live asks (issue 18): a clip's first turn carries the instruction of the Live
+task it teaches, its questions enter at their own seconds, exactly as the engine renders a stream of
+that task with the same question asked at the same second; unannotated clips are left out on request."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+from fakes import write_video
+
+from model import protocol as P
+from model.presets import convert_for_live, has_annotations, live_task_of, task_instruction
+from model.train.data import UNANNOTATED, load_clips
+
+QUESTION = "What colour was the box?"
+# A narration clip of 8 s: an event from 3 s to 7 s, and a question asked at 5 s (the library writes
+# second i as time i + 1).
+CLIP = {
+    "video_path": "clip.mp4",
+    "task_type": "Narration",
+    "question": [{"content": QUESTION, "time": "6"}],
+    "response": [
+        {"content": "A red box slides across the frame.", "st_time": 4.0, "end_time": 7.0, "time": ""},
+        {"content": "It was red.", "time": "7"},
+    ],  # fmt: skip
+}
+
+
+def users(sample: dict) -> list[str]:
+    return [m["content"] for m in sample["messages"] if m["role"] == "user"]
+
+
+def test_the_released_rule_puts_the_question_on_turn_0_live_keeps_the_instruction():
+    released, live = P.convert_sample(CLIP, 8), convert_for_live(CLIP, 8)
+    assert users(released)[0].startswith(QUESTION)  # the trap: narration trained under the question
+    assert users(live)[0] == P.user_turn_content(0, 1, P.DEFAULT_QUESTION, P.STREAM_PLACEHOLDER)
+    assert users(live)[5] == users(released)[5] == P.user_turn_content(5, 6, QUESTION, P.STREAM_PLACEHOLDER)
+    assert users(live)[1:] == users(released)[1:]
+    assert [m for m in live["messages"] if m["role"] != "user"] == [
+        m for m in released["messages"] if m["role"] != "user"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("task_type", "first"),
+    [
+        ("Event Caption", task_instruction("events")),
+        ("action_caption", task_instruction("actions")),
+        ("QA", None),  # Live's question task has no standing instruction
+        ("Event Grounding", QUESTION),  # grounding: the question is the instruction, as released
+    ],
+)
+def test_each_task_type_gets_its_live_instruction(task_type, first):
+    out = convert_for_live({**CLIP, "task_type": task_type}, 8)
+    assert users(out)[0] == P.user_turn_content(0, 1, first, P.STREAM_PLACEHOLDER)
+    assert (live_task_of(task_type) is None) == (task_type == "Event Grounding")
+
+
+def test_a_question_asked_at_second_0_stays_the_first_turns():
+    sample = {**CLIP, "question": [{"content": QUESTION, "time": "1"}]}
+    assert convert_for_live(sample, 8) == P.convert_sample(sample, 8)
+
+
+def test_training_turns_are_what_the_engine_renders_for_the_narrate_task(tiny_loaded):
+    """The engine under Live's narrate task, the question asked at 5 s, the labelled states forced:
+    every user turn it renders is the training sample's, word for word (placeholders aside)."""
+    from model.engine import EngineOptions, StreamEngine
+
+    live = convert_for_live(CLIP, 8)
+    states = [P.parse_assistant_content(m["content"])[0] for m in live["messages"] if m["role"] == "assistant"]
+    engine = StreamEngine(tiny_loaded, EngineOptions(task="narrate", max_answer_tokens=2))
+    rng = np.random.default_rng(0)
+    for k, state in enumerate(states):
+        if k == 5:
+            engine.ask(QUESTION, 5.0)
+        engine.step(rng.integers(0, 256, (56, 56, 3), dtype=np.uint8), float(k), force=state)
+    rendered = [m for m in engine.messages() if m["role"] == "user"]
+    as_images = [u.replace(P.STREAM_PLACEHOLDER, P.IMAGE_PLACEHOLDER) for u in users(live)]
+    assert [m["content"] for m in rendered] == as_images
+
+
+def test_unannotated_clips_are_left_out_and_named(tmp_path):
+    for name in ("clip.mp4", "copy.mp4"):
+        write_video(tmp_path / name, 8, 1)
+    empty = {"video_path": "copy.mp4", "task_type": "Narration", "question": [], "response": []}
+    data = tmp_path / "annotations.json"
+    data.write_text(json.dumps([CLIP, empty]))
+    assert has_annotations(CLIP) and not has_annotations(empty)
+
+    clips, issues = load_clips([data], tmp_path)  # as released: both, the copy as all-Silence
+    assert len(clips) == 2 and users({"messages": clips[0].messages})[0].startswith(QUESTION)
+
+    clips, issues = load_clips([data], tmp_path, live_instructions=True, skip_unannotated=True)
+    assert [c.index for c in clips] == [0]
+    assert users({"messages": clips[0].messages})[0].startswith(P.DEFAULT_QUESTION)
+    assert [(i.index, UNANNOTATED in i.message) for i in issues] == [(1, True)]
