@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
+from model.catalog import active_model_label  # torch-free
 from model.device import KERNEL_MODES  # torch-free
 
 DESCRIPTION = (
@@ -329,13 +330,16 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
         total = min(total, args.seconds) if total else args.seconds
 
     loaded = load_cli_model(args)
-    if loaded.is_demo and loaded.adapter:
+    label = active_model_label(args.model, str(loaded.adapter) if loaded.adapter else None)
+    if label == "demo shapes model":
         print("demo shapes model: a toy trained on synthetic clips; it narrates a red ball, a blue square and a "
               "green triangle, and knows nothing else", file=sys.stderr)  # fmt: skip
-    elif loaded.is_demo:
+    elif loaded.is_demo and not loaded.adapter:
         print("demo model: a tiny random network; its words are meaningless (pipeline demo)", file=sys.stderr)
+    else:
+        print(f"model: {label}", file=sys.stderr)
     engine = make_engine(loaded, options)
-    meta = SessionMeta(source=str(spec), model=args.model, task=args.task, fps=args.fps)
+    meta = SessionMeta(source=str(spec), model=label, task=args.task, fps=args.fps)
     session = SessionLog.create(meta, mirror=Path(args.jsonl) if args.jsonl else None)
     hold = args.subtitle_seconds or HOLD_SECONDS
     printer = Printer(sys.stdout, sys.stderr, total, args.quiet)

@@ -30,6 +30,11 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--video-prefix", default=None, metavar="DIR", help="folder that relative video paths start from")
     p.add_argument("--model", required=True, help="Hugging Face id, local folder, or 'demo' (the tiny offline model)")
     p.add_argument("--fps", type=float, default=1.0, choices=(1.0, 2.0), help="turns per second of video (default 1)")
+    p.add_argument("--live-instructions", action="store_true",
+                   help="first turns carry the instruction Live sends for each sample's task (the Training tab's "
+                        "choice), not the released converter's first question")  # fmt: skip
+    p.add_argument("--skip-unannotated", action="store_true",
+                   help="leave out raw samples with no question and no answer (they teach 'say nothing')")  # fmt: skip
     p.add_argument("--max-turns", type=int, default=120, help="context window in turns (default 120)")
     p.add_argument("--precision", default="auto", help="auto (4-bit on CUDA, fp32 on CPU) | 4bit | bf16 | fp32")
     p.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
@@ -57,11 +62,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rank", type=int, default=16, help="LoRA rank")
     t.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
     t.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
-    t.add_argument("--live-instructions", action="store_true",
-                   help="first turns carry the instruction Live sends for each sample's task (the Training tab's "
-                        "choice), not the released converter's first question")  # fmt: skip
-    t.add_argument("--skip-unannotated", action="store_true",
-                   help="leave out raw samples with no question and no answer (they teach 'say nothing')")  # fmt: skip
     t.add_argument("--lora-merger", action="store_true",
                    help="LoRA on the vision merger too (the projector the release fine-tunes; the demo uses it)")  # fmt: skip
     t.add_argument("--warmup", type=float, default=0.05, help="share of steps with linear warm-up")
@@ -170,7 +170,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CliError("--compare needs --adapter (it compares the base model with the adapter)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
-    clips, issues = load_clips(args.data, args.video_prefix, args.fps)
+    clips, issues = load_clips(args.data, args.video_prefix, args.fps, live_instructions=args.live_instructions,
+                               skip_unannotated=args.skip_unannotated)  # fmt: skip
     runs = [None, args.adapter] if args.compare else [args.adapter]
     reports = []
     for adapter in runs:

@@ -31,6 +31,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -491,17 +492,20 @@ def main(argv: list[str] | None = None) -> int:
         + ("  [DRY RUN: tiny shapes, CPU]" if run.dry else "")
     )
     failed = []
-    for part in [p for p in PARTS if p in args.only.split(",")]:
-        t0 = time.perf_counter()
-        print(f"[{part}]", flush=True)
-        try:
-            run.results[part] = PART_FNS[part](run)
-        except Exception as e:  # noqa: BLE001 - one part failing must not cost the others their minutes
-            run.results[part] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
-            run.row(part, "FAILED", f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}")
-            failed.append(part)
-        run.results.setdefault(part, {})["seconds"] = time.perf_counter() - t0
-        run.save()
+    try:
+        for part in [p for p in PARTS if p in args.only.split(",")]:
+            t0 = time.perf_counter()
+            print(f"[{part}]", flush=True)
+            try:
+                run.results[part] = PART_FNS[part](run)
+            except Exception as e:  # noqa: BLE001 - one part failing must not cost the others their minutes
+                run.results[part] = {"error": f"{type(e).__name__}: {e}", "trace": traceback.format_exc()[-3000:]}
+                run.row(part, "FAILED", f"{type(e).__name__}: {str(e).splitlines()[0][:100] if str(e) else ''}")
+                failed.append(part)
+            run.results.setdefault(part, {})["seconds"] = time.perf_counter() - t0
+            run.save()
+    finally:
+        shutil.rmtree(run.work, ignore_errors=True)  # the random-weights folders (Whisper small: 0.5 GB)
     print(f"\n{'part':9} {'what':58} value")
     for p, w, v in run.rows:
         print(f"{p:9} {w:58} {v}")

@@ -39,3 +39,24 @@ KNOWN_MODELS: tuple[ModelChoice, ...] = (
 # Qwen3-VL checkpoints load (SUPPORTED_MODEL_TYPES) but the streaming engine speaks Qwen2.5-VL's
 # rotary layout only, so the model manager offers Qwen2.5-VL alone.
 DEFAULT_7B, DEFAULT_3B = KNOWN_MODELS[0].model_id, KNOWN_MODELS[1].model_id
+
+
+def active_model_label(source: str, adapter: str | None = None) -> str:
+    """The model a run uses, in words, the same wherever it is named (the status bar, `narrate`'s
+    header, the session record): the base, and the adapter by its folder's name. The demo's own
+    shapes adapter is "demo shapes model"; any other adapter on the demo base is the user's, named."""
+    from pathlib import Path
+
+    base = "demo" if source == DEMO_MODEL else (source.rstrip("/").split("/")[-1] or source)
+    if not adapter:
+        return "demo model (random)" if source == DEMO_MODEL else base
+    folder = Path(adapter)
+    if source == DEMO_MODEL:
+        from model.train.demo import demo_adapter_dir
+
+        try:
+            if folder.resolve() == demo_adapter_dir().resolve():
+                return "demo shapes model"
+        except OSError:
+            pass
+    return f"{base} + adapter {folder.name}"

@@ -1,13 +1,16 @@
 """Shared fixtures: an isolated data folder, no hub access, and the tiny offline checkpoint
 built once per test session and loaded through the real loading code."""
 
+import atexit
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
 # Before anything imports huggingface_hub or Qt: tests never reach a hub, never touch the
 # user's data folder, and render offscreen.
 _DATA = tempfile.mkdtemp(prefix="streamo-live-test-data-")
+atexit.register(shutil.rmtree, _DATA, ignore_errors=True)  # a run leaves no data folder behind
 os.environ["STREAMO_LIVE_DATA"] = _DATA
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")

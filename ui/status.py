@@ -10,6 +10,7 @@ from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar
 
 from app.live import RunState
 from app.live.qt import LoadProgress, ModelInfo, StepReport
+from model.catalog import active_model_label
 
 # Which code runs the model's layers, in words (the model manager's "Speed-up kernels" choice).
 KERNEL_WORDS = {
@@ -100,9 +101,9 @@ class StatusPanel:
     def on_model_loaded(self, info: ModelInfo) -> None:
         self.progress.hide()
         self.device = info.device
-        shapes = info.is_demo and bool(info.adapter)
-        name = "demo shapes model" if shapes else "demo model" if info.is_demo else info.options.label()
-        demo = " · a toy: it knows three shapes" if shapes else " · its words are meaningless" if info.is_demo else ""
+        name = active_model_label(info.options.source, info.adapter or None)  # as narrate and the session say
+        shapes, random = name == "demo shapes model", info.is_demo and not info.adapter
+        demo = " · a toy: it knows three shapes" if shapes else " · its words are meaningless" if random else ""
         self.model.setText(f"{name} · {info.precision} · {info.device}{demo}")
         self.last_model = self.model.text()
         self.model.setToolTip(f"Loaded in {info.load_seconds:.1f} s from {info.options.source}")

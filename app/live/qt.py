@@ -27,6 +27,7 @@ from app.live.records import Question, StepRecord
 from app.live.runner import LiveError, LiveRunner, RunEvents, make_engine
 from app.session import Session, SessionLog, SessionMeta, TranscriptEntry
 from app.settings import LiveOptions, ModelOptions, SourceOptions, engine_options
+from model.catalog import active_model_label
 
 log = logging.getLogger(__name__)
 
@@ -474,9 +475,8 @@ class LiveController(QObject):
         if not source.spec:
             self.message.emit("warning", "Choose a source first: a video file, a webcam or a screen.", SOURCE)
             return False
-        meta = SessionMeta(
-            source=source.spec, model=model_label or self.model.options.source, task=live.task, fps=live.fps
-        )
+        label = model_label or active_model_label(self.model.options.source, self.model.adapter or None)
+        meta = SessionMeta(source=source.spec, model=label, task=live.task, fps=live.fps)
         self._pending_run = (meta, live)
         self._captures += 1
         self._generation += 1

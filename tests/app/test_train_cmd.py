@@ -180,3 +180,30 @@ def test_a_run_started_with_relative_paths_resumes_from_another_folder(clips, ti
                      "--model", str(tiny_ckpt), "--device", "cpu"]) == 0  # fmt: skip
     assert "5 steps from step 3" in capsys.readouterr().err
     assert ckpt.latest_checkpoint(work / "run").step == 5 and not (elsewhere / "run").exists()
+
+
+def test_the_active_model_is_named_with_its_adapter(clips, tmp_path, capsys, monkeypatch):
+    """A user's adapter on the demo base is the user's, not "demo shapes model": named in narrate's
+    header and in the session record (the status bar uses the same label)."""
+    from model.catalog import active_model_label
+    from model.train.demo import demo_adapter_dir
+
+    assert active_model_label("demo") == "demo model (random)"
+    assert active_model_label("demo", str(demo_adapter_dir())) == "demo shapes model"
+    assert (
+        active_model_label("Qwen/Qwen2.5-VL-3B-Instruct", "/x/my-clips") == "Qwen2.5-VL-3B-Instruct + adapter my-clips"
+    )
+
+    folder, data = clips
+    adapter = tmp_path / "my-clips"
+    assert cli_main(["train", "--data", str(data), "--video-prefix", str(folder), "--model", "demo", "--out",
+                     str(adapter), "--device", "cpu", "--holdout", "0", "--steps", "2"]) == 0  # fmt: skip
+    capsys.readouterr()
+    jsonl = tmp_path / "steps.jsonl"
+    video = next((folder / "videos").rglob("*.mp4"))
+    assert cli_main(["narrate", "--source", str(video), "--model", "demo", "--adapter", str(adapter),
+                     "--jsonl", str(jsonl), "--quiet"]) == 0  # fmt: skip
+    err = capsys.readouterr().err
+    assert "model: demo + adapter my-clips" in err and "demo shapes model" not in err
+    session = json.loads(jsonl.read_text().splitlines()[0])
+    assert session["type"] == "session" and session["model"] == "demo + adapter my-clips"
