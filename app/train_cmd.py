@@ -62,6 +62,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--rank", type=int, default=16, help="LoRA rank")
     t.add_argument("--alpha", type=int, default=32, help="LoRA alpha")
     t.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
+    t.add_argument("--keep-last", action="store_true",
+                   help="write the last step's adapter (default: the step with the lowest held-out loss)")  # fmt: skip
     t.add_argument("--lora-merger", action="store_true",
                    help="LoRA on the vision merger too (the projector the release fine-tunes; the demo uses it)")  # fmt: skip
     t.add_argument("--warmup", type=float, default=0.05, help="share of steps with linear warm-up")
@@ -156,6 +158,11 @@ class _TerminalEvents:
         elif kind == "eval":
             acc = ", ".join(f"{s.strip('</>')} {v:.0%}" for s, v in event["state_accuracy"].items() if v is not None)
             self._say(f"step {event['step']}: {event['split']} state accuracy {acc}; loss {event['loss']:.4f}")
+        elif kind == "done" and (sel := event.get("selected")):
+            self._say(
+                f"held-out loss was lowest at step {sel['step']} ({sel['heldout_loss']:.4f}; step {sel['last_step']}: "
+                f"{sel['last_heldout_loss']:.4f}): the adapter is step {sel['step']}'s (--keep-last keeps the last)"
+            )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

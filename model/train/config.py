@@ -61,6 +61,7 @@ class TrainConfig:
     save_every: int | None = None  # None: about ten checkpoints a run
     eval_every: int | None = None  # None: about ten held-out evaluations a run
     keep_checkpoints: int = 2
+    keep_last: bool = False  # False: the adapter written is the step with the lowest held-out loss
     cache_dir: str | None = None  # None: <data folder>/frame-cache
     resume: bool = False
     command: str = ""  # the command line, for the card

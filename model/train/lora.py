@@ -140,6 +140,14 @@ def write_card(
         f"{data_summary.get('train_windows', 0)} windows, {data_summary.get('train_turns', 0)} turns",
         f"- **Steps:** {steps} (rank {config_dict.get('rank')}, alpha {config_dict.get('alpha')}, "
         f"lr {config_dict.get('lr'):.3g}, loss {config_dict.get('loss')}, max turns {config_dict.get('max_turns')})",
+        *(
+            [
+                f"- **Kept:** step {sel['step']}, the lowest held-out loss ({sel['heldout_loss']:.4f}); the last "
+                f"step ({sel['last_step']}) had {sel['last_heldout_loss']:.4f} (`--keep-last` keeps the last)"
+            ]
+            if (sel := data_summary.get("selected"))
+            else []
+        ),
         "",
         "## Final metrics",
         "",

@@ -225,4 +225,31 @@ def compare_reports(before: dict[str, Any], after: dict[str, Any], names: tuple[
         x, y = before[key], after[key]
         change = "n/a" if x is None or y is None else (f"{y - x:+d}" if isinstance(x, int) else f"{y - x:+.4f}")
         rows.append([label, _fmt(x), _fmt(y), change])
-    return _table(rows)
+    notes = cautions(before, after, names)
+    return _table(rows) + ("\n\n" + "\n".join(f"caution: {n}" for n in notes) if notes else "")
+
+
+# Below these the figures move a lot with one clip or one answer (issue 18: one clip held out of 14).
+FEW_CLIPS, FEW_RESPONSES = 2, 5
+
+
+def cautions(before: dict[str, Any], after: dict[str, Any], names: tuple[str, str] = ("base", "adapter")) -> list[str]:
+    """Plain-words warnings for a comparison: too few clips or answers to trust it, and a score that
+    got worse (the adapter below the base on macro-F1 or answer F1)."""
+    a, b = names
+    out = []
+    clips, answers = len(after.get("clips", [])), after.get("labelled_responses", 0)
+    if clips < FEW_CLIPS or answers < FEW_RESPONSES:
+        out.append(
+            f"only {clips} clip{'s' * (clips != 1)} and {answers} labelled answer{'s' * (answers != 1)} were "
+            "scored: one clip more or less can swing these figures. Hold out at least 2 clips (or 20%) to trust them."
+        )
+    for label, key in (("macro-F1", "macro_f1"), ("answer F1", "answer_f1")):
+        x, y = before.get(key), after.get(key)
+        if x is not None and y is not None and y < x - 1e-9:
+            out.append(
+                f"the {b} scored lower than the {a} on {label} ({x:.2f} -> {y:.2f}): it may have learnt the "
+                "training clips too closely (too many steps for few clips), or the scored clips differ from them. "
+                "Try fewer steps or more clips."
+            )
+    return out

@@ -353,6 +353,7 @@ class Trainer:
             if step % self.eval_every == 0 or step == self.total:
                 record[self.eval_split] = metrics = self.evaluate()
                 self.emit("eval", step=step, split=self.eval_split, **metrics)
+                self._track_best(step, metrics)
             elapsed = time.perf_counter() - started
             eta = elapsed / (step - first) * (self.total - step)
             record["elapsed_s"] = round(elapsed, 3)
@@ -367,7 +368,8 @@ class Trainer:
                 self.last_checkpoint = self._save(step)
         self.last_checkpoint = self._save(step)
         self._save_final(step, metrics)
-        self.emit("done", step=step, total_steps=self.total, adapter=str(self.out), metrics=metrics)
+        self.emit("done", step=step, total_steps=self.total, adapter=str(self.out), metrics=metrics,
+                  selected=self.summary.get("selected"))  # fmt: skip
         return self._result("done", step, metrics)
 
     def _train_step(self, batch: list[Encoded]) -> tuple[float, int]:
@@ -501,8 +503,70 @@ class Trainer:
     def _ckpt_path(self) -> Path | None:
         return self.last_checkpoint.path if self.last_checkpoint is not None else None
 
+    # The best held-out step: its adapter state in OUT/best/ (atomic, survives a resume); the final
+    # adapter is that step's unless --keep-last (issue 18: held-out loss fell to step 160, rose to 800).
+    def _best_dir(self) -> Path:
+        return self.out / "best"
+
+    def _best(self) -> dict[str, Any] | None:
+        try:
+            return json.loads((self._best_dir() / "best.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+
+    def _best_so_far(self) -> float | None:
+        """The lowest held-out loss recorded (a resumed run's too), the same on every process."""
+        if not hasattr(self, "_best_loss"):
+            best = self._best() if self.acc.is_main_process else None
+            found = [best["loss"] if best else None]
+            if self.acc.num_processes > 1:  # only the main process may see the folder (several machines)
+                from accelerate.utils import broadcast_object_list
+
+                broadcast_object_list(found)
+            self._best_loss = found[0]
+        return self._best_loss
+
+    def _track_best(self, step: int, metrics: dict[str, Any]) -> None:
+        loss = metrics.get("loss")  # reduced over the processes: the same everywhere
+        if self.eval_split != "heldout" or loss is None or self.config.keep_last:
+            return
+        best = self._best_so_far()
+        if best is not None and best <= loss:
+            return
+        self._best_loss = loss
+        from safetensors.torch import save_file
+
+        state = self._adapter_state()  # every process takes part (sharded runs gather here)
+        if not self.acc.is_main_process:
+            return
+        folder = self._best_dir()
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / f".part-{os.getpid()}"
+        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, folder / ckpt.ADAPTER_WEIGHTS)
+        note = json.dumps({"step": step, "loss": loss, "metrics": metrics})
+        (folder / "best.json.part").write_text(note, encoding="utf-8")
+        os.replace(folder / "best.json.part", folder / "best.json")
+
+    def _final_choice(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, torch.Tensor] | None, int, dict]:
+        """(the best step's adapter state or None for the last, the step, its metrics)."""
+        best = self._best()
+        last_loss = metrics.get("loss") if isinstance(metrics, dict) else None
+        if self.config.keep_last or best is None or best["step"] == step or last_loss is None:
+            return None, step, metrics
+        if best["loss"] >= last_loss:
+            return None, step, metrics
+        from safetensors.torch import load_file
+
+        log.info("held-out loss was lowest at step %d (%.4f; step %d: %.4f): that step's adapter is kept",
+                 best["step"], best["loss"], step, last_loss)  # fmt: skip
+        self.summary["selected"] = {"step": best["step"], "heldout_loss": best["loss"], "last_step": step,
+                                    "last_heldout_loss": last_loss}  # fmt: skip
+        return load_file(str(self._best_dir() / ckpt.ADAPTER_WEIGHTS)), best["step"], best["metrics"]
+
     def _save_final(self, step: int, metrics: dict[str, Any]) -> None:
-        """The adapter at the top of the output folder, with its card."""
+        """The adapter at the top of the output folder, with its card: the step with the lowest
+        held-out loss (``--keep-last``: the last step)."""
         from safetensors.torch import save_file
 
         from model.train.lora import write_card
@@ -510,6 +574,8 @@ class Trainer:
         state = self._adapter_state()
         if not self.acc.is_main_process:
             return
+        best_state, step, metrics = self._final_choice(step, metrics)
+        state = best_state if best_state is not None else state
         unwrapped = self.acc.unwrap_model(self.model)
         card = write_card(self.loaded, asdict(self.config), self.summary, step, metrics, self.config.command)
         tmp = self.out / f".final.part-{os.getpid()}"

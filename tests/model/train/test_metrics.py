@@ -261,3 +261,11 @@ def test_compare_reports_side_by_side():
     assert timing[-3:] == ["n/a", "0.0000", "n/a"]
     answer = next(line for line in lines if line.startswith("answer F1")).split()
     assert answer[-3:] == ["0.0000", "0.6667", "+0.6667"]  # 2 of 3 tokens both ways
+    # One clip with one answer: too few to trust, said in plain words; nothing got worse.
+    assert [line for line in lines if line.startswith("caution:")] == [
+        "caution: only 1 clip and 1 labelled answer were scored: one clip more or less can swing these figures. "
+        "Hold out at least 2 clips (or 20%) to trust them."
+    ]
+    worse = compare_reports(after, before, names=("base", "adapter"))
+    assert "caution: the adapter scored lower than the base on macro-F1" in worse
+    assert "caution: the adapter scored lower than the base on answer F1 (0.67 -> 0.00)" in worse

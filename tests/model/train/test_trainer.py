@@ -287,3 +287,38 @@ def test_adapter_for_other_bases_loads_in_plain_peft(variant, shapes, tmp_path):
         head = plain_module(inner.lm_head).weight
         embed = plain_module(inner.model.language_model.embed_tokens).weight
         assert torch.equal(head[ids], embed[ids])
+
+
+@pytest.mark.parametrize("keep_last", [False, True])
+def test_the_adapter_kept_is_the_step_with_the_lowest_held_out_loss(shapes, tiny_ckpt, tmp_path, monkeypatch,
+                                                                      keep_last):  # fmt: skip
+    """Held-out loss falls then rises (scripted: 0.9 at step 4, 0.5 at 8, 0.7 at 12): the adapter written
+    is step 8's, the card and the done event say so; --keep-last writes step 12's."""
+    from model.train import trainer as T
+
+    real = T.Trainer.evaluate
+    losses = iter([0.9, 0.5, 0.7])
+
+    def scripted(self):
+        out = real(self)
+        return {**out, "loss": next(losses)}
+
+    monkeypatch.setattr(T.Trainer, "evaluate", scripted)
+    out = tmp_path / "run"
+    events: list[dict] = []
+    cfg = _small_config(shapes, tiny_ckpt, out, holdout=0.25, eval_every=4, save_every=4, keep_checkpoints=3,
+                        keep_last=keep_last)  # fmt: skip
+    result = train(cfg, events.append)
+    assert result.status == "done" and result.step == 12
+    final = load_file(out / "adapter_model.safetensors")
+    at = {c.step: load_file(c.path / "adapter_model.safetensors") for c in ckpt.list_checkpoints(out)}
+    chosen = 12 if keep_last else 8
+    assert all(torch.equal(final[k], at[chosen][k]) for k in final)
+    assert not all(torch.equal(final[k], at[20 - chosen][k]) for k in final)  # the other step differs
+    done = events[-1]
+    card = (out / "README.md").read_text()
+    if keep_last:
+        assert done["selected"] is None and "**Kept:**" not in card
+    else:
+        assert done["selected"] == {"step": 8, "heldout_loss": 0.5, "last_step": 12, "last_heldout_loss": 0.7}
+        assert "**Kept:** step 8, the lowest held-out loss (0.5000)" in card and "**Steps:** 8" in card
