@@ -19,6 +19,7 @@ import logging
 import math
 import os
 import random
+import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -137,6 +138,13 @@ def prepare_config(config: TrainConfig) -> TrainConfig:
         if config.model and _gone_local_folder(model):  # the base folder moved: take the one given now
             model = _local_model(config.model)
         return replace(old, **changed, model=model, out=str(out), resume=True)
+    if ckpt.latest_checkpoint(out) is None and not (out / ckpt.ADAPTER_WEIGHTS).is_file() and saved.is_file():
+        # A run stopped or killed before its first checkpoint: nothing to continue, so it starts afresh
+        # (before, Start said "use --resume" and --resume said "no checkpoint": a dead end).
+        log.warning("%s holds a run stopped before its first checkpoint; starting it afresh", out)
+        for name in ("train_config.json", "metrics.jsonl"):
+            (out / name).unlink(missing_ok=True)
+        shutil.rmtree(out / "best", ignore_errors=True)
     if saved.is_file() or ckpt.latest_checkpoint(out) is not None:
         raise TrainingError(
             f"{out} already holds a training run. Continue it with --resume, or choose another --out "

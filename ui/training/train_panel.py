@@ -141,7 +141,9 @@ def run_state(out: Path) -> dict[str, Any]:
     saved = out / "train_config.json"
     if not saved.is_file():
         return state
-    state["run"] = True
+    # A folder with settings but no checkpoint and no adapter is a start stopped before its first
+    # checkpoint: nothing to resume, and Start begins it afresh (model/train/trainer.prepare_config).
+    state["run"] = ckpt.latest_checkpoint(out) is not None or (out / ckpt.ADAPTER_WEIGHTS).is_file()
     try:
         state["model"] = json.loads(saved.read_text(encoding="utf-8")).get("model", "")
     except (OSError, ValueError):

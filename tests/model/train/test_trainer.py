@@ -216,6 +216,29 @@ def test_an_existing_run_is_never_overwritten(shapes, tiny_ckpt, tmp_path):
         train(_small_config(shapes, tiny_ckpt, tmp_path / "empty", resume=True))
 
 
+def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(shapes, tiny_ckpt, tmp_path):
+    """Killed before its first checkpoint: nothing to continue, so Start is not refused (it used to say
+    "use --resume" while --resume said "no checkpoint": only deleting files by hand got out)."""
+    stop = threading.Event()
+    out = tmp_path / "run"
+
+    def on_event(e: dict) -> None:
+        if e["event"] == "step" and e["step"] == 2:
+            stop.set()
+
+    first = train(_small_config(shapes, tiny_ckpt, out, steps=12, save_every=8), on_event, stop)
+    assert first.status == "stopped"
+    import shutil
+
+    shutil.rmtree(out / "checkpoints")  # what a kill before the first save leaves: settings, metrics lines
+    assert (out / "train_config.json").is_file() and [r["step"] for r in _metrics(out)] == [1, 2]
+    with pytest.raises(TrainingError, match="no checkpoint to continue from"):
+        train(_small_config(shapes, tiny_ckpt, out, resume=True))
+    again = train(_small_config(shapes, tiny_ckpt, out, steps=3))
+    assert again.status == "done" and again.step == 3
+    assert [r["step"] for r in _metrics(out)] == [1, 2, 3]  # the stopped start's records are gone
+
+
 def test_out_of_memory_keeps_the_last_checkpoint_and_names_the_settings(shapes, tiny_ckpt, tmp_path, monkeypatch):
     calls = {"n": 0}
     real_forward = Trainer._forward

@@ -16,7 +16,7 @@ from app.training import job as job_module
 from model.train import checkpoint as ckpt
 from model.train.synthetic import make_dataset
 from ui.training import train_panel as tp
-from ui.training.train_panel import PRESETS, TrainPanel
+from ui.training.train_panel import PRESETS, TrainPanel, run_state
 
 TIMEOUT_MS = 150_000
 
@@ -167,9 +167,15 @@ def test_settings_presets_and_bad_inputs(qtbot, settings, shapes, tmp_path):
     taken = tmp_path / "adapters" / "taken"
     taken.mkdir(parents=True)
     (taken / "train_config.json").write_text(json.dumps({"model": "demo"}))
-    assert not good.start() and "already holds a training run" in good.error.text()
+    # Settings alone: a start stopped before its first checkpoint. Nothing to resume; Start may begin afresh.
+    assert run_state(taken)["run"] is False
     assert not good.resume() and "no checkpoint to continue from" in good.error.text()
     assert not good.evaluate() and "no finished adapter" in good.error.text()
+    step = taken / "checkpoints" / "step-000004"
+    step.mkdir(parents=True)
+    (step / ckpt.STATE_FILE).write_text(json.dumps({"step": 4, "total_steps": 10}))
+    (step / ckpt.ADAPTER_WEIGHTS).write_bytes(b"")
+    assert not good.start() and "already holds a training run (last checkpoint at step 4)" in good.error.text()
 
 
 _START = {"event": "start", "total_steps": 50, "start_step": 0, "train_windows": 3, "train_turns": 30,
