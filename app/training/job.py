@@ -28,6 +28,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QTimer, Signal
 
+from app.exports import write_text_atomic
+
 _log = logging.getLogger(__name__)
 
 POLL_MS = 100
@@ -434,7 +436,7 @@ def compare_on_heldout(
                                        max_answer_tokens=max_answer_tokens, on_clip=on_clip)  # fmt: skip
         del loaded
         _free_memory()
-    return {
+    result = {
         **reports,
         "split": split,
         "clips": [c.name or c.video.name for c in chosen],
@@ -442,6 +444,15 @@ def compare_on_heldout(
         "model": source,
         "adapter_path": str(adapter),
     }
+    try:  # the adapter's card carries its evaluation (the model manager shows the card)
+        from model.train.lora import card_with_evaluation
+
+        card = adapter / "README.md"
+        if card.is_file():
+            write_text_atomic(card, card_with_evaluation(card.read_text(encoding="utf-8"), result))
+    except OSError as e:
+        log.warning("could not add the evaluation to %s: %s", adapter / "README.md", e)
+    return result
 
 
 def _free_memory() -> None:

@@ -172,3 +172,40 @@ def write_card(
         "",
     ]
     return "\n".join(lines)
+
+
+EVALUATION_HEADING = "## Evaluation"
+
+
+def card_with_evaluation(card: str, result: dict[str, Any]) -> str:
+    """The card with its evaluation section (base vs adapter through the live engine, on the clips
+    named, with the cautions in plain words) put in, or replaced if it had one."""
+    from model.train.metrics import cautions
+
+    base, adapter = result["base"], result["adapter"]
+    where = "held-out" if result.get("split") == "heldout" else "training (none were held out)"
+    rows = [("macro-F1", "macro_f1"), ("state accuracy", "state_accuracy"), ("answer F1", "answer_f1"),
+            ("timing error (s)", "timing_error_s")]  # fmt: skip
+
+    def cell(value: Any) -> str:
+        return "n/a" if value is None else f"{value:.3f}"
+
+    lines = [
+        EVALUATION_HEADING,
+        "",
+        f"Base model vs this adapter through the live engine, on {len(result.get('clips', []))} {where} clips: "
+        + ", ".join(f"`{c}`" for c in result.get("clips", [])),
+        "",
+        "| metric | base | adapter |",
+        "|---|---|---|",
+        *(f"| {label} | {cell(base.get(key))} | {cell(adapter.get(key))} |" for label, key in rows),
+        "",
+        *(f"- Caution: {c}" for c in cautions(base, adapter)),
+    ]
+    section = "\n".join(lines).rstrip() + "\n"
+    head, sep, rest = card.partition(EVALUATION_HEADING)
+    if sep:  # replace the old section: up to the next heading of the same level
+        nxt = rest.find("\n## ")
+        tail = rest[nxt + 1 :] if nxt >= 0 else ""
+        return head + section + ("\n" + tail if tail else "")
+    return card.rstrip() + "\n\n" + section

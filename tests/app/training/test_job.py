@@ -222,3 +222,21 @@ def test_a_detached_run_outlives_the_program_and_finishes(clips, tiny_ckpt, tmp_
     assert ckpt.latest_checkpoint(out).step == 30
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in records] == list(range(1, 31))
+
+
+def test_the_comparison_goes_on_the_adapters_card(clips, tiny_ckpt, tmp_path):
+    """After the Training tab's evaluation, the adapter's card (what the model manager shows) carries it:
+    base vs adapter on the clips named, with the cautions in plain words; a second evaluation replaces it."""
+    from app.training.job import compare_on_heldout
+    from model.train.trainer import train
+
+    out = tmp_path / "adapter"
+    assert train(_config(clips, tiny_ckpt, out, steps=2, holdout=0.5)).status == "done"
+    result = compare_on_heldout(out, max_answer_tokens=4)
+    card = (out / "README.md").read_text()
+    assert card.count("## Evaluation") == 1 and "| macro-F1 |" in card
+    assert all(f"`{name}`" in card for name in result["clips"]) and result["split"] == "heldout"
+    assert "- Caution: only " in card  # two held-out clips with few answers: said so
+    assert "## Final metrics" in card  # the rest of the card is kept
+    compare_on_heldout(out, max_answer_tokens=4)
+    assert (out / "README.md").read_text().count("## Evaluation") == 1
