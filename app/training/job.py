@@ -451,7 +451,7 @@ def compare_on_heldout(
         if card.is_file():
             write_text_atomic(card, card_with_evaluation(card.read_text(encoding="utf-8"), result))
     except OSError as e:
-        log.warning("could not add the evaluation to %s: %s", adapter / "README.md", e)
+        _log.warning("could not add the evaluation to %s: %s", adapter / "README.md", e)
     return result
 
 
