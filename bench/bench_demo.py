@@ -4,9 +4,10 @@ build, model/train/demo.py) and narrate the sample clip with each, through `narr
     .venv/bin/python -m bench.bench_demo                    # seeds 0 1 2 (about a minute each on 2 cores)
     .venv/bin/python -m bench.bench_demo --seeds 0 1 2 3 4
 
-A recipe with margin narrates the sample clip's two captions exactly, at their seconds, with every
-seed, and on every transformers version the project supports (run it in .venv-gpu-stack too). Prints
-one line per seed and a summary; exits 1 if any seed misses.
+A recipe with margin narrates the sample clip's two captions exactly, at their seconds, and says
+nothing on footage without its shapes (60 s of grey, 60 s of noise, 120 s of black), with every seed,
+on every transformers version the project supports (run it in .venv-gpu-stack too). Prints one line
+per seed and a summary; exits 1 if any seed misses.
 """
 
 from __future__ import annotations
@@ -43,6 +44,27 @@ def narrate_with_seed(seed: int, work: Path) -> tuple[list[tuple[float, str]], f
     return [(r["t"], r["text"]) for r in records if r["text"]], built
 
 
+BLANKS = {"grey": 60, "noise": 60, "black": 120}  # footage without the demo's shapes, seconds
+
+
+def blank_clips(folder: Path) -> dict[str, Path]:
+    from model.train.synthetic import write_clip
+
+    return {
+        k: write_clip(folder / f"{k}.mp4", [], s, video_fps=2, counters=False, backdrop=k) for k, s in BLANKS.items()
+    }
+
+
+def responses_on(clip: Path, work: Path) -> int:
+    """How many answers the demo (already built in ``work``) gives on ``clip``."""
+    from app.cli import main as cli_main
+
+    jsonl = work / f"{clip.stem}.jsonl"
+    if cli_main(["narrate", "--source", str(clip), "--model", "demo", "--jsonl", str(jsonl), "--quiet"]) != 0:
+        raise SystemExit(f"narrate failed on {clip}")
+    return sum(1 for r in map(json.loads, jsonl.read_text().splitlines()) if r["type"] == "step" and r["text"])
+
+
 def exact(said: list[tuple[float, str]]) -> bool:
     from model.train.synthetic import SHAPES
 
@@ -69,16 +91,22 @@ def main(argv: list[str] | None = None) -> int:
         demo.RECIPE[key] = type(demo.RECIPE[key])(value)
 
     print(f"transformers {transformers.__version__}; recipe {demo.RECIPE}", file=sys.stderr)
-    ok = 0
-    for seed in args.seeds:
-        with tempfile.TemporaryDirectory(prefix=f"demo-seed{seed}-") as d:
-            said, built = narrate_with_seed(seed, Path(d))
-        good = exact(said)
-        ok += good
-        print(f"seed {seed}: {'exact' if good else 'MISSED'} in {built:.0f} s build: {said}")
-    print(f"{ok}/{len(args.seeds)} seeds narrate the sample clip exactly (transformers {transformers.__version__}, "
-          f"recipe {demo.RECIPE})")  # fmt: skip
-    return 0 if ok == len(args.seeds) else 1
+    ok = silent = 0
+    with tempfile.TemporaryDirectory(prefix="demo-blanks-") as b:
+        blanks = blank_clips(Path(b))
+        for seed in args.seeds:
+            with tempfile.TemporaryDirectory(prefix=f"demo-seed{seed}-") as d:
+                said, built = narrate_with_seed(seed, Path(d))
+                invented = {k: responses_on(clip, Path(d)) for k, clip in blanks.items()}
+            good, quiet = exact(said), not any(invented.values())
+            ok += good
+            silent += quiet
+            print(f"seed {seed}: sample {'exact' if good else 'MISSED'}, {'silent' if quiet else 'NOT silent'} on "
+                  f"footage without shapes {invented}; {built:.0f} s build; said {said}")  # fmt: skip
+    n = len(args.seeds)
+    print(f"{ok}/{n} seeds narrate the sample clip exactly, {silent}/{n} stay silent on footage without shapes "
+          f"(transformers {transformers.__version__}, recipe {demo.RECIPE})")  # fmt: skip
+    return 0 if ok == silent == n else 1
 
 
 if __name__ == "__main__":

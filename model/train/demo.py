@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 # every one of 8 seeds narrates the sample clip's two captions word for word at 4 s and 7 s, on
 # transformers 5.24 and 5.17 (800 steps without the merger: 2 of 4 seeds garbled or swapped captions).
 # About a minute on 2 cores.
-RECIPE = {"clips": 96, "max_events": 3, "steps": 1200, "seed": 0, "merger": 1, "version": 2}
+RECIPE = {"clips": 96, "max_events": 3, "steps": 1200, "seed": 0, "merger": 1, "empty": 0, "version": 2}
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
 
 
@@ -89,7 +89,8 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
     say(0, RECIPE["steps"], "Making the demo's synthetic shape clips")
     try:
         annotations = make_dataset(
-            work / "clips", RECIPE["clips"], seed=RECIPE["seed"], max_events=RECIPE["max_events"]
+            work / "clips", RECIPE["clips"], seed=RECIPE["seed"], max_events=RECIPE["max_events"],
+            empty_clips=RECIPE.get("empty", 0),
         )
         config = TrainConfig(
             data=[str(annotations)],

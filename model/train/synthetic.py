@@ -59,14 +59,35 @@ def _lerp(a: float, b: float, u: float) -> float:
     return a + (b - a) * min(1.0, max(0.0, u))
 
 
-def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int], counters: bool = True) -> np.ndarray:
-    """The BGR frame at ``t`` seconds; ``counters`` draws the sample clip's frame and time counters."""
+BACKGROUNDS = ("grey", "black", "noise", "gradient", "bright")  # footage without shapes: the demo learns silence
+
+
+def background(kind: str, index: int, size: tuple[int, int]) -> np.ndarray:
+    """A BGR frame of footage with nothing of the demo's on it (``index``: the frame, for noise)."""
+    w, h = size
+    if kind == "black":
+        return np.zeros((h, w, 3), np.uint8)
+    if kind == "bright":
+        return np.full((h, w, 3), 230, np.uint8)
+    if kind == "noise":
+        return np.random.default_rng(index).integers(0, 256, (h, w, 3), dtype=np.uint8)
+    if kind == "gradient":
+        ramp = np.linspace(30, 220, w, dtype=np.float32)[None, :, None]
+        return np.broadcast_to(ramp * np.array([1.0, 0.8, 0.6], np.float32), (h, w, 3)).astype(np.uint8).copy()
+    return np.full((h, w, 3), BACKGROUND, np.uint8)
+
+
+def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int], counters: bool = True,
+           backdrop: str = "grey") -> np.ndarray:  # fmt: skip
+    """The BGR frame at ``t`` seconds; ``counters`` draws the sample clip's frame and time counters;
+    ``backdrop`` other than grey: footage without the sample clip's floor (see BACKGROUNDS)."""
     import cv2
 
     w, h = size
-    img = np.full((h, w, 3), BACKGROUND, np.uint8)
+    img = background(backdrop, index, size)
     floor = int(h * FLOOR)
-    cv2.line(img, (0, floor), (w, floor), (90, 90, 90), max(1, h // 120))
+    if backdrop == "grey":
+        cv2.line(img, (0, floor), (w, floor), (90, 90, 90), max(1, h // 120))
     s = min(w, h)
     for e in events:
         if not e.appear <= t < e.leave:
@@ -97,7 +118,8 @@ def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int],
 
 
 def write_clip(
-    path: Path, events: Sequence[Event], seconds: int, video_fps: int = 4, size=(320, 240), counters: bool = True
+    path: Path, events: Sequence[Event], seconds: int, video_fps: int = 4, size=(320, 240), counters: bool = True,
+    backdrop: str = "grey",
 ) -> Path:
     import cv2
 
@@ -108,7 +130,7 @@ def write_clip(
         raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
     try:
         for i in range(seconds * video_fps):
-            writer.write(render(i / video_fps, i, events, size, counters))
+            writer.write(render(i / video_fps, i, events, size, counters, backdrop))
     finally:
         writer.release()
     tmp.replace(path)
@@ -153,6 +175,8 @@ def make_dataset(
     question: str | None = None,
     counters: bool = True,
     min_seconds: int = 0,
+    empty_clips: int = 0,
+    empty_seconds: tuple[int, int] = (20, 60),
 ) -> Path:
     """Write ``n_clips`` clips under ``folder/videos`` and their raw annotations to
     ``folder/annotations.json`` (video paths relative to ``folder``); returns the JSON path.
@@ -170,6 +194,12 @@ def make_dataset(
         rel = f"videos/shapes_{k:03d}.mp4"
         write_clip(folder / rel, events, seconds, video_fps, size, counters)
         samples.append(raw_sample(rel, events, question))
+    for k in range(empty_clips):  # footage with nothing happening, as long as a minute: all Silence
+        backdrop = BACKGROUNDS[k % len(BACKGROUNDS)]
+        rel = f"videos/empty_{k:03d}_{backdrop}.mp4"
+        write_clip(folder / rel, [], rng.randint(*empty_seconds), video_fps, size, counters and backdrop == "grey",
+                   backdrop)  # fmt: skip
+        samples.append(raw_sample(rel, [], question))
     out = folder / "annotations.json"
     out.write_text(json.dumps(samples, indent=2), encoding="utf-8")
     return out
