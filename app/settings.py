@@ -52,9 +52,15 @@ class ModelOptions:
         return self.source == "demo"
 
     def label(self) -> str:
-        if self.is_demo:
+        """The chosen model in words, before it loads (model.catalog.active_model_label's rule; the demo
+        with no adapter chosen loads its own shapes adapter)."""
+        from model.catalog import active_model_label  # torch-free
+
+        if not self.source:
+            return "no model"
+        if self.is_demo and not self.adapter:
             return "demo shapes model (a toy)"
-        return self.source.rstrip("/").split("/")[-1] or "no model"
+        return active_model_label(self.source, self.adapter or None)
 
 
 @dataclass(frozen=True)

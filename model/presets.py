@@ -84,7 +84,7 @@ def convert_for_live(sample: dict, n_turns: int, fps: float = 1, index: int = 0)
     task = live_task_of(sample.get("task_type"))
     if task is None or n_turns == 0:
         return out
-    for q in _entries(sample, "question"):
+    for q in P.raw_entries(sample, "question", index):  # the schema was checked by convert_sample
         if q.get("content") and (t := P.parse_time(q.get("time"), fps)) is not None:
             if P.time_to_turn(t) == 0:
                 return out  # asked at second 0: the converter's turn 0 is what a user asking then sees
@@ -94,11 +94,10 @@ def convert_for_live(sample: dict, n_turns: int, fps: float = 1, index: int = 0)
 
 
 def has_annotations(sample: dict) -> bool:
-    """A raw sample with at least one question or response (an unannotated clip trains only Silence)."""
-    return any(str(e.get("content") or "").strip() for key in ("question", "response") for e in _entries(sample, key))
-
-
-def _entries(sample: dict, key: str) -> list[dict]:
-    value = sample.get(key)
-    value = [value] if isinstance(value, dict) else value
-    return [e for e in value if isinstance(e, dict)] if isinstance(value, list) else []
+    """A raw sample with at least one question or response (an unannotated clip trains only Silence).
+    A malformed one counts as annotated: the converter then names what is wrong with it."""
+    try:
+        entries = [e for key in ("question", "response") for e in P.raw_entries(sample, key, 0)]
+    except P.AnnotationError:
+        return True
+    return any(str(e.get("content") or "").strip() for e in entries)

@@ -240,7 +240,7 @@ def turn_count(total_frames: int, video_fps: float, fps: float = 1) -> int:
     return int(total_frames) // max(1, int(video_fps / fps))
 
 
-def _entries(sample: dict, key: str, index: int) -> list[dict]:
+def raw_entries(sample: dict, key: str, index: int) -> list[dict]:
     value = sample.get(key)
     if value is None:
         return []
@@ -274,8 +274,8 @@ def _convert_sample(sample: dict, n_turns: int, fps: float, index: int) -> dict:
     video_path = sample.get("video_path")
     if not isinstance(video_path, str) or not video_path:
         raise AnnotationError(f"sample {index}: 'video_path' is missing or not a string")
-    questions = _entries(sample, "question", index)
-    responses = _entries(sample, "response", index)
+    questions = raw_entries(sample, "question", index)
+    responses = raw_entries(sample, "response", index)
 
     states = [SILENCE] * n_turns  # rule 4
     asked: dict[int, str] = {}
@@ -330,7 +330,7 @@ def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]
             problems.append(f"{e}; the sample is skipped")
             return None
 
-    for i, q in enumerate(_entries(sample, "question", 0)):
+    for i, q in enumerate(raw_entries(sample, "question", 0)):
         content, raw = q.get("content"), q.get("time")
         t = when(raw, fps)
         if not content:
@@ -339,7 +339,7 @@ def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]
             problems.append(f"question {i} has no usable time ({raw!r}); ignored")
         elif time_to_turn(t) >= n_turns:
             problems.append(f"question {i} at {raw!r} is past the clip's end ({end_s}); ignored")
-    for i, r in enumerate(_entries(sample, "response", 0)):
+    for i, r in enumerate(raw_entries(sample, "response", 0)):
         content = r.get("content")
         st, end = when(r.get("st_time"), fps), when(r.get("end_time"), fps)
         if st is not None and end is not None:

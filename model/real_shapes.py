@@ -215,29 +215,13 @@ def _mrope(shape: QwenShape) -> list[int]:
     return [t, h, half - t - h]
 
 
-def whisper_config(shape: WhisperShape, ids: dict[str, int] | None = None):
-    from transformers import WhisperConfig
+def whisper_config(shape: WhisperShape):
+    from model.tiny_whisper import whisper_model_config
 
-    eot = shape.bpe_size
-    return WhisperConfig(
-        vocab_size=shape.bpe_size + 2 + shape.languages + 6 + 1501,
-        num_mel_bins=80,
-        d_model=shape.d_model,
-        encoder_layers=shape.layers,
-        decoder_layers=shape.layers,
-        encoder_attention_heads=shape.heads,
-        decoder_attention_heads=shape.heads,
-        encoder_ffn_dim=shape.ffn,
-        decoder_ffn_dim=shape.ffn,
-        max_source_positions=1500,
-        max_target_positions=shape.max_target_positions,
-        pad_token_id=eot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        decoder_start_token_id=eot + 1,
-        begin_suppress_tokens=None,
-        suppress_tokens=None,
-    )
+    eot = shape.bpe_size  # then <|startoftranscript|>, the languages, the tasks, ..., the timestamps
+    vocab = shape.bpe_size + 2 + shape.languages + 6 + 1501
+    return whisper_model_config(vocab, 80, shape.d_model, shape.layers, shape.layers, shape.heads, shape.ffn,
+                                shape.max_target_positions, eot, eot + 1)  # fmt: skip
 
 
 # ---------------------------------------------------------------------------------------------

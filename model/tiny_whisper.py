@@ -122,6 +122,33 @@ def add_whisper_specials(tokenizer: Any, languages: Sequence[str]) -> None:
     tokenizer.add_tokens([AddedToken(t, special=False, normalized=False) for t in TIMESTAMPS])
 
 
+def whisper_model_config(vocab: int, mel_bins: int, d_model: int, encoder_layers: int, decoder_layers: int,
+                         heads: int, ffn: int, max_target_positions: int, eot: int, sot: int) -> Any:  # fmt: skip
+    """A WhisperConfig for random weights (the tiny one and the real shapes)."""
+    from transformers import WhisperConfig
+
+    return WhisperConfig(
+        vocab_size=vocab,
+        num_mel_bins=mel_bins,
+        d_model=d_model,
+        encoder_layers=encoder_layers,
+        decoder_layers=decoder_layers,
+        encoder_attention_heads=heads,
+        decoder_attention_heads=heads,
+        encoder_ffn_dim=ffn,
+        decoder_ffn_dim=ffn,
+        max_source_positions=1500,  # 3000 mel frames (30 s) after the stride-2 convolution
+        max_target_positions=max_target_positions,
+        pad_token_id=eot,
+        bos_token_id=eot,
+        eos_token_id=eot,
+        decoder_start_token_id=sot,
+        # Generation settings live in the generation config alone (transformers 5 warns about both).
+        begin_suppress_tokens=None,
+        suppress_tokens=None,
+    )
+
+
 def whisper_generation_config(tokenizer: Any, languages: Sequence[str], decoder_layers: int, heads: int,
                               max_new_tokens: int) -> Any:  # fmt: skip
     """Greedy generation settings for a random-weight Whisper (the tiny one and the real shapes)."""
@@ -156,7 +183,6 @@ def build_tiny_whisper(path: str | Path, seed: int = 0, spec: TinyWhisperSpec | 
     config) to ``path`` and return it. Offline and deterministic for a seed; its words mean nothing."""
     import torch
     from transformers import (
-        WhisperConfig,
         WhisperFeatureExtractor,
         WhisperForConditionalGeneration,
         WhisperProcessor,
@@ -173,26 +199,8 @@ def build_tiny_whisper(path: str | Path, seed: int = 0, spec: TinyWhisperSpec | 
     if no_timestamps + 1 != ids(TIMESTAMPS[0]) or ids(NOCAPTIONS) != no_timestamps - 1:
         raise RuntimeError("tiny Whisper tokenizer: special tokens are out of Whisper's order")
 
-    config = WhisperConfig(
-        vocab_size=len(tokenizer),
-        num_mel_bins=spec.num_mel_bins,
-        d_model=spec.d_model,
-        encoder_layers=spec.encoder_layers,
-        decoder_layers=spec.decoder_layers,
-        encoder_attention_heads=spec.heads,
-        decoder_attention_heads=spec.heads,
-        encoder_ffn_dim=spec.ffn_dim,
-        decoder_ffn_dim=spec.ffn_dim,
-        max_source_positions=1500,  # 3000 mel frames (30 s) after the stride-2 convolution
-        max_target_positions=spec.max_target_positions,
-        pad_token_id=eot,
-        bos_token_id=eot,
-        eos_token_id=eot,
-        decoder_start_token_id=sot,
-        # Generation settings live in the generation config alone (transformers 5 warns about both).
-        begin_suppress_tokens=None,
-        suppress_tokens=None,
-    )
+    config = whisper_model_config(len(tokenizer), spec.num_mel_bins, spec.d_model, spec.encoder_layers,
+                                  spec.decoder_layers, spec.heads, spec.ffn_dim, spec.max_target_positions, eot, sot)  # fmt: skip
     torch.manual_seed(seed)
     model = WhisperForConditionalGeneration(config).eval()
 

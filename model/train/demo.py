@@ -89,7 +89,10 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
     say(0, RECIPE["steps"], "Making the demo's synthetic shape clips")
     try:
         annotations = make_dataset(
-            work / "clips", RECIPE["clips"], seed=RECIPE["seed"], max_events=RECIPE["max_events"],
+            work / "clips",
+            RECIPE["clips"],
+            seed=RECIPE["seed"],
+            max_events=RECIPE["max_events"],
             empty_clips=RECIPE.get("empty", 0),
         )
         config = TrainConfig(

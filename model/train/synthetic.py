@@ -118,7 +118,12 @@ def render(t: float, index: int, events: Sequence[Event], size: tuple[int, int],
 
 
 def write_clip(
-    path: Path, events: Sequence[Event], seconds: int, video_fps: int = 4, size=(320, 240), counters: bool = True,
+    path: Path,
+    events: Sequence[Event],
+    seconds: int,
+    video_fps: int = 4,
+    size=(320, 240),
+    counters: bool = True,
     backdrop: str = "grey",
 ) -> Path:
     import cv2
