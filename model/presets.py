@@ -20,21 +20,41 @@ class TaskPreset:
     label: str
     instruction: str | None  # None: no standing instruction; the user's questions are the task
     needs_target: bool = False  # the instruction has a {target} slot (grounding)
+    # Other wordings of the instruction, for training only (Live sends ``instruction``): an adapter
+    # trained on one sentence learns that sentence, not the task.
+    phrasings: tuple[str, ...] = ()
 
 
 TASK_PRESETS: dict[str, TaskPreset] = {
     p.key: p
     for p in (
-        TaskPreset("narrate", "Narrate everything", DEFAULT_QUESTION),
+        TaskPreset(
+            "narrate",
+            "Narrate everything",
+            DEFAULT_QUESTION,
+            phrasings=(
+                "Describe each significant event in the video as it happens.",
+                "Narrate what happens in the video, one event at a time.",
+                "Watch the video and describe every important event.",
+            ),
+        ),
         TaskPreset(
             "actions",
             "Caption actions",
             "Describe each action the person performs, as soon as the action is completed.",
+            phrasings=(
+                "Caption every action the person does, once it is finished.",
+                "Tell me each action the person completes, right after it ends.",
+            ),
         ),
         TaskPreset(
             "events",
             "Caption events",
             "Describe each event in the video as soon as it ends.",
+            phrasings=(
+                "Caption every event in the video once it is over.",
+                "When an event in the video ends, describe it.",
+            ),
         ),
         TaskPreset("grounding", "Tell me when ...", "Tell me when {target}.", needs_target=True),
         TaskPreset("question", "Answer my questions", None),
@@ -70,27 +90,98 @@ def live_task_of(task_type: str | None) -> str | None:
     return LIVE_TASK_OF_TYPE.get(" ".join((task_type or "Narration").lower().replace("_", " ").split()))
 
 
-def convert_for_live(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -> dict:
+# The raw-sample key that chooses a clip's first-turn instruction (the annotator's choice, kept in
+# the annotation file among the keys the format does not know): "task" (absent: the Live task's
+# instruction on turn 0, questions at their seconds) or "first_question" (the released converter's
+# rule 7: the clip's first question is its instruction from second 0).
+INSTRUCTION_FROM_KEY = "instruction_from"
+INSTRUCTION_FROM = ("task", "first_question")
+
+
+def training_instruction(key: str, phrasing: int = 0) -> str | None:
+    """The instruction a training sample of task ``key`` carries: phrasing 0 is what Live sends;
+    odd ones take the other wordings in turn (``phrasing_of``)."""
+    preset = TASK_PRESETS[key]
+    if preset.instruction is None or preset.needs_target or phrasing % 2 == 0 or not preset.phrasings:
+        return task_instruction(key)
+    return preset.phrasings[(phrasing // 2) % len(preset.phrasings)]
+
+
+def _question_seconds(sample: dict, fps: float, index: int = 0) -> list[tuple[int, str]]:
+    out = []
+    for q in P.raw_entries(sample, "question", index):
+        content = str(q.get("content") or "")
+        if content.strip() and (t := P.parse_time(q.get("time"), fps)) is not None:
+            out.append((P.time_to_turn(t), content))
+    return out
+
+
+def live_task_applied(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -> str | None:
+    """The Live task whose instruction ``convert_for_live`` puts on the sample's first turn (none for
+    "question": Live's question task has no standing instruction); None when the first turn is the released converter's (grounding, QA, no type it knows, a question asked
+    at second 0, an empty clip, or the clip's choice ``instruction_from: first_question``)."""
+    task = live_task_of(sample.get("task_type"))
+    if task is None or n_turns == 0:
+        return None
+    if sample.get(INSTRUCTION_FROM_KEY) == "first_question":
+        return None
+    if any(second == 0 for second, _ in _question_seconds(sample, fps, index)):
+        return None  # asked at second 0: the converter's turn 0 is what a user asking then sees
+    return task
+
+
+def convert_for_live(sample: dict, n_turns: int, fps: float = 1, index: int = 0, phrasing: int = 0) -> dict:
     """``protocol.convert_sample``, with the first turn carrying the instruction Live sends for the
-    sample's task (what you train is what Live asks).
+    sample's task (what you train is what Live asks), in wording ``phrasing`` (``training_instruction``).
 
     The released converter (rule 7) puts a sample's first question on turn 0 when none was asked
     there, so a question added to a narration clip at 5 s replaced "Find all significant events ..."
     from second 0: an adapter trained so stayed silent under Live's narrate task. Here turn 0 gets
     the Live task's instruction (none for QA: Live's question task has none), and each question stays
     on its own second, where the engine puts a question asked during the stream. A question asked at
-    second 0, and grounding samples, keep the converter's turn 0. Everything else is the converter's."""
+    second 0, grounding samples, and a clip whose annotator chose ``instruction_from:
+    first_question`` keep the converter's turn 0. Everything else is the converter's."""
     out = P.convert_sample(sample, n_turns, fps, index)
-    task = live_task_of(sample.get("task_type"))
-    if task is None or n_turns == 0:
-        return out
-    for q in P.raw_entries(sample, "question", index):  # the schema was checked by convert_sample
-        if q.get("content") and (t := P.parse_time(q.get("time"), fps)) is not None:
-            if P.time_to_turn(t) == 0:
-                return out  # asked at second 0: the converter's turn 0 is what a user asking then sees
-    first = out["messages"][1]
-    first["content"] = P.user_turn_content(0, 1, task_instruction(task), P.STREAM_PLACEHOLDER)
+    task = live_task_applied(sample, n_turns, fps, index)  # the schema was checked by convert_sample
+    if task is not None:
+        first = out["messages"][1]
+        first["content"] = P.user_turn_content(0, 1, training_instruction(task, phrasing), P.STREAM_PLACEHOLDER)
     return out
+
+
+def instruction_trap(sample: dict, n_turns: int, fps: float = 1) -> str | None:
+    """In plain words, where the released converter's rule would replace the clip's Live instruction
+    with one of its questions (the annotator shows it and lets the user choose); None elsewhere."""
+    task = live_task_of(sample.get("task_type"))
+    if task is None or n_turns == 0 or TASK_PRESETS[task].instruction is None:
+        return None
+    try:
+        asked = sorted(_question_seconds(sample, fps))
+    except P.AnnotationError:
+        return None
+    if not asked or asked[0][0] == 0:
+        return None
+    second, question = asked[0]
+    clock = f"{second // 60}:{second % 60:02d}"
+    return (
+        f"The released Streamo converter makes this clip's first question (\u201c{question}\u201d, asked at "
+        f"{clock}) its instruction from 0:00, in place of the instruction Live's "
+        f"\u201c{TASK_PRESETS[task].label}\u201d task sends (\u201c{task_instruction(task)}\u201d). Trained "
+        "that way, the adapter waits for that question and stays silent in Live. By default this app trains "
+        f"the clip as Live asks it: the task's instruction from 0:00 and the question at {clock}."
+    )
+
+
+def phrasing_of(counts: dict[str, int], sample: dict) -> int:
+    """The wording index of the next training sample of ``sample``'s task, counting per task in
+    ``counts`` (updated): annotated samples take 0, 1, 0, 2, 0, 3 ... (every other one carries Live's
+    own sentence); an unannotated one (an example of nothing happening) always Live's sentence."""
+    task = live_task_of(sample.get("task_type"))
+    if task is None or not has_annotations(sample):
+        return 0
+    k = counts.get(task, 0)
+    counts[task] = k + 1
+    return k
 
 
 def has_annotations(sample: dict) -> bool:

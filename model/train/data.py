@@ -31,7 +31,7 @@ import numpy as np
 
 from model import protocol as P
 from model.frames import preprocess_frames
-from model.presets import convert_for_live, has_annotations
+from model.presets import convert_for_live, has_annotations, live_task_applied, phrasing_of
 from model.train.video import FrameCache, VideoError
 
 if TYPE_CHECKING:  # torch loads where samples are encoded: reading annotations (the app's GUI thread) needs none
@@ -76,6 +76,9 @@ class Clip:
     file: str
     index: int
     name: str = ""
+    # The Live task (a key of presets.TASK_PRESETS) whose instruction is on the first turn (the
+    # evaluation runs the engine under it); None: the first turn is the data's own.
+    live_task: str | None = None
 
     @property
     def turns(self) -> int:
@@ -212,9 +215,12 @@ def load_clips(
     Raw samples convert as the released converter does, unless ``live_instructions``: then each
     sample's first turn carries the instruction of the Live task it teaches
     (``presets.convert_for_live``). ``skip_unannotated`` leaves out raw samples with no question and
-    no response (they would train "say nothing" on that footage), each named in the issues."""
+    no response (they would train "say nothing" on that footage), each named in the issues.
+    With ``live_instructions``, a task's annotated samples take its wordings in turn
+    (``presets.phrasing_of``: every other one Live's own sentence)."""
     issues: list[DataIssue] = []
     clips: list[Clip] = []
+    phrasings: dict[str, int] = {}
     for path in annotation_files(paths):
         name = str(path)
         for index, sample in read_annotation_file(path, issues):
@@ -228,20 +234,23 @@ def load_clips(
                     continue
                 video = _video_path(sample["videos"][0], video_prefix)
                 messages = [{"role": m["role"], "content": m["content"]} for m in sample["messages"]]
+                live_task = None
             elif "video_path" in sample:
                 if skip_unannotated and not has_annotations(sample):
                     issues.append(DataIssue(name, index, f"{UNANNOTATED}; left out"))
                     continue
-                converted = _convert_raw(sample, name, index, video_prefix, fps, probe, issues, live_instructions)
+                phrasing = phrasing_of(phrasings, sample) if live_instructions else 0
+                converted = _convert_raw(sample, name, index, video_prefix, fps, probe, issues, live_instructions,
+                                         phrasing)  # fmt: skip
                 if converted is None:
                     continue
-                video, messages = converted
+                video, messages, live_task = converted
             else:
                 issues.append(
                     DataIssue(name, index, "neither a raw annotation (video_path) nor a stream sample (messages)")
                 )
                 continue
-            clips.append(Clip(messages, video, name, index, str(sample.get("video_name") or video.name)))
+            clips.append(Clip(messages, video, name, index, str(sample.get("video_name") or video.name), live_task))
     return clips, issues
 
 
@@ -254,7 +263,8 @@ def _convert_raw(
     probe: Callable[[Path], P.VideoMeta | None],
     issues: list[DataIssue],
     live_instructions: bool = False,
-) -> tuple[Path, list[dict[str, str]]] | None:
+    phrasing: int = 0,
+) -> tuple[Path, list[dict[str, str]], str | None] | None:
     if not isinstance(sample.get("video_path"), str) or not sample["video_path"]:
         issues.append(DataIssue(name, index, "'video_path' is missing or not a string; skipped"))
         return None
@@ -265,13 +275,17 @@ def _convert_raw(
         return None
     n = P.turn_count(meta.total_frames, meta.fps, fps)
     try:
-        converted = (convert_for_live if live_instructions else P.convert_sample)(sample, n, fps, index)
+        if live_instructions:
+            converted = convert_for_live(sample, n, fps, index, phrasing)
+            live_task = live_task_applied(sample, n, fps, index)
+        else:
+            converted, live_task = P.convert_sample(sample, n, fps, index), None
     except P.AnnotationError as e:
         issues.append(DataIssue(name, index, f"{e}; skipped"))
         return None
     for problem in P.raw_sample_problems(sample, n, fps):
         issues.append(DataIssue(name, index, problem))
-    return video, converted["messages"]
+    return video, converted["messages"], live_task
 
 
 # ---------------------------------------------------------------------------------------------

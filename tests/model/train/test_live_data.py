@@ -96,3 +96,42 @@ def test_unannotated_clips_are_left_out_and_named(tmp_path):
     assert [c.index for c in clips] == [0]
     assert users({"messages": clips[0].messages})[0].startswith(P.DEFAULT_QUESTION)
     assert [(i.index, UNANNOTATED in i.message) for i in issues] == [(1, True)]
+
+
+def test_the_annotators_choice_first_question_keeps_the_released_rule():
+    from model.presets import INSTRUCTION_FROM_KEY, live_task_applied
+
+    chosen = {**CLIP, INSTRUCTION_FROM_KEY: "first_question"}
+    assert convert_for_live(chosen, 8) == P.convert_sample(chosen, 8)
+    assert live_task_applied(chosen, 8) is None and live_task_applied(CLIP, 8) == "narrate"
+
+
+def test_the_trap_is_explained_where_the_released_rule_would_replace_the_instruction():
+    from model.presets import instruction_trap
+
+    text = instruction_trap(CLIP, 8)
+    assert text is not None and QUESTION in text and P.DEFAULT_QUESTION in text and "0:05" in text
+    assert instruction_trap({**CLIP, "question": []}, 8) is None  # no question: nothing replaced
+    assert instruction_trap({**CLIP, "question": [{"content": QUESTION, "time": "1"}]}, 8) is None  # asked at 0
+    assert instruction_trap({**CLIP, "task_type": "QA"}, 8) is None  # Live's question task has no instruction
+    assert instruction_trap({**CLIP, "task_type": "Event Grounding"}, 8) is None
+
+
+def test_annotated_samples_take_the_tasks_wordings_in_turn_every_other_one_lives(tmp_path):
+    from model.presets import TASK_PRESETS
+
+    names = [f"c{i}.mp4" for i in range(6)]
+    for name in names:
+        write_video(tmp_path / name, 8, 1)
+    samples = [{**CLIP, "video_path": n} for n in names[:5]]
+    samples.insert(2, {"video_path": names[5], "task_type": "Narration", "question": [], "response": []})
+    data = tmp_path / "annotations.json"
+    data.write_text(json.dumps(samples))
+    clips, _ = load_clips([data], tmp_path, live_instructions=True)
+    firsts = [P.parse_user_content(c.messages[1]["content"])[0] for c in clips]
+    alt = TASK_PRESETS["narrate"].phrasings
+    # annotated: Live's, wording 1, Live's, wording 2, Live's; the unannotated one (third) Live's
+    assert firsts == [P.DEFAULT_QUESTION, alt[0], P.DEFAULT_QUESTION, P.DEFAULT_QUESTION, alt[1], P.DEFAULT_QUESTION]
+    assert {c.live_task for c in clips} == {"narrate"}
+    released, _ = load_clips([data], tmp_path)
+    assert {c.live_task for c in released} == {None}
