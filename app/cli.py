@@ -73,7 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     ts = data_sub.add_parser("to-stream", help="convert raw Streamo annotations to the stream (multi-turn) format")
     ts.add_argument("--input", required=True, help="raw annotation JSON (a list of samples or one sample)")
     ts.add_argument("--output", required=True, help="output JSON in the stream format")
-    ts.add_argument("--video-prefix", default=None, help="folder joined in front of each video_path")
+    ts.add_argument(
+        "--video-prefix",
+        default=None,
+        help="folder joined in front of each video_path; the output holds the joined paths, as the release "
+        "writes them (train it without --video-prefix)",
+    )
     ts.add_argument("--fps", type=float, default=1, help="turns per second of video (default 1)")
     ts.set_defaults(func=_cmd_to_stream)
     sh = data_sub.add_parser(

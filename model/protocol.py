@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -411,10 +412,15 @@ def to_stream(
     fps: float = 1,
     probe: Callable[[Path], VideoMeta | None] = probe_video,
     skipped: list[str] | None = None,
+    join_prefix: bool = True,
 ) -> list[dict]:
     """Convert raw samples; a missing or unreadable video skips its sample with a warning. A
     malformed sample (schema, a time that is no time) raises AnnotationError naming it, or, when
-    ``skipped`` is a list, is skipped and its error appended there."""
+    ``skipped`` is a list, is skipped and its error appended there.
+
+    With ``video_prefix``, ``videos`` holds the joined path, as the released converter writes it
+    (rule 9: the path it probed), so the output trains without a prefix; ``join_prefix=False`` keeps
+    the sample's own path (a file exported into the folder its paths start from)."""
     out = []
     for i, sample in enumerate(samples):
         try:
@@ -425,7 +431,10 @@ def to_stream(
             if meta is None:
                 log.warning("sample %d: skipped, video %s is missing or unreadable", i, path)
                 continue
-            out.append(convert_sample(sample, turn_count(meta.total_frames, meta.fps, fps), fps, i))
+            converted = convert_sample(sample, turn_count(meta.total_frames, meta.fps, fps), fps, i)
+            if video_prefix and join_prefix:
+                converted["videos"] = [os.path.join(str(video_prefix), sample["video_path"])]
+            out.append(converted)
         except AnnotationError as e:
             if skipped is None:
                 raise

@@ -1,5 +1,6 @@
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -27,7 +28,7 @@ def test_bundled_examples_match_shared():
         assert (DATA / name).read_bytes() == (SHARED / name).read_bytes()
 
 
-def test_to_stream_cli_reproduces_official_example(tmp_path, capsys):
+def test_to_stream_cli_reproduces_official_example(tmp_path, capsys, monkeypatch):
     raw = json.loads((DATA / "example_raw.json").read_text())
     expected = (DATA / "example_stream.json").read_text()
     n_turns = (len(json.loads(expected)[0]["messages"]) - 1) // 2
@@ -35,21 +36,20 @@ def test_to_stream_cli_reproduces_official_example(tmp_path, capsys):
     # 2 fps file: the converter must divide the frame count by int(video_fps / fps).
     write_video(tmp_path / "videos" / raw[0]["video_path"], n_frames=2 * n_turns + 1, fps=2)
     out = tmp_path / "out.json"
-    rc = cli_main(
-        [
-            "data",
-            "to-stream",
-            "--input",
-            str(DATA / "example_raw.json"),
-            "--output",
-            str(out),
-            "--video-prefix",
-            str(tmp_path / "videos"),
-        ]
-    )
-    assert rc == 0
+    monkeypatch.chdir(tmp_path / "videos")  # the example's paths, as written, start from here
+    args = ["data", "to-stream", "--input", str(DATA / "example_raw.json"), "--output", str(out)]
+    assert cli_main(args) == 0
     assert out.read_text() == expected  # byte for byte, formatting included
     assert "converted 2 of 2" in capsys.readouterr().out
+
+    # With --video-prefix the output holds the joined paths, as the release writes them (the path
+    # it probed), and nothing else changes.
+    monkeypatch.chdir(tmp_path)
+    assert cli_main([*args, "--video-prefix", "videos"]) == 0
+    joined = json.loads(expected)
+    for sample in joined:
+        sample["videos"] = [os.path.join("videos", raw[0]["video_path"])]
+    assert json.loads(out.read_text()) == joined
 
 
 def test_parse_time_rules():
@@ -111,7 +111,9 @@ def test_missing_video_is_skipped_with_warning(tmp_path, caplog):
     samples = [{"video_path": "missing.mp4"}, {"video_path": "ok.mp4"}]
     with caplog.at_level(logging.WARNING):
         out = P.to_stream(samples, video_prefix=tmp_path)
-    assert len(out) == 1 and out[0]["videos"] == ["ok.mp4"] and len(out[0]["messages"]) == 1 + 2 * 4
+    # the joined path, as the release writes it (the output trains without a prefix)
+    assert len(out) == 1 and out[0]["videos"] == [str(tmp_path / "ok.mp4")] and len(out[0]["messages"]) == 1 + 2 * 4
+    assert P.to_stream(samples, video_prefix=tmp_path, join_prefix=False)[0]["videos"] == ["ok.mp4"]
     assert "missing.mp4" in caplog.text and "sample 0" in caplog.text
 
 
@@ -149,7 +151,7 @@ def test_malformed_inputs_give_clear_errors(tmp_path, capsys):
     )
     err = capsys.readouterr().err
     assert "wrong.json: sample 1" in err and "skipped" in err
-    assert [s["videos"] for s in json.loads((tmp_path / "o.json").read_text())] == [["a.mp4"]]
+    assert [s["videos"] for s in json.loads((tmp_path / "o.json").read_text())] == [[str(tmp_path / "a.mp4")]]
     with pytest.raises(P.AnnotationError, match="sample 3: 'video_path'"):
         P.convert_sample({"video": 1}, 1, index=3)
 
@@ -172,7 +174,7 @@ def test_a_time_that_is_no_time_is_that_samples_error(bad, tmp_path, capsys):
     args = ["data", "to-stream", "--input", str(raw), "--output", str(out), "--video-prefix", str(tmp_path)]
     assert cli_main(args) == 1
     assert "raw.json: sample 0: time" in capsys.readouterr().err
-    assert [s["videos"] for s in json.loads(out.read_text())] == [["b.mp4"]]
+    assert [s["videos"] for s in json.loads(out.read_text())] == [[str(tmp_path / "b.mp4")]]
 
     from model.train.data import load_clips
 
