@@ -51,6 +51,7 @@ class MainWindow(QMainWindow):
         self.tabs.addTab(self._training_placeholder, "Training")
         self.tabs.currentChanged.connect(self._on_tab_changed)
         self._model_before_training: ModelOptions | None = None  # reloaded when training ends
+        self._save_after_training = False  # ... and then remembered as the model setting
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(6, 6, 6, 0)
@@ -232,8 +233,81 @@ class MainWindow(QMainWindow):
                 "model",
             )
             return
+        why = self.training_holds_device()
+        if why:
+            self._load_after_training(options, save, why)
+            return
         self._pending_model = options if save else None
         self.controller.load_model(options)
+
+    # -- the GPU (and the memory) is shared: one of Live and training at a time
+    def training_holds_device(self) -> str:
+        """Why Live cannot load a model now ("" when it can): a training run or its evaluation runs in
+        a process of its own that holds the GPU (or, on a CPU, the memory) the live model needs."""
+        panel = self._training_tab.panel if self._training_tab is not None else None
+        if panel is None or not panel.running:
+            return ""
+        what = "A training run" if panel.training else "The evaluation of a trained adapter"
+        return (
+            f"{what} is using the GPU and memory the live model needs ({panel.adapter_dir().name}); two models "
+            "at once would run out of memory."
+        )
+
+    def ask_device_busy(self, why: str, options: ModelOptions) -> str:
+        """Live asked for a model while training holds the device: "stop" (stop training, a checkpoint is
+        kept, then load), "wait" (load when training ends) or "cancel"."""
+        box = QMessageBox(self)
+        box.setIcon(QMessageBox.Icon.Information)
+        box.setWindowTitle("Training is using the GPU")
+        box.setText(f"Live cannot load {options.label()} now.")
+        box.setInformativeText(
+            why + " Stop training (its last checkpoint is kept, Resume continues it) and load now, or wait: the "
+            "model loads by itself when training ends."
+        )
+        stop = box.addButton("Stop training and load", QMessageBox.ButtonRole.DestructiveRole)
+        wait = box.addButton("Load when training ends", QMessageBox.ButtonRole.AcceptRole)
+        box.addButton(QMessageBox.StandardButton.Cancel)
+        box.setDefaultButton(wait)
+        box.exec()
+        return {stop: "stop", wait: "wait"}.get(box.clickedButton(), "cancel")
+
+    def _load_after_training(self, options: ModelOptions, save: bool, why: str) -> None:
+        choice = self.ask_device_busy(why, options)
+        if choice == "cancel":
+            self.show_message("info", f"Not loaded: {why} Load it again when training ends.", "training")
+            return
+        # Loaded (and, with ``save``, remembered) by _on_training_running when the process ends.
+        self._model_before_training = options
+        self._save_after_training = save
+        panel = self.training_tab.panel
+        if choice == "stop":
+            panel.stop_all()
+            self.show_message("info", f"Stopping training; then {options.label()} loads for Live.", "training")
+        else:
+            self.show_message(
+                "info", f"{options.label()} loads for Live when training ends (Training tab: progress).", "training"
+            )
+
+    def confirm_training_start(self, what: str) -> bool:
+        """The Training tab is about to start ``what`` ("training" or "evaluation"): with a live run going,
+        ask first (it stops the run and unloads the live model, which comes back when the process ends)."""
+        if self.controller.state == RunState.IDLE:
+            return True
+        if not self.ask_stop_live(what):
+            return False
+        self.stop()
+        return True
+
+    def ask_stop_live(self, what: str) -> bool:
+        answer = QMessageBox.question(
+            self,
+            "Live is running",
+            f"Live is running. The {what} needs the GPU and memory the live model holds: stop the live run "
+            "(the session is saved) and unload the model until it ends?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     # -- training
     @property
@@ -251,6 +325,7 @@ class MainWindow(QMainWindow):
 
         t = TrainingTab(self.settings)
         t.clips.message.connect(lambda level, text: self.show_message(level, text, "training"))
+        t.panel.confirm_start = self.confirm_training_start
         t.panel.about_to_start.connect(self._free_model_for_training)
         t.panel.training_running.connect(self._on_training_running)
         t.panel.use_in_live.connect(self.use_adapter)
@@ -284,13 +359,15 @@ class MainWindow(QMainWindow):
         if running:
             return
         options, self._model_before_training = self._model_before_training, None
+        save, self._save_after_training = self._save_after_training, False
         if options is not None and self.controller.model is None and self.controller.state == RunState.IDLE:
-            self.show_message("info", f"Training ended: loading the live model again ({options.label()}).", "training")
-            self.controller.load_model(options)
+            self.show_message("info", f"Training ended: loading the live model ({options.label()}).", "training")
+            self.load_model(options, save=save)
 
     def use_adapter(self, adapter: str, base_model: str) -> None:
         """Training's "Use in Live": the base model with the new adapter becomes the live model."""
-        self._model_before_training = None  # replaced, not restored
+        if not self.training_holds_device():
+            self._model_before_training = None  # replaced, not restored
         current = self.settings.load(ModelOptions)
         options = replace(current, source=base_model, adapter=adapter)
         self.tabs.setCurrentWidget(self.live_tab)
