@@ -22,12 +22,10 @@ def _cmd_to_stream(args: argparse.Namespace) -> int:
     out = protocol.to_stream(samples, video_prefix=args.video_prefix, fps=args.fps, skipped=skipped)
     for error in skipped:
         print(f"warning: {args.input}: {error}; skipped", file=sys.stderr)
+    from model.atomic import write_text_atomic
+
     output = Path(args.output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    # Write next to the target and rename, so an interrupted run never leaves half a file.
-    tmp = output.with_name(output.name + ".part")
-    tmp.write_text(protocol.dump_stream(out), encoding="utf-8")
-    tmp.replace(output)
+    write_text_atomic(output, protocol.dump_stream(out))  # an interrupted run never leaves half a file
     print(f"converted {len(out)} of {len(samples)} samples -> {output}")
     return 1 if skipped else 0
 

@@ -18,6 +18,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from model.atomic import write_text_atomic  # the one atomic writer (re-exported: exports' callers use it)
+
 log = logging.getLogger(__name__)
 
 __all__ = [
@@ -89,18 +91,6 @@ def to_vtt(entries: Iterable[Subtitle]) -> str:
     """WebVTT text: ``WEBVTT`` header, numbered cue identifiers, ``HH:MM:SS.mmm`` timings."""
     blocks = [f"{i}\n{timing}\n{_vtt_escape(text)}" for i, (timing, text) in enumerate(_cues(entries, "."), start=1)]
     return "WEBVTT\n\n" + "\n\n".join(blocks) + "\n" if blocks else "WEBVTT\n"
-
-
-def write_text_atomic(path: StrPath, text: str) -> None:
-    """Write a whole file so that readers see either the old or the new content, never half."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".part")
-    with open(tmp, "w", encoding="utf-8", newline="\n") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 # ---------------------------------------------------------------------------------------------

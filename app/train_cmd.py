@@ -3,7 +3,10 @@
 train: a progress bar with ETA, loss and learning rate; held-out state accuracy as it is measured;
 Ctrl-C saves a checkpoint and exits (130); out of memory keeps the last checkpoint and names the
 settings to lower. Runs under `accelerate launch` unchanged (one process per GPU).
-evaluate: the live engine over labelled clips; a table, and the JSON report with --json.
+evaluate: the live engine over labelled clips (``model.train.evaluate``; with --compare, the base
+against the adapter through ``compare_models``, as the Training tab): a table, the cautions in plain
+words, per clip the labelled and predicted state strips and the answers side by side, and the JSON
+report with --json.
 """
 
 from __future__ import annotations
@@ -70,6 +73,13 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--accum", type=int, default=1, help="windows per optimiser step and process")
     t.add_argument("--loss", default="focal", choices=("focal", "ce"), help="stream focal loss or plain CE")
     t.add_argument("--holdout", type=float, default=0.1, help="share of videos held out (0: train on all)")
+    t.add_argument("--heldout", action="append", default=[], metavar="NAME",
+                   help="a video to hold out (its path as in the data, its full path or its file name), instead of "
+                        "an automatic choice; repeatable")  # fmt: skip
+    t.add_argument("--min-heldout", type=int, default=1,
+                   help="hold out at least this many videos when that leaves three to train on")  # fmt: skip
+    t.add_argument("--early-stop", type=int, default=0, metavar="N",
+                   help="stop after N held-out evaluations without a new lowest held-out loss (0: off)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     t.add_argument("--save-every", type=int, default=None, help="checkpoint interval in steps (default: ~10 a run)")
@@ -84,7 +94,8 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="run the live engine over labelled clips and score its states and answers",
         description="Stream each labelled clip through the live engine (its own earlier states in context, "
         "questions asked at their seconds) and report per-class state precision/recall/F1, macro-F1, "
-        "state accuracy, response timing error and answer token F1.",
+        "state accuracy, response timing error and answer token F1; then per clip the labelled and predicted "
+        "state strips and the answers side by side.",
         formatter_class=fmt,
     )
     _add_data_args(e)
@@ -148,6 +159,10 @@ class _TerminalEvents:
                 f"from step {event['start_step']}, lr {event['lr']:.3g}, {event['processes']} process(es) on "
                 f"{event['device']} ({event['precision']}), {event['trainable_parameters']:,} trainable parameters"
             )
+            if event.get("heldout_videos"):
+                self._say("held out: " + ", ".join(event["heldout_videos"]))
+            if event.get("heldout_warning"):
+                self._say(f"warning: {event['heldout_warning']}")
         elif kind == "step" and not self.tty and (event["step"] % 10 == 0 or event["step"] == event["total_steps"]):
             self._say(
                 f"step {event['step']}/{event['total_steps']}  loss {event['loss']:.4f}  lr {event['lr']:.2e}"
@@ -157,21 +172,27 @@ class _TerminalEvents:
             self._say(f"warning: {event['message']}")
         elif kind == "eval":
             acc = ", ".join(f"{s.strip('</>')} {v:.0%}" for s, v in event["state_accuracy"].items() if v is not None)
-            self._say(f"step {event['step']}: {event['split']} state accuracy {acc}; loss {event['loss']:.4f}")
-        elif kind == "done" and (sel := event.get("selected")):
-            self._say(
-                f"held-out loss was lowest at step {sel['step']} ({sel['heldout_loss']:.4f}; step {sel['last_step']}: "
-                f"{sel['last_heldout_loss']:.4f}): the adapter is step {sel['step']}'s (--keep-last keeps the last)"
-            )
+            loss = "n/a" if event.get("loss") is None else f"{event['loss']:.4f}"
+            self._say(f"step {event['step']}: {event['split']} state accuracy {acc}; loss {loss}")
+        elif kind == "done":
+            if stopped := event.get("early_stopped"):
+                self._say(
+                    f"stopped early at step {stopped['step']}: the held-out loss has not been lower than step "
+                    f"{stopped['best_step']}'s since (--early-stop)"
+                )
+            if sel := event.get("selected"):
+                self._say(
+                    f"held-out loss was lowest at step {sel['step']} ({sel['heldout_loss']:.4f}; step "
+                    f"{sel['last_step']}: {sel['last_heldout_loss']:.4f}): the adapter is step {sel['step']}'s "
+                    "(--keep-last keeps the last)"
+                )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
-    from model.loading import load_model
-    from model.train.data import attach_frames, load_clips
-    from model.train.evaluate import evaluate_clips
-    from model.train.metrics import compare_reports, format_report
+    from model.train.data import load_clips
+    from model.train.evaluate import EvaluationError, compare_models, evaluate_clips
+    from model.train.metrics import compare_reports, format_clip_detail, format_report
     from model.train.trainer import default_cache_dir
-    from model.train.video import FrameCache
 
     if args.compare and not args.adapter:
         raise CliError("--compare needs --adapter (it compares the base model with the adapter)")
@@ -179,42 +200,58 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
     clips, issues = load_clips(args.data, args.video_prefix, args.fps, live_instructions=args.live_instructions,
                                skip_unannotated=args.skip_unannotated)  # fmt: skip
-    runs = [None, args.adapter] if args.compare else [args.adapter]
-    reports = []
-    for adapter in runs:
-        loaded = load_model(args.model, precision=args.precision, device=args.device, adapter=adapter,
-                            max_pixels=args.max_pixels)  # fmt: skip
-        cache = FrameCache(
-            args.cache_dir or default_cache_dir(), loaded.processor, args.fps, loaded.min_pixels, loaded.max_pixels
-        )
-        if not reports:
-            clips = attach_frames(clips, cache, issues)
-            for issue in issues:
-                print(f"warning: {issue}", file=sys.stderr)
-            if not clips:
-                raise CliError("no usable clips to evaluate in " + ", ".join(args.data))
-        label = f"adapter {adapter}" if adapter else "base model"
-        print(f"evaluating {label} on {len(clips)} clips ...", file=sys.stderr)
-        reports.append(
-            evaluate_clips(
-                loaded,
-                clips,
-                cache,
-                fps=args.fps,
-                max_turns=args.max_turns,
-                threshold=args.threshold,
-                max_answer_tokens=args.max_answer_tokens,
-                on_clip=lambda k, n, o: print(f"  clip {k}/{n}: {o.video}", file=sys.stderr),
-            )
-        )
-    if len(reports) == 2:
-        print(compare_reports(reports[0], reports[1]))
+    settings = {"fps": args.fps, "max_turns": args.max_turns, "threshold": args.threshold,
+                "max_answer_tokens": args.max_answer_tokens}  # fmt: skip
+    cache_dir = args.cache_dir or default_cache_dir()
+    if args.compare:
+        try:
+            result = compare_models(args.model, args.adapter, clips, cache_dir=cache_dir, precision=args.precision,
+                                    device=args.device, max_pixels=args.max_pixels, issues=issues,
+                                    progress=lambda done, total, what: print(f"  {what}", file=sys.stderr),
+                                    **settings)  # fmt: skip
+        except EvaluationError as e:
+            raise CliError(f"{e} (in {', '.join(args.data)})") from None
+        _warn(result["issues"])
+        base, adapter = result["base"], result["adapter"]
+        print(compare_reports(base, adapter))  # the cautions in plain words come with the table
+        for b, a in zip(base["clips"], adapter["clips"], strict=True):
+            print("\n" + format_clip_detail(a, {"base": b, "adapter": a}))
+        payload = {**adapter, "base": base, "cautions": result["cautions"], "issues": result["issues"]}
     else:
-        print(format_report(reports[0]))
+        payload = _evaluate_one(args, clips, issues, cache_dir, settings, evaluate_clips)
+        print(format_report(payload))
+        for entry in payload["clips"]:
+            print("\n" + format_clip_detail(entry))
     if args.json:
         out = Path(args.json)
         out.parent.mkdir(parents=True, exist_ok=True)
-        payload = reports[-1] if len(reports) == 1 else {**reports[1], "base": reports[0]}
         out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
         print(f"wrote {out}", file=sys.stderr)
     return 0
+
+
+def _warn(issues: list[Any]) -> None:
+    for issue in issues:
+        print(f"warning: {issue}", file=sys.stderr)
+
+
+def _evaluate_one(args: argparse.Namespace, clips: list[Any], issues: list[Any], cache_dir: Any,
+                  settings: dict[str, Any], evaluate_clips: Any) -> dict[str, Any]:  # fmt: skip
+    """One model (the base, or the base with --adapter) over the clips: its report."""
+    from model.loading import load_model
+    from model.train.data import attach_frames
+    from model.train.video import FrameCache
+
+    loaded = load_model(args.model, precision=args.precision, device=args.device, adapter=args.adapter,
+                        max_pixels=args.max_pixels)  # fmt: skip
+    cache = FrameCache(cache_dir, loaded.processor, args.fps, loaded.min_pixels, loaded.max_pixels)
+    clips = attach_frames(clips, cache, issues)
+    _warn(issues)
+    if not clips:
+        raise CliError("no usable clips to evaluate in " + ", ".join(args.data))
+    label = f"adapter {args.adapter}" if args.adapter else "base model"
+    print(f"evaluating {label} on {len(clips)} clips ...", file=sys.stderr)
+    report = evaluate_clips(loaded, clips, cache, on_clip=lambda k, n, o: print(f"  clip {k}/{n}: {o.video}",
+                                                                                 file=sys.stderr), **settings)  # fmt: skip
+    report["issues"] = [str(i) for i in issues]
+    return report

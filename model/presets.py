@@ -172,6 +172,39 @@ def instruction_trap(sample: dict, n_turns: int, fps: float = 1) -> str | None:
     )
 
 
+UNASKED = "no question asked"  # how a clip's unasked variant is named (``live_variants``)
+
+
+def live_variants(sample: dict, fps: float = 1, index: int = 0) -> list[tuple[str, dict]]:
+    """The conversations a raw sample trains as under Live's tasks, as (label, sample): the sample
+    itself ("") and, for a clip of a task with a standing instruction (narrate, events, actions) that
+    also holds questions, the same clip with nobody asking (``UNASKED``): its questions left out, and
+    with them the instant answers given from the first question's second on. Live narrating that
+    footage unasked must narrate it, not answer a question nobody asked (trained only with the question,
+    the demo model answered "It is red." at 5 s and 6 s of an unasked narration). The unasked variant
+    is added only where an answer remains (an event or an earlier instant answer)."""
+    task = live_task_of(sample.get("task_type"))
+    if task is None or TASK_PRESETS[task].instruction is None or sample.get(INSTRUCTION_FROM_KEY) == "first_question":
+        return [("", sample)]
+    try:
+        asked = _question_seconds(sample, fps, index)
+        responses = P.raw_entries(sample, "response", index)
+    except P.AnnotationError:
+        return [("", sample)]  # the converter names what is wrong with it
+    if not asked:
+        return [("", sample)]
+    first = min(second for second, _ in asked)
+    kept = []
+    for r in responses:
+        is_event = P.parse_time(r.get("st_time"), fps) is not None and P.parse_time(r.get("end_time"), fps) is not None
+        t = P.parse_time(r.get("time"), fps)
+        if is_event or (t is not None and P.time_to_turn(t) < first):
+            kept.append(r)
+    if not any(str(r.get("content") or "").strip() for r in kept):
+        return [("", sample)]
+    return [("", sample), (UNASKED, {**sample, "question": [], "response": kept})]
+
+
 def phrasing_of(counts: dict[str, int], sample: dict) -> int:
     """The wording index of the next training sample of ``sample``'s task, counting per task in
     ``counts`` (updated): annotated samples take 0, 1, 0, 2, 0, 3 ... (every other one carries Live's

@@ -318,52 +318,12 @@ def _convert_sample(sample: dict, n_turns: int, fps: float, index: int) -> dict:
 
 
 def raw_sample_problems(sample: dict, n_turns: int, fps: float = 1) -> list[str]:
-    """What the converter silently drops or leaves out of one raw sample (empty answers, times
-    that are no times, times past the clip's end), as sentences for a warning. The conversion
-    itself is unchanged: these only explain it."""
-    problems = []
-    end_s = f"{n_turns / fps:g} s"
+    """What the converter silently drops, overwrites or leaves out of one raw sample, as lines for a
+    warning ("question 1: ..."). The rules are ``model.sample_check`` (the clip editor's too); the
+    conversion itself is unchanged: these only explain it."""
+    from model.sample_check import check_raw_sample  # it imports this module
 
-    def when(value: Any, fps: float) -> int | None:  # a bad time is a problem here, not an exception
-        try:
-            return parse_time(value, fps)
-        except BadTime as e:
-            problems.append(f"{e}; the sample is skipped")
-            return None
-
-    for i, q in enumerate(raw_entries(sample, "question", 0)):
-        content, raw = q.get("content"), q.get("time")
-        t = when(raw, fps)
-        if not content:
-            problems.append(f"question {i} has no text; ignored")
-        elif t is None:
-            problems.append(f"question {i} has no usable time ({raw!r}); ignored")
-        elif time_to_turn(t) >= n_turns:
-            problems.append(f"question {i} at {raw!r} is past the clip's end ({end_s}); ignored")
-    for i, r in enumerate(raw_entries(sample, "response", 0)):
-        content = r.get("content")
-        st, end = when(r.get("st_time"), fps), when(r.get("end_time"), fps)
-        if st is not None and end is not None:
-            if end < st:
-                problems.append(f"response {i} ends ({r.get('end_time')!r}) before it starts ({r.get('st_time')!r})")
-            if time_to_turn(st) >= n_turns:
-                problems.append(f"response {i} starts at {r.get('st_time')!r}, past the clip's end ({end_s}); ignored")
-            elif time_to_turn(end) + 1 >= n_turns and content:
-                problems.append(
-                    f"response {i} ends at {r.get('end_time')!r}: its answer would come after the clip's end "
-                    f"({end_s}), so only its Standby turns are kept"
-                )
-            if not content:
-                problems.append(f"response {i} has no text: its Standby turns are kept, no answer is given")
-            continue
-        t = when(r.get("time"), fps)
-        if t is None:
-            problems.append(f"response {i} has no usable time (st_time/end_time or time); ignored")
-        elif not content:
-            problems.append(f"response {i} has no text; ignored")
-        elif time_to_turn(t) >= n_turns:
-            problems.append(f"response {i} at {r.get('time')!r} is past the clip's end ({end_s}); ignored")
-    return problems
+    return [str(p) for p in check_raw_sample(sample, n_turns, fps)]
 
 
 @dataclass(frozen=True)
@@ -373,22 +333,12 @@ class VideoMeta:
 
 
 def probe_video(path: str | Path) -> VideoMeta | None:
-    """Frame count and frame rate of a video file, or None when it is missing or unreadable."""
-    import cv2  # local: the protocol's pure parts need no OpenCV
+    """Frame count and frame rate of a video file, or None when it is unusable by the one rule
+    (``model.video_probe.inspect_video``, whose ``reason`` says why)."""
+    from model.video_probe import inspect_video  # local: the protocol's pure parts need no OpenCV
 
-    path = Path(path)
-    if not path.is_file():
-        return None
-    cap = cv2.VideoCapture(str(path))
-    try:
-        if not cap.isOpened():
-            return None
-        frames, fps = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)), float(cap.get(cv2.CAP_PROP_FPS))
-    finally:
-        cap.release()
-    if frames <= 0 or fps <= 0:
-        return None
-    return VideoMeta(frames, fps)
+    facts = inspect_video(path)
+    return VideoMeta(facts.frames, facts.fps) if facts.ok else None
 
 
 def load_raw_annotations(path: str | Path) -> list[dict]:

@@ -12,7 +12,6 @@ integer (29.97 fps video, say).
 from __future__ import annotations
 
 import logging
-import math
 import os
 import threading
 import time
@@ -24,6 +23,7 @@ import cv2
 import numpy as np
 
 from app.sources.base import Frame, FrameSource, SourceError, SourceInfo, _bgr_to_rgb, _check_fps
+from model.video_probe import MISSING, inspect_video
 
 log = logging.getLogger(__name__)
 
@@ -55,25 +55,19 @@ class VideoFileSource(FrameSource):
 
     def _open(self) -> None:
         path = self.path
-        if not path.exists():
+        # The one rule (model.video_probe): a file Live plays is a file the clip library and the
+        # trainer take, and a file it refuses is refused with the same reason.
+        facts = inspect_video(path)
+        if facts.problem == MISSING:
             raise SourceError(f"Video file not found: '{path}'. Check the path or choose another file.")
-        if path.is_dir():
-            raise SourceError(f"'{path}' is a folder, not a video file. Choose a video file.")
-        if not os.access(path, os.R_OK):
-            raise SourceError(f"Cannot read video file '{path}': permission denied.")
+        if not facts.ok:
+            raise SourceError(f"Cannot read video file '{path}': {facts.reason}.")
         cap = cv2.VideoCapture(str(path))
-        if not cap.isOpened():
+        ok, first = cap.read() if cap.isOpened() else (False, None)
+        if not ok or first is None:  # it passed the probe a moment ago: changed or removed since
             cap.release()
-            raise self._unreadable("the file is corrupt or not a supported video format")
-        ok, first = cap.read()
-        if not ok or first is None:
-            cap.release()
-            raise self._unreadable("it contains no decodable video frames (corrupt or truncated?)")
-        fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        if not (0 < fps <= 1000 and math.isfinite(fps)):
-            log.warning("%s reports a frame rate of %r; assuming 30 fps", path, fps)
-            fps = 30.0
-        count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
+            raise self._unreadable("it could not be opened again (was it changed or removed?)")
+        fps, count = facts.fps, facts.frames
         h, w = first.shape[:2]
         self._cap = cap
         self._next_index = 1  # the decoder sits after frame 0
@@ -87,8 +81,8 @@ class VideoFileSource(FrameSource):
             width=int(w),
             height=int(h),
             fps=fps,
-            frame_count=count if count > 0 else None,
-            duration=count / fps if count > 0 else None,
+            frame_count=count,
+            duration=count / fps,
         )
 
     def _close(self) -> None:

@@ -233,6 +233,7 @@ class TrainingJob(_ChildJob):
         self.last_step = 0
         self.last_checkpoint = ""
         self.adapter = ""
+        self.done_event: dict[str, Any] = {}  # the trainer's "done" event (selected, early_stopped, metrics)
         self._last_step_line = ""
         self.failure: tuple[str, str, str, list[str], str] | None = None
 
@@ -316,6 +317,7 @@ class TrainingJob(_ChildJob):
             self._say(str(event.get("message", "")))
         elif kind == "done":
             self._set_terminal("done")
+            self.done_event = dict(event)
             self.adapter = str(event.get("adapter") or self.config.out)
             self._say(f"Done: {event['step']} steps; adapter written to {self.adapter}")
             self.finished.emit(self.adapter)
@@ -391,18 +393,17 @@ def compare_on_heldout(
     progress: Any = None,
 ) -> dict[str, Any]:
     """``streamo-live evaluate --compare`` on the clips the run held out (its own split of its own
-    data, from ``train_config.json``; all of them when it held none out): the base model, then the
-    base with the adapter, through the live engine. Returns ``{"base": report, "adapter": report,
-    "split": "heldout" | "train", "clips": [names], "issues": [...], "model", "adapter_path"}``."""
-    from model.frames import MIN_PIXELS
-    from model.loading import load_model
+    data, from ``train_config.json``: ``model.train.data.choose_heldout``, as the trainer and the
+    Training tab's preview; all of them when it held none out): the base model, then the base with the
+    adapter, through the live engine (``model.train.evaluate.compare_models``). Returns ``{"base":
+    report, "adapter": report, "cautions": [...], "heldout_warning": str | None, "split": "heldout" |
+    "train", "clips": [names], "issues": [...], "model", "adapter_path"}``; each report's ``clips``
+    entries carry the state strips and answers per clip."""
     from model.train.config import TrainConfig
-    from model.train.data import attach_frames, load_clips, split_by_video
-    from model.train.evaluate import evaluate_clips
+    from model.train.data import choose_heldout, heldout_warning, load_clips
+    from model.train.evaluate import compare_models
     from model.train.trainer import default_cache_dir
-    from model.train.video import FrameCache
 
-    say = progress or (lambda done, total, what: None)
     adapter = Path(adapter)
     saved = adapter / "train_config.json"
     if not saved.is_file():
@@ -411,39 +412,19 @@ def compare_on_heldout(
     source = model or cfg.model
     clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps, live_instructions=cfg.live_instructions,
                                skip_unannotated=cfg.skip_unannotated)  # fmt: skip
-    reports: dict[str, Any] = {}
-    chosen: list[Any] = []
-    split = "heldout"
-    runs = (("base", None), ("adapter", adapter))
-    for n, (name, adapter_path) in enumerate(runs):
-        say(n, len(runs), f"Loading the {'base model' if adapter_path is None else 'model with the adapter'}")
-        loaded = load_model(source, precision=precision or cfg.precision, device=device or cfg.device,
-                            adapter=adapter_path, min_pixels=cfg.min_pixels or MIN_PIXELS,
-                            max_pixels=cfg.max_pixels)  # fmt: skip
-        cache = FrameCache(cfg.cache_dir or default_cache_dir(), loaded.processor, cfg.fps, loaded.min_pixels,
-                           loaded.max_pixels)  # fmt: skip
-        if not chosen:
-            usable = attach_frames(clips, cache, issues)
-            train, held = split_by_video(usable, cfg.holdout, cfg.seed)
-            chosen, split = (held, "heldout") if held else (train, "train")
-            if not chosen:
-                raise ValueError("no usable clips to evaluate: " + "; ".join(map(str, issues[:5])))
+    warning: list[str | None] = [None]
 
-        def on_clip(k: int, total: int, outcome: Any, name: str = name, n: int = n) -> None:
-            say(n * total + k, len(runs) * total, f"{name}: clip {k}/{total} ({outcome.video})")
+    def select(usable: list[Any]) -> tuple[list[Any], str]:
+        train, held = choose_heldout(usable, cfg)
+        warning[0] = heldout_warning(len({c.video for c in held}), len({c.video for c in usable}))
+        return (held, "heldout") if held else (train, "train")
 
-        reports[name] = evaluate_clips(loaded, chosen, cache, fps=cfg.fps, max_turns=cfg.max_turns,
-                                       max_answer_tokens=max_answer_tokens, on_clip=on_clip)  # fmt: skip
-        del loaded
-        _free_memory()
-    result = {
-        **reports,
-        "split": split,
-        "clips": [c.name or c.video.name for c in chosen],
-        "issues": [str(i) for i in issues],
-        "model": source,
-        "adapter_path": str(adapter),
-    }
+    result = compare_models(source, adapter, clips, cache_dir=cfg.cache_dir or default_cache_dir(), fps=cfg.fps,
+                            max_turns=cfg.max_turns, max_answer_tokens=max_answer_tokens,
+                            precision=precision or cfg.precision, device=device or cfg.device,
+                            min_pixels=cfg.min_pixels, max_pixels=cfg.max_pixels, issues=issues, select=select,
+                            progress=progress)  # fmt: skip
+    result["heldout_warning"] = warning[0]
     try:  # the adapter's card carries its evaluation (the model manager shows the card)
         from model.train.lora import card_with_evaluation
 
@@ -453,15 +434,6 @@ def compare_on_heldout(
     except OSError as e:
         _log.warning("could not add the evaluation to %s: %s", adapter / "README.md", e)
     return result
-
-
-def _free_memory() -> None:
-    import gc
-
-    gc.collect()
-    from model.device import free_cuda_memory
-
-    free_cuda_memory()
 
 
 def run_comparison(spec: dict[str, Any], events: Any) -> None:

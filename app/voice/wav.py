@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from app.voice import VoiceError
+from model.atomic import atomic_path
 
 __all__ = ["read_wav", "write_wav"]
 
@@ -129,15 +130,12 @@ def write_wav(path: str | os.PathLike[str], samples: np.ndarray, rate: int) -> P
     if rate <= 0:
         raise ValueError(f"rate must be positive, not {rate}")
     pcm = np.clip(np.round(x * 32768.0), -32768, 32767).astype("<i2")
-    tmp = p.with_name(f".{p.name}.{os.getpid()}.tmp")
     try:
-        with wave.open(str(tmp), "wb") as w:
+        with atomic_path(p) as tmp, wave.open(str(tmp), "wb") as w:
             w.setnchannels(x.shape[1])
             w.setsampwidth(2)
             w.setframerate(int(rate))
             w.writeframes(pcm.tobytes())
-        os.replace(tmp, p)
     except OSError as e:
-        tmp.unlink(missing_ok=True)
         raise VoiceError(f"Cannot write the audio file '{p}': {e.strerror or e}.") from None
     return p

@@ -49,6 +49,11 @@ class TrainConfig:
     loss: str = "focal"
     gamma: float = 2.0
     holdout: float = 0.1
+    # Videos to hold out, by name (the path as written in the data, the full path or the file name);
+    # empty: chosen automatically (data.heldout_count: ``holdout`` of them, at least ``min_heldout``).
+    heldout: list[str] = field(default_factory=list)
+    min_heldout: int = 1
+    early_stop: int = 0  # stop after this many held-out evaluations without a new lowest loss; 0: off
     seed: int = 0
     fps: float = 1.0
     live_instructions: bool = False  # first turns carry the Live task's instruction (presets.convert_for_live)
@@ -87,6 +92,13 @@ class TrainConfig:
         need(self.loss in LOSSES, f"--loss must be one of {', '.join(LOSSES)}, got {self.loss!r}")
         need(self.gamma >= 0, f"--gamma must be >= 0, got {self.gamma}")
         need(0 <= self.holdout < 1, f"--holdout must be in [0, 1), got {self.holdout}")
+        need(self.min_heldout >= 0, f"--min-heldout must be >= 0, got {self.min_heldout}")
+        need(self.early_stop >= 0, f"--early-stop must be >= 0 (0: off), got {self.early_stop}")
+        need(all(isinstance(n, str) and n.strip() for n in self.heldout), "--heldout: give a video's name or path")
+        need(
+            not self.early_stop or self.holdout > 0 or bool(self.heldout),
+            "--early-stop needs held-out clips to watch: give --holdout above 0 or --heldout NAME",
+        )
         need(
             self.fps == 1.0,
             f"--fps {self.fps:g}: training runs at 1 turn a second only. The released converter labels turns in "

@@ -31,7 +31,7 @@ import numpy as np
 
 from model import protocol as P
 from model.frames import preprocess_frames
-from model.presets import convert_for_live, has_annotations, live_task_applied, phrasing_of
+from model.presets import convert_for_live, has_annotations, live_task_applied, live_variants, phrasing_of
 from model.train.video import FrameCache, VideoError
 
 if TYPE_CHECKING:  # torch loads where samples are encoded: reading annotations (the app's GUI thread) needs none
@@ -239,12 +239,18 @@ def load_clips(
                 if skip_unannotated and not has_annotations(sample):
                     issues.append(DataIssue(name, index, f"{UNANNOTATED}; left out"))
                     continue
-                phrasing = phrasing_of(phrasings, sample) if live_instructions else 0
-                converted = _convert_raw(sample, name, index, video_prefix, fps, probe, issues, live_instructions,
-                                         phrasing)  # fmt: skip
-                if converted is None:
-                    continue
-                video, messages, live_task = converted
+                label = str(sample.get("video_name") or "")
+                phrasing = phrasing_of(phrasings, sample) if live_instructions else 0  # its variants share it
+                for variant, raw in live_variants(sample, fps, index) if live_instructions else [("", sample)]:
+                    converted = _convert_raw(raw, name, index, video_prefix, fps, probe, issues, live_instructions,
+                                             phrasing, quiet=bool(variant))  # fmt: skip
+                    if converted is None:
+                        break
+                    video, messages, live_task = converted
+                    title = label or video.name
+                    clips.append(Clip(messages, video, name, index, f"{title} ({variant})" if variant else title,
+                                      live_task))  # fmt: skip
+                continue
             else:
                 issues.append(
                     DataIssue(name, index, "neither a raw annotation (video_path) nor a stream sample (messages)")
@@ -264,6 +270,7 @@ def _convert_raw(
     issues: list[DataIssue],
     live_instructions: bool = False,
     phrasing: int = 0,
+    quiet: bool = False,
 ) -> tuple[Path, list[dict[str, str]], str | None] | None:
     if not isinstance(sample.get("video_path"), str) or not sample["video_path"]:
         issues.append(DataIssue(name, index, "'video_path' is missing or not a string; skipped"))
@@ -271,7 +278,9 @@ def _convert_raw(
     video = _video_path(sample["video_path"], video_prefix)
     meta = probe(video)
     if meta is None:
-        issues.append(DataIssue(name, index, f"video {video} is missing or unreadable; skipped"))
+        from model.video_probe import inspect_video  # the one probe's reason (cached: no second decode)
+
+        issues.append(DataIssue(name, index, f"video {video}: {inspect_video(video).reason or 'unreadable'}; skipped"))
         return None
     n = P.turn_count(meta.total_frames, meta.fps, fps)
     try:
@@ -283,7 +292,7 @@ def _convert_raw(
     except P.AnnotationError as e:
         issues.append(DataIssue(name, index, f"{e}; skipped"))
         return None
-    for problem in P.raw_sample_problems(sample, n, fps):
+    for problem in [] if quiet else P.raw_sample_problems(sample, n, fps):  # quiet: the sample's were said
         issues.append(DataIssue(name, index, problem))
     return video, converted["messages"], live_task
 
@@ -345,27 +354,108 @@ def cut_windows(clip: Clip, max_turns: int) -> list[Window]:
     return windows
 
 
-def heldout_count(n_videos: int, holdout: float) -> int:
-    """How many of ``n_videos`` videos a ``holdout`` share holds out (see :func:`split_by_video`)."""
+# Below these the held-out scores move a lot with one clip (issue 18: one clip held out of 14).
+FEW_HELDOUT, HELDOUT_SHARE = 2, 0.2
+
+
+def heldout_count(n_videos: int, holdout: float, minimum: int = 1) -> int:
+    """How many of ``n_videos`` videos a ``holdout`` share holds out: ``round(holdout * n_videos)``,
+    raised towards ``minimum`` as far as that leaves at least three videos to train on (``minimum``
+    1: one of four or more). Never all of them; with fewer than two videos, or ``holdout`` 0, none.
+
+    The Training tab asks for "at least 2 clips or 20%" (``holdout`` 0.2, ``minimum`` 2); the command
+    line's default is ``holdout`` 0.1, ``minimum`` 1."""
+    if n_videos < 2 or holdout <= 0:
+        return 0
     n_hold = round(holdout * n_videos)
-    if holdout > 0 and n_hold == 0 and n_videos >= 4:
-        n_hold = 1
-    return 0 if n_hold == 0 or n_videos < 2 else n_hold
+    if n_hold < minimum:
+        n_hold = max(n_hold, min(minimum, n_videos - 3))
+    return max(0, min(n_hold, n_videos - 1))
 
 
-def split_by_video(clips: Sequence[Clip], holdout: float, seed: int = 0) -> tuple[list[Clip], list[Clip]]:
-    """(train, held-out): whole videos go to one side, chosen by a seeded shuffle. A share that rounds
-    to none still holds out one video when there are at least four; with fewer than two videos, or a
-    share that rounds to none among two or three, nothing is held out."""
+def heldout_warning(n_held: int, n_videos: int) -> str | None:
+    """In plain words, why scores on ``n_held`` held-out videos of ``n_videos`` cannot be trusted
+    (fewer than 2, or under 20%); None when they are enough."""
+    if n_videos <= 0:
+        return None
+    if n_held <= 0:
+        return (
+            "No clip is held out: the scores are measured on clips the adapter was trained on, so they say "
+            "little about new footage. Hold out at least 2 clips (or 20%) to trust them."
+        )
+    if n_held < FEW_HELDOUT:
+        return (
+            "Only 1 clip is held out: its scores move a lot with one clip; hold out at least 2 clips "
+            "(or 20%) to trust them."
+        )
+    if n_held < round(HELDOUT_SHARE * n_videos):
+        return (
+            f"Only {n_held} of {n_videos} clips ({n_held / n_videos:.0%}) are held out: the scores rest on few "
+            "clips; hold out at least 20% to trust them."
+        )
+    return None
+
+
+def names_video(name: str, clip: Clip) -> bool:
+    """Whether ``name`` names ``clip``'s video: its path as written in the data (relative to the video
+    prefix), its full or resolved path, its file name, or the clip's name."""
+    video = clip.video
+    if name in (str(video), video.name, clip.name):
+        return True
+    given = Path(name).expanduser()
+    if not given.is_absolute() and given.parts and video.parts[-len(given.parts) :] == given.parts:
+        return True
+    try:
+        return given.resolve() == video.resolve()
+    except (OSError, RuntimeError):
+        return False
+
+
+def split_by_video(
+    clips: Sequence[Clip], holdout: float, seed: int = 0, *, chosen: Sequence[str] = (), minimum: int = 1
+) -> tuple[list[Clip], list[Clip]]:
+    """(train, held-out): whole videos go to one side. ``chosen`` names the videos to hold out (see
+    :func:`names_video`; a name that matches none is a ``DataError`` naming it, as is choosing every
+    video); otherwise :func:`heldout_count` videos are chosen by a seeded shuffle."""
     if not 0 <= holdout < 1:
         raise ValueError(f"holdout must be in [0, 1), got {holdout}")
     videos = sorted({str(c.video) for c in clips})
-    n_hold = heldout_count(len(videos), holdout)
-    if n_hold == 0:
-        return list(clips), []
-    random.Random(seed).shuffle(videos)
-    held = set(videos[:n_hold])
+    if chosen:
+        unknown = [n for n in chosen if not any(names_video(n, c) for c in clips)]
+        if unknown:
+            names = ", ".join(repr(n) for n in unknown)
+            raise DataError(
+                f"held-out clip{'s' * (len(unknown) > 1)} not among the usable clips: {names}. Name each by its "
+                "video's path as written in the annotations, its full path or its file name."
+            )
+        held = {str(c.video) for c in clips if any(names_video(n, c) for n in chosen)}
+        if len(held) == len(videos):
+            raise DataError(f"every video ({len(videos)}) is chosen to be held out: leave at least one to train on")
+    else:
+        n_hold = heldout_count(len(videos), holdout, minimum)
+        if n_hold == 0:
+            return list(clips), []
+        random.Random(seed).shuffle(videos)
+        held = set(videos[:n_hold])
     return [c for c in clips if str(c.video) not in held], [c for c in clips if str(c.video) in held]
+
+
+def choose_heldout(clips: Sequence[Clip], config: Any) -> tuple[list[Clip], list[Clip]]:
+    """(train, held-out) as ``config`` (a ``TrainConfig`` or anything with its ``holdout``, ``seed``,
+    ``heldout`` and ``min_heldout``) says: the one split of the trainer, the evaluation after training
+    and the Training tab's preview."""
+    return split_by_video(
+        clips,
+        float(getattr(config, "holdout", 0.0)),
+        int(getattr(config, "seed", 0)),
+        chosen=list(getattr(config, "heldout", None) or ()),
+        minimum=int(getattr(config, "min_heldout", 1)),
+    )
+
+
+def video_names(clips: Sequence[Clip]) -> list[str]:
+    """The clips' names (each video once, in order), as reports and the Training tab show them."""
+    return list(dict.fromkeys(c.name or c.video.name for c in clips))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -26,7 +26,11 @@ Definitions (all turns of all clips pooled unless said otherwise):
 - ``seconds``: labelled duration, ``len(labels) / fps`` per clip, summed over clips at the top
   level (a float: at fps 2 a clip may last a half second more than a whole number).
 - ``labelled_responses`` / ``emitted_responses``: counts of Response turns in the labels / output.
-- Per-clip entries use the same definitions restricted to the clip.
+- Per-clip entries use the same definitions restricted to the clip, and carry the detail a person
+  checks by eye: ``labelled_states`` / ``predicted_states`` (the state token of every turn),
+  ``answers`` (``{"second", "labelled", "predicted"}`` for every turn where either side responded, in
+  time order; None on the side that did not) and ``instruction`` (the standing instruction the clip
+  was evaluated with). :func:`format_clip_detail` draws them as strips.
 
 Floats in the report are plain, unrounded Python floats; :func:`format_report` and
 :func:`compare_reports` round for display only.
@@ -40,7 +44,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from model.protocol import RESPONSE, STATE_TOKENS
+from model.protocol import RESPONSE, SILENCE, STANDBY, STATE_TOKENS
 
 _PUNCT = str.maketrans("", "", string.punctuation)
 
@@ -61,6 +65,7 @@ class ClipOutcome:
     fps: float  # turns per second (1 or 2); turn i covers [i/fps, (i+1)/fps)
     labels: list[SecondLabel]  # the data's labels, one per turn
     emitted: list[SecondLabel]  # what the model emitted, one per turn (same length)
+    instruction: str | None = None  # the standing instruction the clip was evaluated with
 
 
 def _tokens(text: str) -> list[str]:
@@ -107,6 +112,24 @@ def _match_responses(clip: ClipOutcome) -> list[tuple[float | None, float]]:
     return out
 
 
+def _second(i: int, fps: float) -> float | int:
+    """Turn ``i``'s start in seconds (a whole number at 1 turn a second)."""
+    return i if fps == 1 else i / fps
+
+
+def _answers(clip: ClipOutcome) -> list[dict[str, Any]]:
+    """The answers of both sides, turn by turn, where either responded."""
+    out = []
+    for i, (label, out_turn) in enumerate(zip(clip.labels, clip.emitted, strict=True)):
+        if RESPONSE in (label.state, out_turn.state):
+            out.append({
+                "second": _second(i, clip.fps),
+                "labelled": label.text if label.state == RESPONSE else None,
+                "predicted": out_turn.text if out_turn.state == RESPONSE else None,
+            })  # fmt: skip
+    return out
+
+
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -146,6 +169,10 @@ def evaluation_report(clips: Sequence[ClipOutcome]) -> dict[str, Any]:
                 "emitted_responses": sum(t.state == RESPONSE for t in clip.emitted),
                 "timing_error_s": timing,
                 "answer_f1": answer,
+                "instruction": clip.instruction,
+                "labelled_states": [t.state for t in clip.labels],
+                "predicted_states": [t.state for t in clip.emitted],
+                "answers": _answers(clip),
             }
         )
 
@@ -252,4 +279,97 @@ def cautions(before: dict[str, Any], after: dict[str, Any], names: tuple[str, st
                 "training clips too closely (too many steps for few clips), or the scored clips differ from them. "
                 "Try fewer steps or more clips."
             )
+    return out
+
+
+# One character per turn in the state strips of format_clip_detail.
+STRIP_CHARS = {SILENCE: ".", STANDBY: "-", RESPONSE: "!"}
+STRIP_WIDTH = 60  # turns per line
+ANSWER_WIDTH = 36  # characters per answer column before it wraps
+
+
+def _ruler(first: int, count: int, fps: float) -> str:
+    """Second marks over turns ``first`` .. ``first + count - 1``: every tenth turn's start time."""
+    line = [" "] * count
+    free = 0  # the first column a mark may start at (marks never overlap)
+    for k in range(count):
+        if (first + k) % 10 == 0 and k >= free:
+            mark = f"{_second(first + k, fps):g}"
+            if k + len(mark) > count and k:
+                break
+            line[k : k + len(mark)] = mark
+            free = k + len(mark) + 1
+    return "".join(line).rstrip()
+
+
+def _clip_fps(entry: dict[str, Any]) -> float:
+    n, seconds = len(entry.get("labelled_states", [])), entry.get("seconds") or 0
+    return n / seconds if n and seconds else 1.0
+
+
+def format_clip_detail(
+    entry: dict[str, Any], predicted_by: dict[str, dict[str, Any]] | None = None, width: int = STRIP_WIDTH
+) -> str:
+    """One clip of an evaluation report for a person: the labelled state strip with the predicted one
+    under it ('.' Silence, '-' Standby, '!' Response; ``width`` turns a line under a ruler of seconds),
+    then the answers side by side at each second where either side responded.
+
+    ``entry`` is a ``clips`` entry of :func:`evaluation_report`; ``predicted_by`` shows several models'
+    predictions for the same clip under their names (``{"base": ..., "adapter": ...}``); by default the
+    entry's own, as "predicted"."""
+    rows = {"labelled": entry.get("labelled_states", [])}
+    models = predicted_by or {"predicted": entry}
+    rows.update({name: e.get("predicted_states", []) for name, e in models.items()})
+    fps = _clip_fps(entry)
+    head = f"{entry.get('video', 'clip')} ({entry.get('seconds', 0):g} s)"
+    if entry.get("instruction"):
+        head += f", instruction: \u201c{entry['instruction']}\u201d"
+    lines = [head, "  strips: '.' Silence  '-' Standby  '!' Response, one character a " + (
+        "second" if fps == 1 else f"{1 / fps:g} s")]  # fmt: skip
+    pad = max(map(len, rows)) + 2
+    n = max((len(r) for r in rows.values()), default=0)
+    for first in range(0, n, width):
+        lines.append(" " * (pad + 2) + _ruler(first, min(width, n - first), fps))
+        for name, states in rows.items():
+            strip = "".join(STRIP_CHARS.get(s, "?") for s in states[first : first + width])
+            lines.append(f"  {name.ljust(pad)}{strip}")
+    lines += _answer_lines(rows, models, fps)
+    return "\n".join(lines)
+
+
+def _answer_lines(rows: dict[str, list[str]], models: dict[str, dict[str, Any]], fps: float) -> list[str]:
+    import textwrap
+
+    by_second: dict[float, dict[str, str | None]] = {}
+    for name, e in models.items():
+        for a in e.get("answers", []):
+            cell = by_second.setdefault(a["second"], {})
+            if a["labelled"] is not None:
+                cell["labelled"] = a["labelled"]
+            if a["predicted"] is not None:
+                cell[name] = a["predicted"]
+    if not by_second:
+        return ["  answers: none, labelled or predicted"]
+    names = list(rows)
+    table = [["second", *names]]
+    for second in sorted(by_second):
+        turn = round(second * fps)
+        cells = []
+        for name in names:
+            text = by_second[second].get(name)
+            if text is None:  # that side did not respond here: say what it did instead
+                states = rows[name]
+                state = states[turn] if turn < len(states) else ""
+                text = f"({state.strip('</>').lower()})" if state else "-"
+            cells.append(text)
+        table.append([f"{second:g}", *cells])
+    widths = [max(len(r[0]) for r in table)] + [
+        min(ANSWER_WIDTH, max(len(r[k]) for r in table)) for k in range(1, len(names) + 1)
+    ]
+    out = ["  answers:"]
+    for row in table:
+        wrapped = [[row[0]]] + [textwrap.wrap(c, widths[k + 1]) or [""] for k, c in enumerate(row[1:])]
+        for j in range(max(map(len, wrapped))):
+            parts = [(w[j] if j < len(w) else "").ljust(widths[k]) for k, w in enumerate(wrapped)]
+            out.append(("    " + "  ".join(parts)).rstrip())
     return out

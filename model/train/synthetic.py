@@ -128,17 +128,18 @@ def write_clip(
 ) -> Path:
     import cv2
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.stem + ".part" + path.suffix)  # OpenCV picks the container from the suffix
-    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), video_fps, size)
-    if not writer.isOpened():
-        raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
-    try:
-        for i in range(seconds * video_fps):
-            writer.write(render(i / video_fps, i, events, size, counters, backdrop))
-    finally:
-        writer.release()
-    tmp.replace(path)
+    from model.atomic import atomic_path
+
+    # keep_suffix: OpenCV picks the container from it. A failed write leaves no half clip behind.
+    with atomic_path(path, fsync=False, keep_suffix=True) as tmp:
+        writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), video_fps, size)
+        if not writer.isOpened():
+            raise RuntimeError(f"OpenCV cannot write mp4v video to {tmp}")
+        try:
+            for i in range(seconds * video_fps):
+                writer.write(render(i / video_fps, i, events, size, counters, backdrop))
+        finally:
+            writer.release()
     return path
 
 

@@ -44,11 +44,14 @@ from model.train.data import (
     Encoder,
     WindowDataset,
     attach_frames,
+    choose_heldout,
     cut_windows,
+    heldout_warning,
     load_clips,
-    split_by_video,
+    video_names,
 )
 from model.train.loss import loss_on_selected, select_targets
+from model.train.stopping import EarlyStop
 from model.train.video import FrameCache
 
 log = logging.getLogger(__name__)
@@ -57,7 +60,8 @@ EventFn = Callable[[dict[str, Any]], None]
 EVAL_WINDOWS = 64  # held-out windows scored per evaluation (a fixed, seeded subset of larger sets)
 # Settings a resumed run may change (they change memory use, not the adapter's shape or the data).
 RESUME_OVERRIDES = ("steps", "epochs", "save_every", "eval_every", "max_turns", "max_pixels", "min_pixels",
-                    "gradient_checkpointing", "precision", "device", "cache_dir", "command")  # fmt: skip
+                    "gradient_checkpointing", "precision", "device", "cache_dir", "command",
+                    "early_stop")  # fmt: skip
 
 
 class TrainingError(Exception):
@@ -249,7 +253,7 @@ class Trainer:
                 + ", ".join(cfg.data)
                 + (f" ({len(issues)} problems above)" if issues else "")
             )
-        train, held = split_by_video(clips, cfg.holdout, cfg.seed)
+        train, held = choose_heldout(clips, cfg)
         encoder = Encoder(self.loaded.tokenizer, self.loaded.processor, cfg.min_pixels, cfg.max_pixels)
         self.train_set = WindowDataset([w for c in train for w in cut_windows(c, cfg.max_turns)], cache, encoder)
         eval_windows = [w for c in (held or train) for w in cut_windows(c, cfg.max_turns)]
@@ -264,7 +268,17 @@ class Trainer:
             "train_turns": self.train_set.turns(),
             "eval_split": self.eval_split,
             "frames_decoded": cache.decoded,
+            "heldout_videos": video_names(held),
+            # Said only where held-out clips were asked for (--holdout 0 chose to train on all).
+            "heldout_warning": heldout_warning(len({c.video for c in held}), len({c.video for c in clips}))
+            if cfg.holdout > 0 or cfg.heldout
+            else None,
         }
+        if cfg.early_stop and not held:
+            message = (f"--early-stop {cfg.early_stop}: no clip is held out (too few videos for the share asked), "
+                       "so there is no held-out loss to watch; training runs all its steps")  # fmt: skip
+            self.issues.append(message)
+            self.emit("issue", message=message)
         if not held and cfg.holdout > 0 and acc.is_main_process:
             log.info("too few videos for a held-out split; state accuracy is measured on training clips")
 
@@ -332,6 +346,8 @@ class Trainer:
         step = self.start_step
         started, first = time.perf_counter(), step
         metrics: dict[str, Any] = {}
+        early = self._early_stop_rule()
+        early_stopped: dict[str, int] | None = None
         while step < self.total:
             if self._stop_agreed(stop):
                 self.last_checkpoint = self._save(step)
@@ -362,6 +378,8 @@ class Trainer:
                 record[self.eval_split] = metrics = self.evaluate()
                 self.emit("eval", step=step, split=self.eval_split, **metrics)
                 self._track_best(step, metrics)
+                if self.eval_split == "heldout" and early.update(step, metrics.get("loss")):
+                    early_stopped = {"step": step, "best_step": early.best_step}
             elapsed = time.perf_counter() - started
             eta = elapsed / (step - first) * (self.total - step)
             record["elapsed_s"] = round(elapsed, 3)
@@ -372,12 +390,17 @@ class Trainer:
             if self._bar is not None:
                 self._bar.set_postfix(loss=f"{loss:.4f}", lr=f"{record['lr']:.2e}", refresh=False)
                 self._bar.update(1)
+            if early_stopped is not None:
+                log.info("held-out loss not lower for %d evaluations since step %d: stopping early at step %d",
+                         cfg.early_stop, early.best_step, step)  # fmt: skip
+                self.summary["early_stopped"] = early_stopped
+                break
             if step % self.save_every == 0 and step < self.total:
                 self.last_checkpoint = self._save(step)
         self.last_checkpoint = self._save(step)
         self._save_final(step, metrics)
         self.emit("done", step=step, total_steps=self.total, adapter=str(self.out), metrics=metrics,
-                  selected=self.summary.get("selected"))  # fmt: skip
+                  selected=self.summary.get("selected"), early_stopped=early_stopped)  # fmt: skip
         return self._result("done", step, metrics)
 
     def _train_step(self, batch: list[Encoded]) -> tuple[float, int]:
@@ -526,13 +549,21 @@ class Trainer:
         """The lowest held-out loss recorded (a resumed run's too), the same on every process."""
         if not hasattr(self, "_best_loss"):
             best = self._best() if self.acc.is_main_process else None
-            found = [best["loss"] if best else None]
+            found = [best["loss"] if best else None, best["step"] if best else None]
             if self.acc.num_processes > 1:  # only the main process may see the folder (several machines)
                 from accelerate.utils import broadcast_object_list
 
                 broadcast_object_list(found)
-            self._best_loss = found[0]
+            self._best_loss, self._best_step = found
         return self._best_loss
+
+    def _early_stop_rule(self) -> EarlyStop:
+        """``--early-stop``'s rule, carrying a resumed run's lowest held-out loss and its step."""
+        patience = self.config.early_stop if self.eval_split == "heldout" else 0
+        if not patience or not self.start_step:
+            return EarlyStop(patience)
+        loss = self._best_so_far()
+        return EarlyStop.resumed(patience, loss, self._best_step, self.start_step, self.eval_every)
 
     def _track_best(self, step: int, metrics: dict[str, Any]) -> None:
         loss = metrics.get("loss")  # reduced over the processes: the same everywhere
@@ -547,14 +578,12 @@ class Trainer:
         state = self._adapter_state()  # every process takes part (sharded runs gather here)
         if not self.acc.is_main_process:
             return
+        from model.atomic import atomic_path, write_text_atomic
+
         folder = self._best_dir()
-        folder.mkdir(parents=True, exist_ok=True)
-        tmp = folder / f".part-{os.getpid()}"
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-        os.replace(tmp, folder / ckpt.ADAPTER_WEIGHTS)
-        note = json.dumps({"step": step, "loss": loss, "metrics": metrics})
-        (folder / "best.json.part").write_text(note, encoding="utf-8")
-        os.replace(folder / "best.json.part", folder / "best.json")
+        with atomic_path(folder / ckpt.ADAPTER_WEIGHTS) as tmp:
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
+        write_text_atomic(folder / "best.json", json.dumps({"step": step, "loss": loss, "metrics": metrics}))
 
     def _final_choice(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, torch.Tensor] | None, int, dict]:
         """(the best step's adapter state or None for the last, the step, its metrics)."""

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from model.atomic import atomic_path, write_text_atomic
 from model.frames import MAX_PIXELS, MIN_PIXELS, resize_to_budget
 
 log = logging.getLogger(__name__)
@@ -55,16 +56,14 @@ def decode_sampled(
     kept frames are decoded and converted; the others are grabbed and skipped."""
     import cv2
 
-    if not path.is_file():
-        raise VideoError(f"{path}: no such video file")
+    from model.video_probe import inspect_video
+
+    facts = inspect_video(path)  # the one rule: what the library imports and Live plays
+    if not facts.ok:
+        raise VideoError(f"{path}: {facts.reason}")
+    video_fps, reported = facts.fps, facts.frames
     cap = cv2.VideoCapture(str(path))
     try:
-        if not cap.isOpened():
-            raise VideoError(f"{path}: not a readable video (corrupt, or a format OpenCV cannot decode)")
-        video_fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
-        reported = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if not (0 < video_fps <= 1000):
-            raise VideoError(f"{path}: the file reports no usable frame rate ({video_fps!r})")
         step = block_size(video_fps, fps)
         frames: list[np.ndarray] = []
         index = 0
@@ -158,17 +157,10 @@ class FrameCache:
 
     def _store(self, key: str, path: Path, frames: np.ndarray, video_fps: float, reported: int) -> None:
         npy, meta = self._paths(key)
-        suffix = f".{os.getpid()}.{threading.get_ident()}.part"
-        tmp_npy, tmp_meta = npy.with_name(npy.name + suffix), meta.with_name(meta.name + suffix)
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with open(tmp_npy, "wb") as f:
+        info = {"video": str(path), "video_fps": video_fps, "source_frames": reported, "frames": len(frames)}
+        try:  # frames first: the metadata marks the entry complete (a cache: no fsync)
+            with atomic_path(npy, fsync=False) as tmp, open(tmp, "wb") as f:
                 np.save(f, frames)
-            info = {"video": str(path), "video_fps": video_fps, "source_frames": reported, "frames": len(frames)}
-            tmp_meta.write_text(json.dumps(info), encoding="utf-8")
-            os.replace(tmp_npy, npy)  # frames first: the metadata marks the entry complete
-            os.replace(tmp_meta, meta)
+            write_text_atomic(meta, json.dumps(info), fsync=False)
         except OSError as e:  # a full disk or a read-only cache costs speed, not the run
             log.warning("could not write the frame cache in %s (%s); frames stay in memory only", self.root, e)
-            for p in (tmp_npy, tmp_meta):
-                p.unlink(missing_ok=True)

@@ -61,6 +61,25 @@ def test_bad_settings_are_one_line_errors(clips, tiny_ckpt, tmp_path, capsys, ex
     assert message in err and "Traceback" not in err
 
 
+def test_held_out_clips_by_name_and_early_stop_from_the_command_line(clips, tiny_ckpt, tmp_path, capsys):
+    folder, data = clips
+    args = ["train", "--data", str(data), "--video-prefix", str(folder), "--model", str(tiny_ckpt), "--device", "cpu",
+            "--steps", "2", "--eval-every", "1"]  # fmt: skip
+    assert cli_main([*args, "--out", str(tmp_path / "a"), "--heldout", "nope.mp4", "--heldout", "shapes_000.mp4"]) == 2
+    err = capsys.readouterr().err
+    assert "not among the usable clips: 'nope.mp4'" in err and "Traceback" not in err
+    assert cli_main([*args, "--out", str(tmp_path / "b"), "--holdout", "0", "--early-stop", "2"]) == 2
+    assert "--early-stop needs held-out clips" in capsys.readouterr().err
+
+    out = tmp_path / "c"
+    assert cli_main([*args, "--out", str(out), "--heldout", "videos/shapes_002.mp4", "--early-stop", "5"]) == 0
+    err = capsys.readouterr().err
+    assert "3 clips, 1 held out" in err and "held out: shapes_002.mp4" in err
+    assert "warning: Only 1 clip is held out" in err
+    saved = json.loads((out / "train_config.json").read_text())
+    assert saved["heldout"] == ["videos/shapes_002.mp4"] and saved["early_stop"] == 5 and saved["min_heldout"] == 1
+
+
 def test_no_usable_data_names_the_problems(tiny_ckpt, tmp_path, capsys):
     (tmp_path / "broken.json").write_text("[{]")
     args = ["train", "--data", str(tmp_path / "broken.json"), "--model", str(tiny_ckpt), "--out", str(tmp_path / "o"),
@@ -114,6 +133,26 @@ def test_evaluate_prints_the_table_and_writes_the_report(clips, tiny_ckpt, tmp_p
     assert len(report["clips"]) == 4 and report["adapter"] == str(out) and report["base"]["adapter"] is None
     seconds = sum(c["seconds"] for c in report["clips"])
     assert sum(s["support"] for s in report["states"].values()) == seconds
+    # The cautions in plain words (4 clips, fewer than 5 labelled answers) in the output and the JSON.
+    assert report["cautions"] and report["cautions"][0].startswith("only 4 clips and")
+    assert f"caution: {report['cautions'][0]}" in printed
+    # Per clip: the labelled strip with the base's and the adapter's under it, and the answers.
+    strips = {"</Silence>": ".", "</Standby>": "-", "</Response>": "!"}
+    lines = printed.splitlines()
+    for entry, base_entry in zip(report["clips"], report["base"]["clips"], strict=True):
+        assert len(entry["labelled_states"]) == len(entry["predicted_states"]) == entry["seconds"]
+        assert all(isinstance(a["second"], int) for a in entry["answers"])
+        head = lines.index(next(line for line in lines if line.startswith(f"{entry['video']} (")))
+        rows = {line.split()[0]: line.split()[1] for line in lines[head + 3 : head + 6]}
+        assert rows == {
+            "labelled": "".join(strips[s] for s in entry["labelled_states"]),
+            "base": "".join(strips[s] for s in base_entry["predicted_states"]),
+            "adapter": "".join(strips[s] for s in entry["predicted_states"]),
+        }
+    assert printed.count("  answers:") == 4
+    labelled_answer = next(a for e in report["clips"] for a in e["answers"] if a["labelled"])
+    assert any(line.split()[:1] == [str(labelled_answer["second"])] and labelled_answer["labelled"].split()[0] in line
+               for line in lines)  # fmt: skip
 
     assert cli_main(["evaluate", "--data", str(data), "--model", str(tiny_ckpt), "--compare"]) == 2
     assert "--compare needs --adapter" in capsys.readouterr().err

@@ -46,7 +46,7 @@ def test_import_reports_unreadable_files_and_saves_one_raw_file_the_trainer_read
     reasons = dict((Path(p).name, why) for p, why in report.failed)
     assert set(reasons) == {"corrupt.mp4", "notes.txt", "gone.mp4"}
     assert "corrupt" in reasons["corrupt.mp4"] and "re-encode" in reasons["corrupt.mp4"]
-    assert "not a video file" in reasons["notes.txt"]
+    assert "text file, not a video" in reasons["notes.txt"]
     assert reasons["gone.mp4"] == "no such file"
     a = lib.clips[0]
     assert (a.n_turns, a.duration, a.block) == (6, 6.0, 10)
@@ -163,7 +163,7 @@ def test_a_failed_save_keeps_the_edit_and_the_next_save_writes_it(
     lib.import_videos([project / "videos" / "a.mp4"])
     before = lib.annotation_path.read_bytes()
 
-    def disk_full(path, text):  # noqa: ANN001
+    def disk_full(path, text, **kwargs):  # noqa: ANN001, ANN003
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(L, "write_text_atomic", disk_full)

@@ -324,7 +324,7 @@ def test_raw_sample_problems_are_warned_and_still_loaded(raw_dataset):
     assert [c.index for c in clips] == [0, 1]  # warned, still loaded as the converter leaves it
     assert len(issues) == 2
     assert_issue(issues[0], raw_dataset.file, 1, "question 1", "'30'", "past the clip's end")
-    assert_issue(issues[1], raw_dataset.file, 1, "response 0 has no text")
+    assert_issue(issues[1], raw_dataset.file, 1, "response 0: This event has no description")
     assert all("skipped" not in str(i) for i in issues)
     states = [clips[1].turn(i)[1]["content"] for i in range(clips[1].turns)]
     assert states == [P.SILENCE, P.STANDBY, P.STANDBY] + [P.SILENCE] * 5
@@ -628,15 +628,15 @@ def test_raw_sample_problems_names_each_problem():
         return P.raw_sample_problems({**clean, **changes}, n)
 
     (past,) = problems(question=[{"content": "Late?", "time": "20"}])
-    assert "question 0" in past and "'20'" in past and "past the clip's end (8 s)" in past
+    assert "question 0: " in past and "'20'" in past and "past the clip's end (0:08)" in past
     (empty,) = problems(response=[{"content": "", "st_time": 2, "end_time": 3}])
-    assert "response 0 has no text" in empty and "Standby" in empty
+    assert "response 0: This event has no description" in empty and "Standby" in empty
     (empty_timed,) = problems(response=[{"content": "", "time": 2}])
-    assert "response 0 has no text" in empty_timed
+    assert "response 0: This answer has no text" in empty_timed
     (backwards,) = problems(response=[{"content": "x", "st_time": 5, "end_time": 3}])
-    assert "response 0 ends (3) before it starts (5)" in backwards
+    assert "response 0: It ends (0:03) before it starts (0:04)" in backwards  # turns: Standby 4.., answer 3
     (after,) = problems(response=[{"content": "Too late.", "st_time": 3, "end_time": n}])
-    assert "response 0" in after and "after the clip's end (8 s)" in after
+    assert "response 0: " in after and "past the clip's last second (0:07)" in after
     # The converter agrees: the answer is dropped, its Standby turns are kept.
     states = [
         m["content"] for m in P.convert_sample({**clean, "response": [clean["response"][0]]}, n)["messages"][2::2]

@@ -12,6 +12,7 @@ from fakes import write_video
 
 from model import protocol as P
 from model.presets import convert_for_live, has_annotations, live_task_of, task_instruction
+from model.presets import UNASKED
 from model.train.data import UNANNOTATED, load_clips
 
 QUESTION = "What colour was the box?"
@@ -93,8 +94,8 @@ def test_unannotated_clips_are_left_out_and_named(tmp_path):
     assert len(clips) == 2 and users({"messages": clips[0].messages})[0].startswith(QUESTION)
 
     clips, issues = load_clips([data], tmp_path, live_instructions=True, skip_unannotated=True)
-    assert [c.index for c in clips] == [0]
-    assert users({"messages": clips[0].messages})[0].startswith(P.DEFAULT_QUESTION)
+    assert [c.index for c in clips] == [0, 0]  # the clip as asked, and unasked (live_variants)
+    assert all(users({"messages": c.messages})[0].startswith(P.DEFAULT_QUESTION) for c in clips)
     assert [(i.index, UNANNOTATED in i.message) for i in issues] == [(1, True)]
 
 
@@ -128,6 +129,7 @@ def test_annotated_samples_take_the_tasks_wordings_in_turn_every_other_one_lives
     data = tmp_path / "annotations.json"
     data.write_text(json.dumps(samples))
     clips, _ = load_clips([data], tmp_path, live_instructions=True)
+    clips = [c for c in clips if not c.name.endswith(f"({UNASKED})")]  # a variant shares its sample's wording
     firsts = [P.parse_user_content(c.messages[1]["content"])[0] for c in clips]
     alt = TASK_PRESETS["narrate"].phrasings
     # annotated: Live's, wording 1, Live's, wording 2, Live's; the unannotated one (third) Live's
@@ -135,3 +137,34 @@ def test_annotated_samples_take_the_tasks_wordings_in_turn_every_other_one_lives
     assert {c.live_task for c in clips} == {"narrate"}
     released, _ = load_clips([data], tmp_path)
     assert {c.live_task for c in released} == {None}
+
+
+def test_a_narration_clip_with_a_question_also_trains_unasked(tmp_path):
+    """Live narrating the footage with nobody asking must narrate it, not answer the question: the clip
+    trains as asked (the question at 5 s, its answer at 6 s) and as unasked (no question, no answer
+    from the question's second on; the events and earlier answers stay)."""
+    from model.presets import live_variants
+
+    early = {"content": "Grey so far.", "time": "3"}  # second 2: before the question, narration
+    sample = {**CLIP, "response": [*CLIP["response"], early]}
+    variants = live_variants(sample)
+    assert [label for label, _ in variants] == ["", UNASKED]
+    unasked = variants[1][1]
+    assert unasked["question"] == [] and unasked["response"] == [CLIP["response"][0], early]
+    states = [m["content"] for m in convert_for_live(unasked, 8)["messages"][2::2]]
+    assert states == ["</Silence>", "</Silence>", "</Response> Grey so far.", "</Standby>", "</Standby>",
+                      "</Standby>", "</Standby>", "</Response> A red box slides across the frame."]  # fmt: skip
+    assert users(convert_for_live(unasked, 8))[0].startswith(P.DEFAULT_QUESTION)
+    # Nothing to add: no question, only questions and their answers, QA, the released rule chosen.
+    assert len(live_variants({**CLIP, "question": []})) == 1
+    assert len(live_variants({**CLIP, "response": [CLIP["response"][1]]})) == 1
+    assert len(live_variants({**CLIP, "task_type": "QA"})) == 1
+    assert len(live_variants({**CLIP, "instruction_from": "first_question"})) == 1
+
+    write_video(tmp_path / "clip.mp4", 8, 1)
+    data = tmp_path / "annotations.json"
+    data.write_text(json.dumps([CLIP]))
+    clips, issues = load_clips([data], tmp_path, live_instructions=True)
+    assert [c.name for c in clips] == ["clip.mp4", f"clip.mp4 ({UNASKED})"] and issues == []
+    assert [c.live_task for c in clips] == ["narrate", "narrate"]
+    assert QUESTION not in json.dumps(clips[1].messages) and "It was red." not in json.dumps(clips[1].messages)

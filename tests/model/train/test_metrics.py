@@ -67,6 +67,13 @@ def test_perfect_prediction():
         "emitted_responses": 2,
         "timing_error_s": 0.0,
         "answer_f1": 1.0,
+        "instruction": None,
+        "labelled_states": [SILENCE, STANDBY, RESPONSE, SILENCE, RESPONSE],
+        "predicted_states": [SILENCE, STANDBY, RESPONSE, SILENCE, RESPONSE],
+        "answers": [
+            {"second": 2, "labelled": "a dog runs", "predicted": "a dog runs"},
+            {"second": 4, "labelled": "it stops", "predicted": "it stops"},
+        ],
     }
 
 
@@ -269,3 +276,68 @@ def test_compare_reports_side_by_side():
     worse = compare_reports(after, before, names=("base", "adapter"))
     assert "caution: the adapter scored lower than the base on macro-F1" in worse
     assert "caution: the adapter scored lower than the base on answer F1 (0.67 -> 0.00)" in worse
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-clip detail: the strips and the answers side by side (issue 18 item 3)
+
+
+def test_clip_entries_carry_the_states_answers_and_instruction():
+    labels = [S, W, R("a red ball"), S, S, R("it stops")]
+    emitted = [S, R("a ball"), S, S, W, R("it stops")]
+    outcome = ClipOutcome("v.mp4", 2.0, labels, emitted, instruction="Narrate.")
+    (entry,) = evaluation_report([outcome])["clips"]
+    assert entry["instruction"] == "Narrate."
+    assert entry["labelled_states"] == [t.state for t in labels]
+    assert entry["predicted_states"] == [t.state for t in emitted]
+    # Every turn where either side responded, in time order (seconds at 2 turns a second).
+    assert entry["answers"] == [
+        {"second": 0.5, "labelled": None, "predicted": "a ball"},
+        {"second": 1.0, "labelled": "a red ball", "predicted": None},
+        {"second": 2.5, "labelled": "it stops", "predicted": "it stops"},
+    ]
+    for answer in entry["answers"]:  # consistent with the strips
+        turn = round(answer["second"] * 2)
+        assert (answer["labelled"] is not None) == (entry["labelled_states"][turn] == RESPONSE)
+        assert (answer["predicted"] is not None) == (entry["predicted_states"][turn] == RESPONSE)
+
+
+def test_format_clip_detail_draws_the_strips_one_above_the_other():
+    from model.train.metrics import format_clip_detail
+
+    labels = [S] * 3 + [W, W, R("A red box slides across the frame.")] + [S] * 64
+    emitted = [S] * 4 + [R("A red box.")] + [S] * 64 + [R("Late.")]
+    (entry,) = evaluation_report([ClipOutcome("box.mp4", 1.0, labels, emitted, "Find all events.")])["clips"]
+    text = format_clip_detail(entry)
+    lines = text.splitlines()
+    assert lines[0] == "box.mp4 (70 s), instruction: \u201cFind all events.\u201d"
+    labelled = [line for line in lines if line.lstrip().startswith("labelled ")]
+    predicted = [line for line in lines if line.lstrip().startswith("predicted ")]
+    assert len(labelled) == len(predicted) == 2  # 70 seconds: wrapped at 60
+    assert labelled[0].split()[1] == "...--!" + "." * 54 and predicted[0].split()[1] == "....!" + "." * 55
+    assert labelled[1].split()[1] == "." * 10 and predicted[1].split()[1] == "." * 9 + "!"
+    # The ruler marks seconds over the strip's columns; the strips line up under it.
+    ruler = lines[lines.index(labelled[0]) - 1]
+    column = labelled[0].index("...--!")
+    assert (
+        ruler[column] == "0" and ruler[column + 10 : column + 12] == "10" and ruler[column + 50 : column + 52] == "50"
+    )
+    assert lines[lines.index(labelled[1]) - 1][column : column + 2] == "60"
+    answers = lines[lines.index("  answers:") + 1 :]
+    assert answers[0].split() == ["second", "labelled", "predicted"]
+    assert answers[1].split() == ["4", "(standby)", "A", "red", "box."]
+    assert answers[2].split()[:2] == ["5", "A"] and answers[2].rstrip().endswith("(silence)")
+    assert answers[3].split() == ["69", "(silence)", "Late."]
+
+
+def test_format_clip_detail_shows_several_models_under_their_names():
+    from model.train.metrics import format_clip_detail
+
+    labels = [S, R("a ball"), S]
+    base = evaluation_report([clip(labels, [S, S, S])])["clips"][0]
+    adapter = evaluation_report([clip(labels, [S, R("a ball"), S])])["clips"][0]
+    text = format_clip_detail(adapter, {"base": base, "adapter": adapter})
+    rows = {line.split()[0]: line.split()[1] for line in text.splitlines() if line.startswith("  ") and
+            line.split()[0] in ("labelled", "base", "adapter")}  # fmt: skip
+    assert rows == {"labelled": ".!.", "base": "...", "adapter": ".!."}
+    assert ["1", "a", "ball", "(silence)", "a", "ball"] in [line.split() for line in text.splitlines()]
