@@ -327,7 +327,7 @@ class LibraryView(QWidget):
         item.setIcon(QIcon(self._thumbs.get(path) or self._blank()))
         tip = f"{clip.name}\n{path}\n{status}"
         if problems:
-            tip += "\n\n" + "\n".join(f"• {m}" for m in problems[:6])
+            tip += "\n\n" + "\n".join(f"• {m}" for m in problems)  # every one, not the first few
             item.setForeground(PROBLEM_COLOR)
         elif not clip.annotated:
             item.setForeground(QColor(120, 120, 130))

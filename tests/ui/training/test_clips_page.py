@@ -218,7 +218,7 @@ def test_player_keys_strip_click_and_playback(qtbot, page: ClipsPage, clips: lis
     assert a.position == 1
     press(qtbot, a.view, Qt.Key.Key_Comma, Qt.Key.Key_Comma)  # not before the first frame
     assert a.position == 0
-    assert a.view.has_image()
+    qtbot.waitUntil(a.view.has_image, timeout=5000)  # decoded on the player's worker thread
     # Clicking the strip seeks: the middle of the strip is the middle of the clip.
     strip = a.strip
     qtbot.mouseClick(strip, Qt.MouseButton.LeftButton, pos=QPoint(strip.width() // 2, strip.BAR_TOP + 5))
