@@ -93,12 +93,20 @@ class ClipInfo:
     turns: int
     width: int | None = None  # frame size; None when unknown (a stream-format sample: not probed)
     height: int | None = None
+    video: str = ""  # the video's path as the trainer reads it ("" unknown): matches chosen held-out names
 
 
 @dataclass
 class DataScan:
     clips: list[ClipInfo] = field(default_factory=list)
     issues: list[str] = field(default_factory=list)
+    # Clips with no question and no answer: left out (skip_unannotated), or trained as examples of
+    # nothing happening (then among ``clips`` too). Counted apart either way.
+    unannotated: int = 0
+    unannotated_used: bool = False  # whether the unannotated clips are among ``clips``
+    # Videos with annotations among ``clips`` (a clip may train as several conversations: asked and
+    # unasked, ``presets.live_variants``; the held-out split and the counts shown go by video).
+    annotated: int = 0
 
     @property
     def turns(self) -> int:
@@ -107,8 +115,29 @@ class DataScan:
 
 # How the Training tab's data trains (the estimate, the run and its evaluation alike): each clip's
 # first turn carries the instruction Live sends for its task, questions enter at their seconds, and
-# clips with no annotation are left out (counted apart) rather than taught as "say nothing here".
+# clips with no annotation are left out (counted apart) rather than taught as "say nothing here",
+# unless the user ticks "use unannotated clips as examples of nothing happening" (``tab_data_rules``).
 TAB_DATA_RULES: dict[str, bool] = {"live_instructions": True, "skip_unannotated": True}
+
+
+def tab_data_rules(use_unannotated: bool = False) -> dict[str, bool]:
+    """The Training tab's data rules; ``use_unannotated``: unannotated clips train (all Silence)."""
+    return {**TAB_DATA_RULES, "skip_unannotated": not use_unannotated}
+
+
+def unannotated_samples(paths: Sequence[str | Path]) -> dict[tuple[str, int], str]:
+    """The raw samples with no question and no answer, {(file, index): clip name}, by the converter's
+    own rule (``presets.has_annotations``). Reads the annotation files only (no video)."""
+    from model.presets import has_annotations
+    from model.train.data import annotation_files, read_annotation_file
+
+    out: dict[tuple[str, int], str] = {}
+    for path in annotation_files(paths):
+        for index, sample in read_annotation_file(path, []):
+            if isinstance(sample, dict) and "video_path" in sample and not has_annotations(sample):
+                name = sample.get("video_name") or Path(str(sample.get("video_path") or "")).name
+                out[(str(path), index)] = str(name)
+    return out
 
 
 def scan_data(
@@ -119,31 +148,40 @@ def scan_data(
     skip_unannotated: bool = False,
 ) -> DataScan:
     """Turns and frame size of every usable clip, the way the trainer reads them (``load_clips``),
-    without decoding any frame. Imports torch and OpenCV: call it off the GUI thread."""
-    import cv2
-
-    from model import protocol as P
+    decoding only each video's first frame (the one probe, ``model.video_probe``). Imports torch and
+    OpenCV: call it off the GUI thread."""
     from model.train.data import load_clips
 
-    sizes: dict[str, tuple[int, int]] = {}
-
-    def probe(path: Path) -> Any:
-        meta = P.probe_video(path)
-        if meta is not None:
-            cap = cv2.VideoCapture(str(path))
-            try:
-                sizes[str(path)] = (int(cap.get(cv2.CAP_PROP_FRAME_WIDTH)), int(cap.get(cv2.CAP_PROP_FRAME_HEIGHT)))
-            finally:
-                cap.release()
-        return meta
-
+    probe, sizes = sized_probe()
     clips, issues = load_clips(list(paths), video_prefix, fps, probe=probe, live_instructions=live_instructions,
                                skip_unannotated=skip_unannotated)  # fmt: skip
     out = []
     for clip in clips:
         w, h = sizes.get(str(clip.video), (None, None))
-        out.append(ClipInfo(clip.turns, w or None, h or None))
-    return DataScan(out, [str(i) for i in issues])
+        out.append(ClipInfo(clip.turns, w or None, h or None, str(clip.video)))
+    empty = unannotated_samples(paths)
+    used = len({str(c.video) for c in clips if (c.file, c.index) in empty}) if not skip_unannotated else 0
+    annotated = len({str(c.video) for c in clips if (c.file, c.index) not in empty})
+    return DataScan(out, [str(i) for i in issues], unannotated=used if not skip_unannotated else len(empty),
+                    unannotated_used=not skip_unannotated, annotated=annotated)  # fmt: skip
+
+
+def sized_probe() -> tuple[Any, dict[str, tuple[int, int]]]:
+    """A ``load_clips`` probe by the one rule (``model.video_probe``) that also notes each video's
+    frame size: (probe, {path: (width, height)})."""
+    from model import protocol as P
+    from model.video_probe import inspect_video
+
+    sizes: dict[str, tuple[int, int]] = {}
+
+    def probe(path: Path) -> Any:
+        facts = inspect_video(path)  # the rule P.probe_video applies, with the frame size
+        if not facts.ok:
+            return None
+        sizes[str(path)] = (facts.width, facts.height)
+        return P.VideoMeta(facts.frames, facts.fps)
+
+    return probe, sizes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -341,22 +379,54 @@ class Plan:
     steps: int
 
 
-def plan_run(config: Any, clips: Sequence[ClipInfo | int]) -> Plan:
+def plan_run(config: Any, clips: Sequence[ClipInfo | int], held: Sequence[ClipInfo | int] | None = None) -> Plan:
     """Windows, held-out clips and optimiser steps of ``config`` (a TrainConfig or anything with its
-    fields) over ``clips``: the trainer's own rules (split by video, windows of ``max_turns``, one
-    epoch = ``ceil(windows / accum)`` steps, ``steps`` > ``epochs`` > the automatic budget)."""
+    fields) over ``clips``: the trainer's own rules (split by video, at least ``min_heldout``, or the
+    videos named in ``heldout``; windows of ``max_turns``, one epoch = ``ceil(windows / accum)`` steps,
+    ``steps`` > ``epochs`` > the automatic budget). ``held``: the split is known (the preview's,
+    ``data.choose_heldout``): ``clips`` are then the training clips and ``held`` the held-out ones."""
     infos = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in clips]
     max_turns = int(getattr(config, "max_turns", 120))
-    n_hold = heldout_count(len(infos), float(getattr(config, "holdout", 0.0)))
-    # Which clips are held out is the trainer's seeded choice; take the shortest as held out, so
-    # the training windows (and so the time) are not underestimated.
-    ordered = sorted(infos, key=lambda c: c.turns)
-    held, train = ordered[:n_hold], ordered[n_hold:]
+    if held is not None:
+        held = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in held]
+        train = infos
+    else:
+        held, train = _guess_split(config, infos)
+    n_hold = len({c.video or f"#{i}" for i, c in enumerate(held)})  # videos (a clip's conversations: one)
     train_windows = [w for c in train for w in windows_of(c.turns, max_turns)]
     eval_windows = [w for c in (held or train) for w in windows_of(c.turns, max_turns)][:EVAL_WINDOWS]
     accum = max(1, int(getattr(config, "accum", 1)))
     spe = max(1, math.ceil(len(train_windows) / accum))
     return Plan(train_windows, eval_windows, n_hold, spe, total_steps(config, spe))
+
+
+def _guess_split(config: Any, infos: list[ClipInfo]) -> tuple[list[ClipInfo], list[ClipInfo]]:
+    """(held, train) before the clips themselves are at hand: the videos named in ``heldout`` where
+    the infos know their videos, else as many of the shortest clips as the trainer holds out (which
+    ones is its seeded choice; the shortest, so the training time is not underestimated)."""
+    chosen = [str(n) for n in (getattr(config, "heldout", None) or ())]
+    videos: dict[str, list[ClipInfo]] = {}  # a video's conversations go to one side together
+    for i, c in enumerate(infos):
+        videos.setdefault(c.video or f"#{i}", []).append(c)
+    if chosen and any(c.video for c in infos):
+        held_keys = [v for v in videos if not v.startswith("#") and any(_names(n, v) for n in chosen)]
+    else:
+        n_hold = (
+            len(chosen)
+            if chosen
+            else heldout_count(
+                len(videos), float(getattr(config, "holdout", 0.0)), int(getattr(config, "min_heldout", 1))
+            )
+        )
+        held_keys = sorted(videos, key=lambda v: sum(c.turns for c in videos[v]))[:n_hold]
+    held = [c for v in held_keys for c in videos[v]]
+    return held, [c for v in videos if v not in held_keys for c in videos[v]]
+
+
+def _names(name: str, video: str) -> bool:
+    """``data.names_video`` for a path alone (the same path, its tail, or its file name)."""
+    given, path = Path(name), Path(video)
+    return name == video or given.name == name == path.name or path.parts[-len(given.parts) :] == given.parts
 
 
 def cuda_present() -> bool:

@@ -1,5 +1,6 @@
 """The train panel's live plots (pyqtgraph): the training loss per step (raw points and a smoothed
-line) and the per-class state accuracy on the held-out split (Silence / Standby / Response in the
+line) with the loss on the held-out clips at each evaluation (the trainer's ``eval`` events: where it
+turns up while the training loss goes on falling, more steps only fit the training clips), and the per-class state accuracy on the held-out split (Silence / Standby / Response in the
 timeline's colours). Plain widgets: they render offscreen as on a screen."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ AXIS = QColor(90, 94, 104)
 GRID_ALPHA = 0.15
 LOSS_RAW = QColor(150, 156, 170)
 LOSS_SMOOTH = QColor(52, 120, 220)
+LOSS_HELDOUT = QColor(214, 96, 40)
 STATES = (SILENCE, STANDBY, RESPONSE)
 
 
@@ -62,18 +64,28 @@ class _Plot(pg.PlotWidget):
 
 
 class LossPlot(_Plot):
-    """Training loss against step: each step's loss as a faint point, and the smoothed curve."""
+    """Training loss against step: each step's loss as a faint point, and the smoothed curve; the
+    held-out loss at each evaluation as a second line with markers."""
 
     def __init__(self, parent: QWidget | None = None, smoothing: float = 0.8) -> None:
         super().__init__("Training loss", "loss", parent)
         self.smoothing = smoothing
         self.steps: list[int] = []
         self.values: list[float] = []
+        self.heldout_steps: list[int] = []
+        self.heldout_values: list[float] = []
+        self.heldout_label = "held-out loss"
         self.raw = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(LOSS_RAW), antialias=True)
-        self.line = pg.PlotDataItem(pen=pg.mkPen(LOSS_SMOOTH, width=2), antialias=True)
+        self.line = pg.PlotDataItem(pen=pg.mkPen(LOSS_SMOOTH, width=2), antialias=True, name="training (smoothed)")
+        self.heldout = pg.PlotDataItem(
+            pen=pg.mkPen(LOSS_HELDOUT, width=2), symbol="o", symbolSize=6, symbolBrush=pg.mkBrush(LOSS_HELDOUT),
+            symbolPen=None, antialias=True, name=self.heldout_label,
+        )  # fmt: skip
         item = self.getPlotItem()
+        self.legend = item.addLegend(offset=(-8, 4), labelTextColor=AXIS, brush=pg.mkBrush(255, 255, 255, 210))
         item.addItem(self.raw)
         item.addItem(self.line)
+        item.addItem(self.heldout)
         item.setLogMode(x=False, y=False)
         self._show_placeholder("The loss of each step appears here once training runs")
 
@@ -86,15 +98,37 @@ class LossPlot(_Plot):
             self.values.append(float(loss))
         self._redraw()
 
+    def add_heldout_point(self, step: int, loss: float | None) -> None:
+        """The loss on the evaluation split at ``step`` (None: not measured, nothing drawn)."""
+        self.add_heldout_points([(step, loss)] if loss is not None else [])
+
+    def add_heldout_points(self, points: Iterable[tuple[int, float]]) -> None:
+        for step, loss in points:
+            self.heldout_steps.append(int(step))
+            self.heldout_values.append(float(loss))
+        self._redraw()
+
+    def set_split(self, split: str) -> None:
+        """What the evaluation loss is measured on: "heldout", or "train" when none was held out."""
+        label = "held-out loss" if split == "heldout" else "loss on the training clips (none held out)"
+        if label != self.heldout_label:
+            self.heldout_label = label
+            self.legend.removeItem(self.heldout)
+            self.legend.addItem(self.heldout, label)
+
     def truncate(self, last_step: int) -> None:
         """Forget points after ``last_step`` (a resumed run trains them again)."""
         keep = [i for i, s in enumerate(self.steps) if s <= last_step]
         self.steps = [self.steps[i] for i in keep]
         self.values = [self.values[i] for i in keep]
+        keep = [i for i, s in enumerate(self.heldout_steps) if s <= last_step]
+        self.heldout_steps = [self.heldout_steps[i] for i in keep]
+        self.heldout_values = [self.heldout_values[i] for i in keep]
         self._redraw()
 
     def clear_points(self) -> None:
         self.steps, self.values = [], []
+        self.heldout_steps, self.heldout_values = [], []
         self._redraw()
 
     def smoothed(self) -> list[float]:
@@ -103,6 +137,7 @@ class LossPlot(_Plot):
     def _redraw(self) -> None:
         self.raw.setData(self.steps, self.values)
         self.line.setData(self.steps, self.smoothed())
+        self.heldout.setData(self.heldout_steps, self.heldout_values)
         self._show_placeholder("" if self.steps else "The loss of each step appears here once training runs")
 
 

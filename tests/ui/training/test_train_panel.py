@@ -245,7 +245,8 @@ def test_closing_stops_with_a_checkpoint_or_keeps_training(qtbot, settings, shap
 
     monkeypatch.setattr(tp, "TrainingJob", Scripted)
     panel = make_panel(qtbot, settings, lambda: shapes, tmp_path, name="closing")
-    assert panel.start() and panel.running
+    assert panel.start() and panel.running  # it starts once the clips are read (off the GUI thread)
+    qtbot.waitUntil(lambda: panel.job is not None, timeout=60_000)
     stopped: list = []
     panel.job.stopped.connect(stopped.append)
     assert panel.stop_and_wait(10.0) and not panel.running and stopped == ["/ck/step-000003"]
