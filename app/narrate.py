@@ -330,7 +330,7 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
         total = min(total, args.seconds) if total else args.seconds
 
     loaded = load_cli_model(args)
-    label = active_model_label(args.model, str(loaded.adapter) if loaded.adapter else None)
+    label = active_model_label(args.model, str(loaded.adapter) if loaded.adapter else None, card=True)
     if label == "demo shapes model":
         print("demo shapes model: a toy trained on synthetic clips; it narrates a red ball, a blue square and a "
               "green triangle, and knows nothing else", file=sys.stderr)  # fmt: skip

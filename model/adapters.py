@@ -18,6 +18,33 @@ from pathlib import Path
 from model.paths import data_dir
 
 _STEPS = re.compile(r"\*\*Steps:\*\*\s*(\d+)")
+_MACRO_F1 = re.compile(r"^\|\s*macro-F1\s*\|\s*([0-9.]+|n/a)\s*\|\s*([0-9.]+|n/a)\s*\|", re.MULTILINE)
+_EVALUATED_ON = re.compile(r"through the live engine, on (\d+) (held-out|training)")
+
+
+def card_summary(card: str) -> str:
+    """The card in one line, for wherever the active model is named: steps, and the evaluation's
+    macro-F1 base -> adapter on how many clips (e.g. "800 steps · macro-F1 0.22 -> 1.00 on 2 held-out
+    clips"); "" when the card says neither."""
+    parts = []
+    if m := _STEPS.search(card):
+        parts.append(f"{int(m.group(1)):,} steps")
+    if m := _MACRO_F1.search(card):
+        where = ""
+        if e := _EVALUATED_ON.search(card):
+            n, split = int(e.group(1)), e.group(2)
+            where = f" on {n} {'held-out' if split == 'held-out' else 'training'} clip{'s' * (n != 1)}"
+        base, adapted = (v if v == "n/a" else f"{float(v):.2f}" for v in m.groups())
+        parts.append(f"macro-F1 {base} -> {adapted}{where}")
+    return " · ".join(parts)
+
+
+def adapter_summary(path: str | Path) -> str:
+    """``card_summary`` of the adapter folder's card ("" without one)."""
+    try:
+        return card_summary((Path(path).expanduser() / "README.md").read_text(encoding="utf-8", errors="replace"))
+    except OSError:
+        return ""
 
 
 @dataclass(frozen=True)
@@ -33,8 +60,8 @@ class AdapterInfo:
         return self.path.name
 
     def summary(self) -> str:
-        steps = f" · {self.steps} steps" if self.steps is not None else ""
-        return f"{self.name}  ·  on {self.base_model or 'an unknown base model'}{steps}"
+        card = card_summary(self.card)
+        return f"{self.name}  ·  on {self.base_model or 'an unknown base model'}" + (f" · {card}" if card else "")
 
 
 def adapters_root() -> Path:

@@ -41,10 +41,21 @@ KNOWN_MODELS: tuple[ModelChoice, ...] = (
 DEFAULT_7B, DEFAULT_3B = KNOWN_MODELS[0].model_id, KNOWN_MODELS[1].model_id
 
 
-def active_model_label(source: str, adapter: str | None = None) -> str:
+def active_model_label(source: str, adapter: str | None = None, card: bool = False) -> str:
     """The model a run uses, in words, the same wherever it is named (the status bar, `narrate`'s
     header, the session record): the base, and the adapter by its folder's name. The demo's own
-    shapes adapter is "demo shapes model"; any other adapter on the demo base is the user's, named."""
+    shapes adapter is "demo shapes model"; any other adapter on the demo base is the user's, named.
+    ``card``: a user's adapter also with its card in one line (``model.adapters.card_summary``)."""
+    label = _model_label(source, adapter)
+    if card and adapter and label != "demo shapes model":
+        from model.adapters import adapter_summary
+
+        summary = adapter_summary(adapter)
+        return f"{label} ({summary})" if summary else label
+    return label
+
+
+def _model_label(source: str, adapter: str | None) -> str:
     from pathlib import Path
 
     base = "demo" if source == DEMO_MODEL else (source.rstrip("/").split("/")[-1] or source)

@@ -15,6 +15,7 @@ from app.live import RunState
 from app.live.qt import LiveController
 from app.session import load_session
 from app.settings import LiveOptions, ModelOptions, OverlayOptions, Settings, SourceOptions
+from model.catalog import active_model_label
 from ui.banner import MessageBanner
 from ui.live_tab import LiveTab
 from ui.menus import menu_action
@@ -391,7 +392,11 @@ class MainWindow(QMainWindow):
         pending, self._pending_model = self._pending_model, None
         if pending is not None and pending == getattr(info, "options", None):
             self.settings.save(pending)
-        if getattr(info, "is_demo", False) and getattr(info, "adapter", ""):
+        adapter = getattr(info, "adapter", "")
+        label = active_model_label(info.options.source, adapter or None, card=True)  # type: ignore[attr-defined]
+        if adapter and label != "demo shapes model":
+            self.show_message("info", f"Live uses {label}. Press Start to run it on a source.", "model")
+        elif getattr(info, "is_demo", False) and getattr(info, "adapter", ""):
             self.show_message(
                 "info",
                 "Demo shapes model loaded: a toy trained on synthetic clips. It narrates a red ball, a blue square "

@@ -101,7 +101,7 @@ class StatusPanel:
     def on_model_loaded(self, info: ModelInfo) -> None:
         self.progress.hide()
         self.device = info.device
-        name = active_model_label(info.options.source, info.adapter or None)  # as narrate and the session say
+        name = active_model_label(info.options.source, info.adapter or None, card=True)  # as narrate and the session
         shapes, random = name == "demo shapes model", info.is_demo and not info.adapter
         demo = " · a toy: it knows three shapes" if shapes else " · its words are meaningless" if random else ""
         self.model.setText(f"{name} · {info.precision} · {info.device}{demo}")

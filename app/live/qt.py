@@ -475,7 +475,7 @@ class LiveController(QObject):
         if not source.spec:
             self.message.emit("warning", "Choose a source first: a video file, a webcam or a screen.", SOURCE)
             return False
-        label = model_label or active_model_label(self.model.options.source, self.model.adapter or None)
+        label = model_label or active_model_label(self.model.options.source, self.model.adapter or None, card=True)
         meta = SessionMeta(source=source.spec, model=label, task=live.task, fps=live.fps)
         self._pending_run = (meta, live)
         self._captures += 1

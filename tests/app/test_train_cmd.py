@@ -243,6 +243,20 @@ def test_the_active_model_is_named_with_its_adapter(clips, tmp_path, capsys, mon
     assert cli_main(["narrate", "--source", str(video), "--model", "demo", "--adapter", str(adapter),
                      "--jsonl", str(jsonl), "--quiet"]) == 0  # fmt: skip
     err = capsys.readouterr().err
-    assert "model: demo + adapter my-clips" in err and "demo shapes model" not in err
+    # with its card in one line: the steps (no evaluation on the card yet)
+    assert "model: demo + adapter my-clips (2 steps)" in err and "demo shapes model" not in err
     session = json.loads(jsonl.read_text().splitlines()[0])
-    assert session["type"] == "session" and session["model"] == "demo + adapter my-clips"
+    assert session["type"] == "session" and session["model"] == "demo + adapter my-clips (2 steps)"
+
+    from model.adapters import adapter_summary, read_adapter
+    from model.train.lora import card_with_evaluation
+
+    report = {"macro_f1": 0.5, "state_accuracy": 0.5, "answer_f1": None, "timing_error_s": None}
+    card = adapter / "README.md"
+    card.write_text(card_with_evaluation(card.read_text(), {"base": report, "adapter": {**report, "macro_f1": 0.875},
+                                                            "split": "heldout", "clips": ["a", "b"]}))  # fmt: skip
+    assert adapter_summary(adapter) == "2 steps · macro-F1 0.50 -> 0.88 on 2 held-out clips"
+    assert (
+        active_model_label("demo", str(adapter), card=True) == f"demo + adapter my-clips ({adapter_summary(adapter)})"
+    )
+    assert adapter_summary(adapter) in read_adapter(adapter).summary()  # the model manager's list

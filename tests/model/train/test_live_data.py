@@ -11,8 +11,7 @@ import pytest
 from fakes import write_video
 
 from model import protocol as P
-from model.presets import convert_for_live, has_annotations, live_task_of, task_instruction
-from model.presets import UNASKED
+from model.presets import UNASKED, convert_for_live, has_annotations, live_task_of, task_instruction
 from model.train.data import UNANNOTATED, load_clips
 
 QUESTION = "What colour was the box?"
