@@ -139,6 +139,7 @@ def main() -> int:
     assert panel.start(), panel.error.text()
     wait(lambda: not panel.running and panel.last_evaluation is not None, 1800, "training and its evaluation")
     shot("4-trained-and-evaluated")
+    shot("4b-evaluation", panel.eval_view)  # the whole view: cautions, scores, per-clip strips and answers
 
     # 3. Use in Live, and play the clip.
     QTest.mouseClick(panel.use_button, Qt.MouseButton.LeftButton)

@@ -36,7 +36,7 @@ def run_state(out: Path) -> dict[str, Any]:
     if not saved.is_file():
         return state
     # A folder with settings but no checkpoint and no adapter is a start stopped before its first
-    # checkpoint: nothing to resume, and Start begins it afresh (model/train/trainer.prepare_config).
+    # checkpoint: nothing to resume, and Start begins it afresh (model/train/run_folder.prepare_config).
     latest = ckpt.latest_checkpoint(out)
     state["run"] = latest is not None or (out / ckpt.ADAPTER_WEIGHTS).is_file()
     try:
