@@ -111,7 +111,7 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
 
         def on_event(event: dict) -> None:
             if event["event"] == "step":
-                say(event["step"], event["total_steps"], "Training the demo shapes adapter (first use only)")
+                say(event["step"], event["total_steps"], building_words(float(event.get("eta_s", -1.0))))
 
         result = train(config, on_event=on_event, stop=stop)
         if result.status != "done":
@@ -125,6 +125,14 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
         shutil.rmtree(work, ignore_errors=True)
     log.info("demo shapes adapter ready in %s", final)
     return final
+
+
+def building_words(eta_s: float) -> str:
+    """What the first-use build says at a step, with the trainer's ETA once it has one."""
+    if eta_s < 0:
+        return "Training the demo shapes adapter (first use only)"
+    left = f"{max(1, round(eta_s))} s" if eta_s < 90 else f"{round(eta_s / 60)} min"
+    return f"Training the demo shapes adapter (first use only; about {left} left)"
 
 
 def demo_adapter_for(

@@ -70,3 +70,11 @@ def test_demo_adapter_choice(monkeypatch, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         assert demo.demo_adapter_for("demo", None) is None  # the random demo still starts
     assert "No space left on device" in caplog.text
+
+
+def test_the_first_use_build_says_how_long_is_left():
+    from model.train.demo import building_words
+
+    assert building_words(-1.0) == "Training the demo shapes adapter (first use only)"  # not timed yet
+    assert building_words(42.4).endswith("(first use only; about 42 s left)")
+    assert building_words(150.0).endswith("(first use only; about 2 min left)")
