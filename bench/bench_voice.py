@@ -62,7 +62,7 @@ def measure(recognizer, audio: np.ndarray, speech_end: float, trials: int) -> li
             heard.append(h)
             done.set()
 
-        voice = VoiceInput(recognizer, lambda q: None, lambda: 0.0, mic, on_heard=on_heard)
+        voice = VoiceInput(recognizer, lambda q: None, mic, on_heard=on_heard)
         voice.start()
         done.wait(len(audio) / 16000 + 30)
         voice.stop()

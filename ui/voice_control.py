@@ -1,7 +1,8 @@
 """The window's voice wiring: the Live tab's voice row, the Voice menu, the talk key, spoken answers.
 
-Spoken questions come from :class:`app.voice.qt.VoiceHost` and enter the stream through the live
-controller as ``Question`` values (origin "voice", at the second the speaker stopped). Answers are
+Spoken questions come from :class:`app.voice.qt.VoiceHost` timed on the monotonic clock and enter the
+stream through the live controller, whose one stream clock places them (origin "voice", at the
+second the speaker stopped; the paused second during a pause; the next run's first turn outside a run). Answers are
 spoken when they answer a question you asked (and the task's narration too, if chosen); a newer
 answer, Stop, the talk key or talking over it (with headphones) interrupts the one being spoken.
 """
@@ -15,7 +16,7 @@ from PySide6.QtCore import QObject
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QDialog, QMenu
 
-from app.live.records import Question
+from app.live.clock import Spoken
 from app.settings import Settings, VoiceOptions
 from app.voice.qt import VoiceHost
 from ui.menus import menu_action
@@ -35,7 +36,7 @@ class VoiceControl(QObject):
         self.window, self.panel, self.settings = window, panel, settings
         self.options = settings.load(VoiceOptions)
         self.sd = sd
-        self.host = VoiceHost(window.controller.stream_time, self.options, sd, recognizer_factory, self)
+        self.host = VoiceHost(self.options, sd, recognizer_factory, self)
         self._asking_origin = ""  # origin of the question the model is answering (typed | voice | preset)
 
         panel.set_hands_free(self.options.hands_free)
@@ -122,8 +123,8 @@ class VoiceControl(QObject):
             self.speak_action.setChecked(options.speak_answers)
 
     # -- questions and answers
-    def on_heard(self, question: Question) -> None:
-        self.window.controller.ask_question(question)
+    def on_heard(self, spoken: Spoken) -> None:
+        question = self.window.controller.ask_spoken(spoken)
         self.window.show_message("info", f"You asked (spoken): {question.text}", "voice")
 
     def on_step(self, report: Any) -> None:

@@ -2,6 +2,7 @@
 
 * ``records``: the step-record schema and ``Question`` (text, stream second, origin);
 * ``subtitles``: the one subtitle rule;
+* ``clock``: the one stream clock (runs, pauses, restarts; spoken questions placed by when speech ended);
 * ``capture`` + ``mailbox``: a source sampled at the model's rate;
 * ``runner``: ``LiveRunner``, the engine stepped over a stream, logged, with events;
 * ``models``: the loaded model and how it is replaced;

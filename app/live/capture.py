@@ -6,6 +6,11 @@ waits until each frame was taken, so every sample is processed; a live source (a
 screen, a file played in real time) leaves only the newest frame, so a slow model never falls
 behind. ``pause`` pauses the source itself: a file played in real time stops its clock, so no
 second of it goes by unprocessed.
+
+The capture drives the run's :class:`StreamClock` (``app/live/clock.py``): it starts it when the
+source opens (a file at the model's pace: paced by the engine's steps), keeps it in step with a
+live source's frames (a webcam skips the seconds of a pause), pauses it with the source, and
+stops it when the capture ends.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from app.live.clock import StreamClock
 from app.live.mailbox import FrameMailbox
 
 log = logging.getLogger(__name__)
@@ -28,7 +34,8 @@ def _default_open(spec: str, **kwargs: Any) -> Any:
 
 class Capture:
     """One capture of ``spec`` at ``fps`` samples a second. ``stop``, ``pause`` and ``latest`` may be
-    called from any thread."""
+    called from any thread. ``clock``: the run's stream clock (the window's controller shares one
+    across runs; by default the capture has its own)."""
 
     def __init__(
         self,
@@ -41,10 +48,13 @@ class Capture:
         on_opened: Callable[[Any], None] | None = None,  # SourceInfo
         on_frame: Callable[[], None] | None = None,  # a frame waits in the mailbox
         on_error: Callable[[str], None] | None = None,  # user-facing message
+        clock: StreamClock | None = None,
     ) -> None:
         self.spec, self.fps, self.realtime = spec, float(fps), realtime
         self.open_kwargs = {"realtime": realtime, **(open_kwargs or {})}  # live sources ignore realtime
         self.mailbox = mailbox or FrameMailbox()
+        self.clock = clock or StreamClock()
+        self._run_id: int | None = None  # this capture's run of the clock, once the source opened
         self._opener = opener
         self._on_opened, self._on_frame, self._on_error = on_opened, on_frame, on_error
         self._lock = threading.Lock()
@@ -64,6 +74,7 @@ class Capture:
             self._stopped = True
             source = self._source
         self.mailbox.close()
+        self._stop_clock()
         if source is not None:
             source.close()  # ends a running frames() generator
 
@@ -76,6 +87,13 @@ class Capture:
         source = self._source
         if source is not None and hasattr(source, "pause"):
             source.pause(paused)
+        if self._run_id is not None and self._run_id == self.clock.run:
+            self.clock.pause(paused)
+
+    def _stop_clock(self) -> None:
+        run = self._run_id
+        if run is not None:
+            self.clock.stop(run)
 
     def _fail(self, message: str) -> None:
         self.error = message
@@ -94,6 +112,7 @@ class Capture:
             log.exception("capture of %s failed", self.spec)
             self._fail(f"Capture from {self.spec} failed: {type(e).__name__}: {e}")
         finally:
+            self._stop_clock()
             self.done = True
         return False
 
@@ -112,7 +131,16 @@ class Capture:
             if self._on_opened:
                 self._on_opened(source.info)
             wait = source.kind == "file" and not self.realtime  # every sample, at the model's pace
+            # The stream's second 0 is now: a live source's schedule starts with the first frames() call.
+            run = self.clock.start(interval=1.0 / self.fps if wait else None)
+            with self._lock:
+                self._run_id = run
+                stopped = self._stopped
+            if stopped:  # stop() came before the clock had a run to stop
+                return False
             for frame in source.frames(self.fps):
+                if not wait:
+                    self.clock.sync(frame.t)  # a live source after a pause jumps to the present second
                 if not self.mailbox.put(frame, wait=wait):
                     return False
                 if self._on_frame:

@@ -5,6 +5,10 @@
 thread touching torch), and the capture thread, where :class:`CaptureWorker` runs a
 :class:`Capture`. Widgets connect to the controller's signals and call its methods; they never
 reach the workers, the engine or torch.
+
+The controller owns the run's one :class:`StreamClock` (``clock``): the capture starts, pauses and
+stops it, the engine's steps move it on, and spoken questions are placed in the stream by it
+(:meth:`LiveController.ask_spoken`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 
 from app.live import RunState
 from app.live.capture import Capture
+from app.live.clock import Spoken, StreamClock
 from app.live.mailbox import FrameMailbox
 from app.live.models import ModelHolder, default_loader
 from app.live.records import Question, StepRecord
@@ -104,9 +109,16 @@ class EngineWorker(QObject):
     pause_applied = Signal(bool)  # the engine has taken the pause / resume (no step after a True)
     model_unloaded = Signal()  # the model's memory is returned (the training process needs it)
 
-    def __init__(self, mailbox: FrameMailbox, loader: Any = default_loader, engine_factory: Any = make_engine) -> None:
+    def __init__(
+        self,
+        mailbox: FrameMailbox,
+        loader: Any = default_loader,
+        engine_factory: Any = make_engine,
+        clock: StreamClock | None = None,
+    ) -> None:
         super().__init__()
         self._mailbox = mailbox
+        self._clock = clock
         self._models = ModelHolder(loader)
         self._engine_factory = engine_factory
         self._runner: LiveRunner | None = None
@@ -207,7 +219,12 @@ class EngineWorker(QObject):
             error=self._on_error,
         )
         self._runner = LiveRunner(
-            engine, request.log, events, request.live.subtitle_seconds, lambda: memory_text(loaded.device)
+            engine,
+            request.log,
+            events,
+            request.live.subtitle_seconds,
+            lambda: memory_text(loaded.device),
+            clock=self._clock,
         )
         self._paused = False
         for question in self._pending:
@@ -293,10 +310,11 @@ class CaptureWorker(QObject):
     source_failed = Signal(str)  # user-facing message
     source_ended = Signal(bool)  # True at the end of a file, False when stopped or failed
 
-    def __init__(self, mailbox: FrameMailbox, opener: Any = None) -> None:
+    def __init__(self, mailbox: FrameMailbox, opener: Any = None, clock: StreamClock | None = None) -> None:
         super().__init__()
         self._mailbox = mailbox
         self._opener = opener
+        self._clock = clock
         self._capture: Capture | None = None
         self._lock = threading.Lock()
         # A request may still wait in this thread's queue when Stop is pressed; it must not start
@@ -339,6 +357,7 @@ class CaptureWorker(QObject):
             on_opened=self.source_opened.emit,
             on_frame=self.frame_sampled.emit,
             on_error=self.source_failed.emit,
+            clock=self._clock,
             **kwargs,
         )
         with self._lock:
@@ -391,9 +410,10 @@ class LiveController(QObject):
     ) -> None:
         super().__init__(parent)
         self.mailbox = FrameMailbox()
+        self.clock = StreamClock()  # the one stream clock: capture, engine, window and microphone ask it
         kwargs = {k: v for k, v in (("loader", loader), ("engine_factory", engine_factory)) if v is not None}
-        self.engine = EngineWorker(self.mailbox, **kwargs)
-        self.capture = CaptureWorker(self.mailbox, opener)
+        self.engine = EngineWorker(self.mailbox, clock=self.clock, **kwargs)
+        self.capture = CaptureWorker(self.mailbox, opener, self.clock)
         self._sessions_root = sessions_root
         self._engine_thread = QThread()
         self._engine_thread.setObjectName("engine")
@@ -438,9 +458,6 @@ class LiveController(QObject):
         self.state = RunState.IDLE
         self.model: ModelInfo | None = None
         self.session = Session()
-        self._clock: tuple[float, float, float] | None = (
-            None  # (stream end of the last step, its monotonic time, 1/fps)
-        )
         self._pending_run: tuple[SessionMeta, LiveOptions] | None = None  # waits for the source to open
         self._captures = 0  # capture requests whose source_ended has not come back yet
         self._generation = 0  # of the latest capture request
@@ -487,7 +504,7 @@ class LiveController(QObject):
     def pause(self, paused: bool) -> None:
         if self.state not in (RunState.RUNNING, RunState.PAUSED):
             return
-        self.capture.pause(paused)  # the source's own clock stops (a file played in real time)
+        self.capture.pause(paused)  # the source and the stream clock stop (a file played in real time too)
         self.paused_changed.emit(paused)
         self._set_state(RunState.PAUSED if paused else RunState.RUNNING)
 
@@ -511,18 +528,18 @@ class LiveController(QObject):
         return self.ask_question(Question(text, t, origin))
 
     def ask_question(self, question: Question) -> Question:
-        """A question as a value (a spoken one carries its stream second and utterance span)."""
+        """A question as a value (with its stream second, or None: the next turn)."""
         self.question_asked.emit(question)
         return question
 
-    def stream_time(self) -> float:
-        """The stream second now: the last step's end plus the time since, up to one more interval.
-        Thread-safe enough for the voice threads (one tuple read). 0 before any step of a run."""
-        clock = self._clock
-        if clock is None:
-            return 0.0
-        end, at, interval = clock
-        return end + min(time.monotonic() - at, interval)
+    def ask_spoken(self, spoken: Spoken) -> Question:
+        """A spoken question, timed on the monotonic clock: it enters at the stream second its speech
+        ended (while paused: the paused second); spoken outside a run, at the next run's first turn."""
+        return self.ask_question(self.clock.question(spoken))
+
+    def stream_time(self) -> float | None:
+        """The stream second now (the one clock's), None outside a run."""
+        return self.clock.now()
 
     def update_options(self, live: LiveOptions) -> None:
         self.options_changed.emit(live)
@@ -593,14 +610,11 @@ class LiveController(QObject):
             )
             log_file = None
         self.session = Session(meta=meta, path=log_file.path if log_file else None)
-        self._clock = None
         self.session_changed.emit(self.session)
         self.run_started.emit(RunRequest(live, log_file))
 
     @Slot(object)
     def on_step_finished(self, report: StepReport) -> None:
-        record = report.record
-        self._clock = (record.end, time.monotonic(), record.end - record.t)
         added: list[TranscriptEntry] = self.session.add(report.record)
         self.step_finished.emit(report)
         if added:

@@ -6,6 +6,8 @@ A :class:`LiveRunner` owns a streaming engine for one run. It is used from one t
 that steps the model (the window's engine thread, ``narrate``'s main thread): ``ask``, ``update``
 and ``step`` are called there. ``run`` drives it from a :class:`Capture` on the sampling clock for a
 blocking front end. Events go out through :class:`RunEvents` callbacks, on the stepping thread.
+Each step moves the run's :class:`StreamClock` to the second it steps (a file read at the model's
+pace runs on the model's time), so a spoken question is placed on the seconds the model sees.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.live.capture import Capture
+from app.live.clock import StreamClock
 from app.live.records import Question, StepRecord
 from app.live.subtitles import HOLD_SECONDS, SubtitleTimeline
 from app.session import SessionLog
@@ -52,7 +55,8 @@ def make_engine(loaded: Any, options: Any) -> Any:
 
 class LiveRunner:
     """One run of the engine over a stream. ``log`` (optional) gets the header already written and
-    every step; ``close`` ends it with an end record."""
+    every step; ``close`` ends it with an end record. ``clock``: the run's stream clock (``run``
+    takes its capture's when none is given)."""
 
     def __init__(
         self,
@@ -61,8 +65,10 @@ class LiveRunner:
         events: RunEvents | None = None,
         hold: float = HOLD_SECONDS,
         memory: Callable[[], str] | None = None,
+        clock: StreamClock | None = None,
     ) -> None:
         self.engine = engine
+        self.clock = clock
         self.log = log
         self.events = events or RunEvents()
         self.subtitles = SubtitleTimeline(hold)
@@ -99,6 +105,8 @@ class LiveRunner:
             if self.events.token:
                 self.events.token(t, piece)
 
+        if self.clock is not None:
+            self.clock.sync(t)  # the model is at second t now (never moves the clock back)
         try:
             result = self.engine.step(image, t=t, on_token=on_token)
         except Exception as e:  # noqa: BLE001 - reported in the window / terminal; the log is on disk
@@ -187,6 +195,10 @@ class LiveRunner:
         ("stopped") or the run fails ("failed"). Capture runs on its own thread and hands frames
         over through its mailbox (every sample of a file; the newest of a live source)."""
         stopped = lambda: stop is not None and stop.is_set()  # noqa: E731
+        if self.clock is None:
+            self.clock = capture.clock
+        else:
+            capture.clock = self.clock  # one clock for the source and the engine
         worker = threading.Thread(target=capture.run, name="capture", daemon=True)
         worker.start()
         reason = "ended"

@@ -4,6 +4,10 @@ signals, so no widget waits on a microphone, a recognizer or a speech engine.
 :class:`VoiceHost` lives on the GUI thread. The recognizer loads on a worker thread the first
 time listening starts; ``VoiceInput`` and ``Speaker`` run threads of their own; their callbacks
 emit this object's signals, which Qt queues to the GUI thread. A level meter is polled by a timer.
+
+Listening knows nothing of the stream: a heard question is a ``Spoken`` value timed on the monotonic
+clock, and the live runtime places it (``LiveController.ask_spoken``: the one stream clock), so voice
+can be on before Start, across pauses and from one run to the next.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ LOADING_ASR = "loading"  # a state beside app.voice.input's: the recognizer is l
 class VoiceHost(QObject):
     level = Signal(float)  # 0..1, the microphone's input level (while listening)
     state = Signal(str)  # off | loading | listening | hearing | recognising
-    question = Signal(object)  # Question (origin "voice")
+    question = Signal(object)  # app.live.clock.Spoken: text, speech start and end (monotonic)
     error = Signal(str)  # user-facing: what failed and what to do
     speaking = Signal(bool)  # the assistant started / stopped speaking
     download = Signal(object, object, str)  # bytes done, bytes total, file: the recognizer's first download
@@ -37,14 +41,12 @@ class VoiceHost(QObject):
 
     def __init__(
         self,
-        stream_time: Callable[[], float],
         options: VoiceOptions | None = None,
         sd: Any = None,
         recognizer_factory: Callable[[VoiceOptions], Any] | None = None,
         parent: QObject | None = None,
     ) -> None:
         super().__init__(parent)
-        self.stream_time = stream_time
         self.options = options or VoiceOptions()
         self._sd = sd  # the sounddevice module (tests inject a fake)
         self._recognizer_factory = recognizer_factory or _default_recognizer
@@ -107,7 +109,6 @@ class VoiceHost(QObject):
         voice = VoiceInput(
             recognizer,
             self.question.emit,
-            self.stream_time,
             microphone,
             mode=HANDS_FREE if o.hands_free else PUSH_TO_TALK,
             vad=VadSettings(threshold=o.vad_threshold()),

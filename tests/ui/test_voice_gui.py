@@ -1,7 +1,9 @@
 """Voice in the window: hands-free and push-to-talk questions reach the engine and the transcript
 (marked as spoken, recorded with origin "voice"), the level meter and the indicator move, a missing
 speaker is said once while answers go on as subtitles, an unplugged microphone is reported and the
-run goes on, and the voice settings are kept."""
+run goes on, and the voice settings are kept. Spoken questions are placed by the controller's one
+stream clock: voice armed before Start times a question from the run's start, pausing stops the
+clock, and a question asked outside a run enters the next run's first turn."""
 
 from __future__ import annotations
 
@@ -59,9 +61,9 @@ def test_a_hands_free_question_enters_the_stream_and_the_transcript(
     host.state.connect(states.append)
     with h.qtbot.waitSignal(h.controller.step_finished, timeout=20_000):
         h.start(SourceOptions(spec=str(sample_clip), realtime=True))
-    with h.qtbot.waitSignal(host.question, timeout=30_000) as heard:
+    with h.qtbot.waitSignal(h.controller.question_asked, timeout=30_000) as heard:
         h.window.live_tab.voice.hands_free.setChecked(True)
-    question = heard.args[0]
+    question = heard.args[0]  # placed in the stream by the controller's clock
     assert question.origin == "voice" and question.span[1] - question.span[0] > 0.5
     h.wait_idle(timeout=30_000)
     assert "recognising" in states and max(levels) > 0.05
@@ -77,7 +79,9 @@ def test_a_hands_free_question_enters_the_stream_and_the_transcript(
     assert h.window.live_tab.voice.status.text() == "voice off"
 
 
-def test_push_to_talk_with_the_talk_key(make_harness, shared_loader, tiny_options, spoken_clip, demo_asr):
+def test_push_to_talk_with_the_talk_key(
+    make_harness, shared_loader, tiny_options, spoken_clip, demo_asr, sample_source
+):
     import time
 
     audio, speech_start, speech_end = spoken_clip
@@ -90,11 +94,60 @@ def test_push_to_talk_with_the_talk_key(make_harness, shared_loader, tiny_option
     deadline = time.monotonic() + 20
     while host.input.ptt.now < speech_end + 0.3 and time.monotonic() < deadline:
         h.qtbot.wait(50)
-    with h.qtbot.waitSignal(host.question, timeout=30_000) as heard:
+    with h.qtbot.waitSignal(h.controller.question_asked, timeout=30_000) as heard:
         h.qtbot.keyRelease(h.window, Qt.Key.Key_F8)
-    assert heard.args[0].origin == "voice"
+    q = heard.args[0]
+    assert q.origin == "voice" and q.t is None  # asked before Start: no stream second yet
     assert "You asked (spoken)" in h.window.banner.text()
     host.stop_listening()
+    h.run(sample_source)  # ... it enters the next run's first turn
+    questions = [(r["t"], r["question"]["origin"]) for r in h.session_records() if r.get("question")]
+    # Turn 0 carries the task's instruction (one question a turn): the spoken one takes the next.
+    assert questions[:2] == [(0.0, "preset"), (1.0, "voice")], questions
+
+
+@pytest.mark.slow
+def test_voice_armed_before_start_times_questions_from_the_runs_start(
+    make_harness, shared_loader, tiny_options, sample_clip, demo_asr
+):
+    """Hands-free on while no run goes (as the window opens with it ticked); Start comes ~1.5 s later and
+    the question ends ~4.5 s into the microphone: it enters at the run's second, not the microphone's."""
+    from app.voice.audio import resample
+    from app.voice.tts import synthesize
+
+    speech, rate = synthesize("What is the red ball doing?")
+    speech = resample(speech, rate, 16000)
+    lead = 4.0
+    audio = np.concatenate([np.zeros(int(lead * 16000), np.float32), speech, np.zeros(32000, np.float32)])
+    audio += np.random.default_rng(1).standard_normal(len(audio)).astype(np.float32) * 0.003
+    speech_end = lead + len(speech) / 16000
+    h = voice_harness(make_harness, FakeSoundDevice(audio, rate=16000, speed=1.0), demo_asr, loader=shared_loader)
+    h.load(tiny_options)
+    host = h.window.voice.host
+    with h.qtbot.waitSignal(host.state, check_params_cb=lambda s: s == "listening", timeout=30_000):
+        h.window.live_tab.voice.hands_free.setChecked(True)
+    assert h.controller.stream_time() is None  # armed, no run
+    h.qtbot.wait(1500)
+    opened: list[float] = []
+    h.controller.source_opened.connect(lambda info: opened.append(time.monotonic()))
+    with h.qtbot.waitSignal(h.controller.question_asked, timeout=30_000) as asked:
+        h.start(SourceOptions(spec=str(sample_clip), realtime=True))
+    q = asked.args[0]
+    heard_end = host.input.times.at(0.0) + speech_end  # when the microphone heard the speech end
+    assert q.t == pytest.approx(heard_end - opened[0], abs=0.5), (q, heard_end - opened[0])
+    assert q.t < speech_end - 1.0  # not the microphone's own time since it opened (a clock frozen at 0)
+    # Pausing stops the one clock; resuming runs it on.
+    h.controller.pause(True)
+    paused = h.controller.stream_time()
+    h.qtbot.wait(400)
+    assert h.controller.stream_time() == pytest.approx(paused)
+    h.controller.pause(False)
+    h.wait_idle(timeout=30_000)
+    records = [r for r in h.session_records() if r.get("question") and r["question"]["origin"] == "voice"]
+    assert len(records) == 1 and records[0]["question"]["t"] == q.t
+    # The turn covering it, or (recognition takes a moment, and a busy CPU skips live frames) a next one.
+    assert int(q.t) <= records[0]["t"] <= int(q.t) + 3
+    h.window.live_tab.voice.hands_free.setChecked(False)
 
 
 def test_no_speaker_is_said_once_and_answers_go_on(make_harness, shared_loader, tiny_options, sample_source, demo_asr):

@@ -120,6 +120,29 @@ def test_a_blocking_run_steps_every_sample_of_a_file(tmp_path):
     assert [c.start for c in runner.subtitles.cues] == [0.0, 1.0, 2.0, 3.0, 4.0]
 
 
+def test_a_file_at_the_models_pace_runs_the_stream_clock_on_the_models_steps(tmp_path):
+    """A file read at the model's pace: the one clock is at the stepped second while the model works,
+    however long a step takes (no wall-clock drift), and has no second once the run is over."""
+    import time
+
+    video = write_video(tmp_path / "clip.mp4", 20, 4)  # 5 s at 4 fps
+    seen: list[tuple[float, float | None]] = []
+
+    class Slow(FakeEngine):
+        def step(self, image, t=None, on_token=None):
+            time.sleep(0.3 if t == 1.0 else 0.0)  # a slow step must not push the stream past its interval
+            seen.append((t, runner.clock.now()))
+            return super().step(image, t, on_token)
+
+    runner = LiveRunner(Slow())
+    capture = Capture(str(video), 1.0, realtime=False)
+    assert runner.run(capture) == "ended"
+    assert runner.clock is capture.clock and capture.clock.run == 1 and capture.clock.now() is None
+    assert [t for t, _ in seen] == [0.0, 1.0, 2.0, 3.0, 4.0]
+    for t, now in seen:
+        assert t <= now <= t + 0.35, seen
+
+
 def test_a_blocking_run_stops_and_reports_a_broken_source(tmp_path):
     import threading
 

@@ -2,7 +2,9 @@
 sounddevice feeds the WAV), segmented by Silero VAD, recognised by the tiny Whisper, entered into
 the real engine on the turn where the speaker stopped, and recorded with origin "voice"; the
 assistant's own voice is not heard as a question; barge-in and push-to-talk; an unplugged
-microphone is reported and the run goes on; recorded questions from a file."""
+microphone is reported and the run goes on; recorded questions from a file. The stream second of a
+spoken question comes from the one stream clock (``app/live/clock.py``): tests of voice armed
+before Start, a pause, a second run and a question spoken across a pause are in test_clock_voice.py."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import numpy as np
 import pytest
 from fakes import FakeSoundDevice
 
+from app.live.clock import Spoken, StreamClock
 from app.live.records import Question
 from app.voice import VoiceError
 from app.voice.audio import Microphone
@@ -39,9 +42,9 @@ class Speaking:
         self.speaking = False
 
 
-def listen(recognizer, sd, stream_time=10.0, **kwargs) -> tuple[list[Question], list[str], VoiceInput]:
+def listen(recognizer, sd, **kwargs) -> tuple[list[Spoken], list[str], VoiceInput]:
     """Run a VoiceInput over the fake microphone until its audio ran out (the fake device then goes away)."""
-    heard: list[Question] = []
+    heard: list[Spoken] = []
     errors: list[str] = []
     done = threading.Event()
 
@@ -49,7 +52,7 @@ def listen(recognizer, sd, stream_time=10.0, **kwargs) -> tuple[list[Question], 
         errors.append(message)
         done.set()
 
-    voice = VoiceInput(recognizer, heard.append, lambda: stream_time, Microphone(sd=sd), on_error=on_error, **kwargs)
+    voice = VoiceInput(recognizer, heard.append, Microphone(sd=sd), on_error=on_error, **kwargs)
     voice.start()
     assert done.wait(60), "the fake microphone never ended"
     voice.stop()
@@ -57,16 +60,20 @@ def listen(recognizer, sd, stream_time=10.0, **kwargs) -> tuple[list[Question], 
 
 
 def test_a_spoken_question_enters_the_stream_where_the_speaker_stopped(recording, recognizer, tiny_loaded, tmp_path):
+    import time
+
     from app.live.runner import LiveRunner, make_engine
     from app.session import SessionLog, SessionMeta, load_session
     from model.engine import EngineOptions
 
     rec = recording(48000)
-    sd = FakeSoundDevice(rec.samples, rate=48000, accept_rates={48000})  # refuses 16 kHz: resampled
-    heard, errors, _ = listen(recognizer, sd, stream_time=10.0)
+    sd = FakeSoundDevice(rec.samples, rate=48000, accept_rates={48000}, speed=1.0)  # refuses 16 kHz: resampled
+    clock = StreamClock()
+    clock.start(at=time.monotonic() - 10.0)  # the run began 10 s before the microphone opened
+    heard, errors, _ = listen(recognizer, sd)
     assert "stopped delivering audio" in errors[0]  # the fake device ends with its recording
     assert len(heard) == 1, heard
-    q = heard[0]
+    q = clock.question(heard[0])  # the runtime places it: the second the speaker stopped
     start, end = q.span
     assert abs(start - (10.0 + rec.speech_start)) <= 0.3 and abs(end - (10.0 + rec.speech_end)) <= 0.3
     assert q.origin == "voice" and q.t == end and isinstance(q.text, str) and q.text
@@ -100,7 +107,7 @@ def test_push_to_talk_takes_what_was_said_while_held(recording, recognizer):
     sd = FakeSoundDevice(rec.samples, rate=16000, speed=4.0)  # 4x real time: the key is held on the clock
     heard: list[Question] = []
     speaker = Speaking(on=True)
-    voice = VoiceInput(recognizer, heard.append, lambda: 0.0, Microphone(sd=sd), mode=PUSH_TO_TALK, speaker=speaker)
+    voice = VoiceInput(recognizer, heard.append, Microphone(sd=sd), mode=PUSH_TO_TALK, speaker=speaker)
     voice.start()
     got = threading.Event()
     voice._on_heard = lambda h: got.set()
@@ -116,8 +123,11 @@ def test_push_to_talk_takes_what_was_said_while_held(recording, recognizer):
     assert got.wait(30)
     voice.stop()
     assert len(heard) == 1
-    start, end = heard[0].span
-    assert start <= rec.speech_start and end >= rec.speech_end
+    # Times are where the audio was heard: the fake plays at 4x, so a second of it lasts 0.25 s.
+    opened = voice.times.at(0.0)
+    start, end = heard[0].started - opened, heard[0].ended - opened
+    # (a read of the microphone holds up to ~0.1 s of such audio: the reckoning within it is that coarse)
+    assert start <= rec.speech_start / 4 + 0.15 and end >= rec.speech_end / 4 - 0.15
 
 
 def test_an_unplugged_microphone_is_reported_and_typed_questions_go_on(recording, recognizer):
@@ -137,7 +147,7 @@ def test_an_unplugged_microphone_is_reported_and_typed_questions_go_on(recording
 
 
 def test_no_microphone_is_a_clear_error(recognizer):
-    voice = VoiceInput(recognizer, print, lambda: 0.0, Microphone(sd=FakeSoundDevice(devices=[], default=-1)))
+    voice = VoiceInput(recognizer, print, Microphone(sd=FakeSoundDevice(devices=[], default=-1)))
     with pytest.raises(VoiceError, match="No microphone found"):
         voice.start()
     assert not voice.listening
