@@ -3,7 +3,7 @@
 ovo: every bad value (the annotation file entry by entry, tasks, folders, a results file that
 exists, a resume with other settings) is a one-line error before the model loads; then one line
 per finished query with the ETA, warnings for unusable videos, and at the end the score table
-beside the paper's rows, saved as RESULTS.scores.json. Ctrl-C stops after the query in progress
+beside the paper's rows, saved beside the results folder (DIR.RESULTS.scores.json). Ctrl-C stops after the query in progress
 (a second Ctrl-C at once); everything finished is on disk and --resume continues.
 ovo-score: the same scorer on any results file in OVO-Bench's layout.
 """
@@ -25,7 +25,8 @@ OVO_DESCRIPTION = (
     "same rules and compare with the paper's Streamo rows. Protocols: offline (OVO-Bench's: the stream up to "
     "each query's time, the prompt on the last second, an answer demanded there) and streaming (the Streamo "
     "release's: the question enters at its time, the model decides each second, its first response answers; "
-    "REC runs to the end and its latest answer at each probe counts). See docs/benchmark.md."
+    "REC runs to the end and its latest answer at each probe counts). The window slides one turn at a time over "
+    "121 turns by default, as the release's. See docs/benchmark.md."
 )
 
 
@@ -45,7 +46,27 @@ def register(sub: argparse._SubParsersAction) -> None:
     o.add_argument("--protocol", default="offline", choices=("offline", "streaming"))
     o.add_argument("--resume", action="store_true", help="continue the run in --out from its last finished query")
     o.add_argument("--fps", type=float, default=1.0, choices=(1.0, 2.0), help="turns per second of video")
-    o.add_argument("--max-turns", type=int, default=120, help="context window in turns (the release: 120)")
+    o.add_argument(
+        "--max-turns",
+        type=_turns,
+        default=121,
+        help="context window in turns: the release keeps 121 frames (120 rounds plus the new one); 'all' keeps the "
+        "whole stream up to the query (OVO-Bench's offline cut uncut by a window; long videos need the memory)",
+    )
+    o.add_argument(
+        "--keep-turns",
+        type=int,
+        default=None,
+        help="turns kept when the window is full, the new one included (default: --max-turns, so the window "
+        "slides one turn at a time as the release's does; fewer drops a chunk at once, as the live app does)",
+    )
+    o.add_argument(
+        "--answer-limit",
+        default="end",
+        metavar="SPEC",
+        help="streaming: how long after its question's turn an answer may come, per task: 'end' (until the video "
+        "ends, as the release's script), seconds ('30') or per task or category ('backward=10,REC=end')",
+    )
     o.add_argument("--max-answer-tokens", type=int, default=64, help="longest answer, in tokens")
     o.add_argument(
         "--threshold", type=float, default=None, help="streaming: respond when P(Response) >= this (default: argmax)"
@@ -65,10 +86,22 @@ def register(sub: argparse._SubParsersAction) -> None:
         "ovo-score",
         help="score a results file in OVO-Bench's layout",
         description="Score a results file in OVO-Bench's layout ({backward, realtime, forward}) with the official "
-        "rules: per task, per category, total; compared with the paper's rows; saved as RESULTS.scores.json.",
+        "rules: per task, per category, total; compared with the paper's rows; saved beside the file's folder as FOLDER.NAME.scores.json.",
     )
     s.add_argument("results", metavar="RESULTS.json")
     s.set_defaults(func=run_score)
+
+
+ALL_TURNS = 10**9  # --max-turns all: a window no video fills
+
+
+def _turns(text: str) -> int:
+    if text.strip().lower() == "all":
+        return ALL_TURNS
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of turns or 'all', got {text!r}") from None
 
 
 def _missing(parser: argparse.ArgumentParser) -> int:
@@ -78,13 +111,24 @@ def _missing(parser: argparse.ArgumentParser) -> int:
 
 def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any], Any]:
     """Everything the command line can get wrong, before a model loads: (entries, queries, store)."""
-    from app.benchmark.ovo_data import OvoDataError, file_digest, load_annotations, parse_tasks, queries_for, select
+    from app.benchmark.ovo_data import (
+        OvoDataError,
+        file_digest,
+        load_annotations,
+        parse_answer_limits,
+        parse_tasks,
+        queries_for,
+        select,
+    )
     from app.benchmark.ovo_store import RunStore, StoreError
 
     if args.limit is not None and args.limit < 1:
         raise CliError(f"--limit must be >= 1, got {args.limit}")
     if args.max_turns < 1:
         raise CliError(f"--max-turns must be >= 1, got {args.max_turns}")
+    if args.keep_turns is not None and not 1 <= args.keep_turns <= args.max_turns:
+        raise CliError(f"--keep-turns must be between 1 and --max-turns ({_turns_text(args.max_turns)}), "
+                       f"got {args.keep_turns}")  # fmt: skip
     if args.max_answer_tokens < 1:
         raise CliError(f"--max-answer-tokens must be >= 1, got {args.max_answer_tokens}")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
@@ -93,6 +137,10 @@ def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any
         tasks = parse_tasks(args.tasks) if args.tasks else None
     except ValueError as e:
         raise CliError(f"--tasks: {e}") from None
+    try:
+        args.limits = parse_answer_limits(args.answer_limit)
+    except ValueError as e:
+        raise CliError(f"--answer-limit: {e}") from None
     if not Path(args.videos).is_dir():
         raise CliError(f"--videos {args.videos}: no such folder")
     try:
@@ -109,7 +157,9 @@ def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any
         "fps": args.fps,
         "model": args.model,
         "adapter": str(Path(args.adapter).resolve()) if args.adapter else None,
-        "max_turns": args.max_turns,
+        "max_turns": _turns_text(args.max_turns),
+        "keep_turns": _turns_text(args.keep_turns or args.max_turns),
+        "answer_limit_s": args.limits if args.protocol == "streaming" else None,
         "max_answer_tokens": args.max_answer_tokens,
         "threshold": args.threshold,
     }
@@ -118,6 +168,10 @@ def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any
     except StoreError as e:
         raise CliError(str(e)) from None
     return entries, queries, store
+
+
+def _turns_text(turns: int) -> int | str:
+    return "all" if turns >= ALL_TURNS else turns
 
 
 def _clock(seconds: float | None) -> str:
@@ -149,13 +203,14 @@ def _short(text: str, n: int = 40) -> str:
 
 
 def run_ovo(args: argparse.Namespace) -> int:
+    entries, queries, store = check_args(args)  # before anything imports torch: a bad file fails at once
+
     from app.benchmark.ovo_run import run_benchmark
     from app.benchmark.ovo_store import StoreError
     from app.narrate import load_cli_model
     from model.engine import EngineOptions
     from model.interrupt import StopOnInterrupt
 
-    entries, queries, store = check_args(args)
     loaded = load_cli_model(args)
     store.info.update({"device": str(loaded.device), "precision": loaded.precision, "kernels": loaded.kernel_path})
     options = EngineOptions(
@@ -163,15 +218,24 @@ def run_ovo(args: argparse.Namespace) -> int:
         threshold=args.threshold,
         max_answer_tokens=args.max_answer_tokens,
         max_turns=args.max_turns,
+        keep_turns=args.keep_turns or args.max_turns,
         task="question",  # no standing instruction: the benchmark's prompts are the only questions
     )
-    print(f"OVO-Bench, {args.protocol} protocol, {args.fps:g} fps: {loaded.source} on {loaded.device} "
-          f"({loaded.precision}); results -> {store.out}", file=sys.stderr)  # fmt: skip
+    keep = args.keep_turns or args.max_turns
+    window = (
+        "the whole stream"
+        if args.max_turns >= ALL_TURNS
+        else f"{args.max_turns} turns, "
+        + ("sliding one turn at a time" if keep == args.max_turns else f"dropping to {keep} when full")
+    )
+    print(f"OVO-Bench, {args.protocol} protocol, {args.fps:g} fps, window {window}: {loaded.source} on "
+          f"{loaded.device} ({loaded.precision}); results -> {store.out}, run file -> {store.run_path}",
+          file=sys.stderr)  # fmt: skip
     progress = _Progress()
     stop = StopOnInterrupt(notice="stopping after the query in progress (Ctrl-C again to stop at once)")
     try:
         status = run_benchmark(loaded, queries, store, Path(args.videos), args.protocol, options, args.shared,
-                               progress, stop)  # fmt: skip
+                               progress, stop, args.limits if args.protocol == "streaming" else None)  # fmt: skip
     except StoreError as e:
         raise CliError(str(e)) from None
     finally:
@@ -201,18 +265,26 @@ def _print_scores(results: dict[str, Any], scores_path: Path) -> dict[str, Any]:
 
 
 def run_score(args: argparse.Namespace) -> int:
-    from app.benchmark.ovo_store import beside
+    from app.benchmark.ovo_store import StoreError, outside
 
     path = Path(args.results)
+    try:
+        scores_path = outside(path, ".scores.json")
+    except StoreError as e:
+        raise CliError(str(e)) from None
     try:
         results = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as e:
         raise CliError(f"{path}: not a readable JSON file ({e})") from None
     if not isinstance(results, dict) or not any(k in results for k in ("backward", "realtime", "forward")):
         raise CliError(f"{path}: not an OVO-Bench results file (expected backward, realtime and forward lists)")
+    from app.benchmark.ovo_score import ScoreError
+
     try:
-        _print_scores(results, beside(path, ".scores.json"))
+        _print_scores(results, scores_path)
+    except ScoreError as e:
+        raise CliError(f"{path}: {e}") from None
     except (KeyError, TypeError, ValueError) as e:
         raise CliError(f"{path}: an item lacks a field the scorer reads ({type(e).__name__}: {e})") from None
-    print(f"wrote {beside(path, '.scores.json')}", file=sys.stderr)
+    print(f"wrote {scores_path}", file=sys.stderr)
     return 0

@@ -83,6 +83,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--srt", default=None, help="write subtitles to this .srt file")
     p.add_argument("--vtt", default=None, help="write subtitles to this .vtt file")
     p.add_argument("--jsonl", default=None, help="also write the session's records (one JSON object per step) here")
+    p.add_argument(
+        "--save-frames",
+        default=None,
+        metavar="DIR",
+        help="write every frame exactly as the model got it (RGB, before its processor) as DIR/<stream second>.png",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress line")
     p.set_defaults(func=run)
 
@@ -184,6 +190,8 @@ def check_args(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
     ):
         if path and Path(path).is_dir():
             raise CliError(f"{flag} {path} is a folder; give a file name")
+    if args.save_frames and Path(args.save_frames).exists() and not Path(args.save_frames).is_dir():
+        raise CliError(f"--save-frames {args.save_frames} is a file; give a folder (it is created if missing)")
     typed, audio = _questions(args)
     return spec, typed, audio, options
 
@@ -339,6 +347,9 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     else:
         print(f"model: {label}", file=sys.stderr)
     engine = make_engine(loaded, options)
+    saver = FrameSaver(Path(args.save_frames)) if args.save_frames else None
+    if saver is not None:
+        saver.wrap(engine)
     meta = SessionMeta(source=str(spec), model=label, task=args.task, fps=args.fps)
     session = SessionLog.create(meta, mirror=Path(args.jsonl) if args.jsonl else None)
     hold = args.subtitle_seconds or HOLD_SECONDS
@@ -404,12 +415,16 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
             speaker.close()
         if args.speak_to:
             _write_spoken_track(args.speak_to, spoken, runner.subtitles.stream_end)
+        if saver is not None:
+            saver.close()
     if reason == "stopped" and not stop.requested:  # --seconds reached, not Ctrl-C
         reason = "ended"
     for q in runner.pending_questions:
         print(f"warning: '{q.text}' (at {q.t:g} s) was never asked: the stream ended first", file=sys.stderr)
     last = runner.subtitles.stream_end
     written = [p for p in (args.srt, args.vtt, args.jsonl, args.speak_to) if p] + [str(session.path)]
+    if saver is not None:
+        written.append(f"{saver.saved} frames in {args.save_frames}")
     if reason == "stopped":
         print(f"\ninterrupted at {_clock(last)}; kept {runner.steps} steps in {', '.join(written)}", file=sys.stderr)
         return 130
@@ -419,6 +434,67 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
     print(f"done: {runner.steps} steps, {len(runner.subtitles.cues)} responses; wrote {', '.join(written)}",
           file=sys.stderr)  # fmt: skip
     return 0
+
+
+def frame_name(t: float) -> str:
+    """A saved frame's file name: its stream second, ``000123.0.png`` (``000123.5.png`` at 2 steps/s)."""
+    return f"{t:08.1f}.png"
+
+
+class FrameSaver:
+    """``--save-frames DIR``: every frame exactly as it was handed to the engine's step (the RGB array,
+    before the processor resizes it), as a PNG named by its stream second (:func:`frame_name`), each
+    written atomically (a temporary name renamed; not fsynced: these are for looking at, and a
+    frame a crash loses is one second's picture). PNG encoding takes tens of milliseconds for a large
+    frame, so it runs on a thread of its own behind a short queue: the model's loop only hands the
+    array over, and waits only when the disk falls ``depth`` frames behind (every frame is kept)."""
+
+    def __init__(self, folder: Path, depth: int = 8) -> None:
+        import queue
+
+        self.folder = folder
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.saved = 0
+        self.error: str | None = None
+        self._queue: queue.Queue[tuple[float, Any] | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._write_all, name="save-frames", daemon=True)
+        self._thread.start()
+
+    def wrap(self, engine: Any) -> None:
+        """Save each image ``engine.step`` is given, then step."""
+        step = engine.step
+
+        def step_and_save(image: Any, t: float | None = None, **kwargs: Any) -> Any:
+            if self.error is None and t is not None:
+                self._queue.put((float(t), image))
+            return step(image, t=t, **kwargs)
+
+        engine.step = step_and_save
+
+    def _write_all(self) -> None:
+        import cv2
+
+        from model.atomic import write_bytes_atomic
+
+        while (item := self._queue.get()) is not None:
+            if self.error is not None:
+                continue  # drain: the loop must never block on a saver that gave up
+            t, image = item
+            path = self.folder / frame_name(t)
+            try:
+                ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+                if not ok:
+                    raise OSError("PNG encoding failed")
+                write_bytes_atomic(path, png.tobytes(), fsync=False)
+                self.saved += 1
+            except (OSError, cv2.error) as e:
+                self.error = f"--save-frames: could not write {path} ({e}); no more frames are saved"
+                print(f"warning: {self.error}", file=sys.stderr)
+
+    def close(self) -> None:
+        """Write what is queued, then stop."""
+        self._queue.put(None)
+        self._thread.join()
 
 
 def load_cli_model(args: argparse.Namespace) -> Any:

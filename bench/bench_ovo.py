@@ -7,7 +7,7 @@ snapshots) saves against re-running the video from its start for every query.
 The data are synthetic shape clips (model/train/synthetic.py: what the demo model was trained on,
 320x240 at 4 fps) with an annotation file in OVO-Bench's official format: per video one EPM and one
 OCR question and one forward entry (REC, SSR and CRR in turn) with ``--probes`` probes spread over
-the clip (OVO-Bench has about 9.5 probes per forward entry), so the real ratio of probes to
+the clip (OVO-Bench has about 9.1 probes per forward entry), so the real ratio of probes to
 questions. Both protocols run through ``app.benchmark.ovo_run.run_benchmark`` exactly as the command
 line does (results written after every query), once with the shared pass and once re-running each
 query from the start; the responses of the two must be identical. The demo model (the tiny network
@@ -162,7 +162,8 @@ def main(argv: list[str] | None = None) -> int:
         anno = make_set(root, args.videos, args.seconds, args.probes)
         for protocol in args.protocols.split(","):
             for shared in (True, False):
-                out = root / f"{protocol}-{'shared' if shared else 'rerun'}.json"
+                # a results folder of its own: the run file goes beside it, inside the temporary root
+                out = root / "results" / f"{protocol}-{'shared' if shared else 'rerun'}" / "RESULTS.json"
                 rows.append(run_mode(loaded, anno, root / "videos", protocol, shared, out))
                 r = rows[-1]
                 print(f"  {protocol:9} {'shared pass' if shared else 'rerun':11} {r['seconds']:7.1f} s", flush=True)

@@ -207,3 +207,26 @@ def parse_tasks(text: str) -> list[str]:
     if not out:
         raise ValueError("no task named")
     return out
+
+
+def parse_answer_limits(text: str) -> dict[str, float | None]:
+    """``--answer-limit``: "end" (every task answers until the video ends, as the release's script),
+    "30" (every task: within 30 s after the question's turn) or "backward=10,REC=end,..." (tasks or
+    categories; the rest: the end). -> {task: seconds or None (the end)} for all twelve tasks."""
+    limits: dict[str, float | None] = dict.fromkeys(TASKS)
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        name, sep, value = part.rpartition("=")
+        tasks = parse_tasks(name) if sep else list(TASKS)
+        if value.strip().lower() == "end":
+            seconds = None
+        else:
+            try:
+                seconds = float(value)
+            except ValueError:
+                raise ValueError(f"{part!r}: the limit must be seconds >= 0 or 'end'") from None
+            if not math.isfinite(seconds) or seconds < 0:
+                raise ValueError(f"{part!r}: the limit must be seconds >= 0 or 'end'")
+        limits.update(dict.fromkeys(tasks, seconds))
+    return limits

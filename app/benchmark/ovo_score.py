@@ -3,13 +3,19 @@ on a results file in its layout ``{"backward": [...], "realtime": [...], "forwar
 
 - Backward / real-time item: 1 if its ``ground_truth`` letter occurs anywhere in ``response`` (a
   plain, case-sensitive substring test), 0 if the response is null or lacks it.
-- REC probe: every run of digits in the response (``\\d+``), concatenated, equals ``str(count)``.
+- REC probe: every run of digits in the response (``\\d+``), concatenated, equals ``str(count)``. A
+  response that is a list of strings (the official Qwen2-VL runner stores ``batch_decode``'s list)
+  is scored by the digits of all its strings, and named in ``list_responses``: the official script
+  itself fails on it (``re.findall`` on a list). Backward/real-time and SSR/CRR lists score as the
+  official script does (``in`` on a list: an element equal to the letter or word).
 - SSR / CRR probe: 1 if the response is exactly "N" with type 0 or exactly "Y" with type 1; else 1
   if "No" (type 0) / "Yes" (type 1) occurs in it; a null response scores 0.
 - A task's accuracy is the mean over its items (forward: over its probes); a category's score is
-  the mean of its tasks' accuracies; the total is the mean of the category scores (as the paper
-  and OVO_BENCH.md define it). ``task_mean``, the plain mean over the tasks, is what the version of
-  the official ``score.py`` we could read (commit 19677d2) prints as "Total Avg."; both are kept.
+  the mean of its tasks' accuracies; the total is the mean of the three category scores (as the
+  paper and OVO_BENCH.md define it), and only when all three are present (None otherwise: a mean
+  over fewer is not the benchmark's total). ``task_mean``, the plain mean over the tasks, is what
+  the version of the official ``score.py`` we could read (commit 19677d2) prints as "Total Avg.";
+  both are kept, under the same condition.
 
 A category is scored from the results file's section the item is in, as the official script does.
 """
@@ -36,10 +42,25 @@ def score_choice(response: str | None, ground_truth: str) -> int:
     return 0 if response is None else int(ground_truth in response)
 
 
-def score_count(response: str | None, count: Any) -> int:
+class ScoreError(ValueError):
+    """A response the scorer cannot read; the message names the item."""
+
+
+def score_count(response: str | list[str] | None, count: Any) -> int:
     if response is None:
         return 0
+    if isinstance(response, list):  # the official Qwen2-VL runner's batch_decode output
+        return int("".join(d for r in response for d in _DIGITS.findall(r)) == str(count))
     return int("".join(_DIGITS.findall(response)) == str(count))
+
+
+def _check_response(response: Any, where: str) -> bool:
+    """True for a list of strings (scored, and named); raises on what is neither that, a string nor null."""
+    if response is None or isinstance(response, str):
+        return False
+    if isinstance(response, list) and all(isinstance(r, str) for r in response):
+        return True
+    raise ScoreError(f"{where}: the response must be a string, null or a list of strings, got {response!r:.80}")
 
 
 def score_yes_no(response: str | None, kind: int) -> int:
@@ -50,13 +71,23 @@ def score_yes_no(response: str | None, kind: int) -> int:
     return int(("No" if kind == 0 else "Yes") in response)
 
 
-def item_scores(results: dict[str, Any]) -> dict[str, dict[str, list[int]]]:
-    """Per section, per task (in order of first appearance), the 0/1 score of every item or probe."""
+def item_scores(results: dict[str, Any], lists: list[str] | None = None) -> dict[str, dict[str, list[int]]]:
+    """Per section, per task (in order of first appearance), the 0/1 score of every item or probe.
+    ``lists`` collects the names ("REC/3/1", "EPM/7") of the responses that were lists."""
     out: dict[str, dict[str, list[int]]] = {}
+    lists = lists if lists is not None else []
     for category in CATEGORIES:
         per_task: dict[str, list[int]] = {}
         for item in results.get(category) or []:
             task = item["task"]
+            name = f"{task}/{item.get('id')}"
+            if category != "forward":
+                if _check_response(item["response"], name):
+                    lists.append(name)
+            else:
+                for j, p in enumerate(item["test_info"]):
+                    if _check_response(p["response"], f"{name} test_info[{j}]"):
+                        lists.append(f"{name}/{j}")
             if category != "forward":
                 scores = [score_choice(item["response"], item["ground_truth"])]
             elif task == "REC":
@@ -78,7 +109,8 @@ def score_results(results: dict[str, Any]) -> dict[str, Any]:
     """``{"tasks": {task: percent}, "backward", "realtime", "forward", "total", "task_mean",
     "counts": {task: [correct, total]}}``; a category without items (and a total without any
     category) is None. Percentages are unrounded; the official script prints two decimals."""
-    per_category = item_scores(results)
+    lists: list[str] = []
+    per_category = item_scores(results, lists)
     tasks: dict[str, float] = {}
     counts: dict[str, list[int]] = {}
     report: dict[str, Any] = {"tasks": tasks}
@@ -95,9 +127,11 @@ def score_results(results: dict[str, Any]) -> dict[str, Any]:
         report[category] = _mean(accuracies)
         if report[category] is not None:
             category_scores.append(report[category])
-    report["total"] = _mean(category_scores)
-    report["task_mean"] = _mean(list(tasks.values()))
+    complete = len(category_scores) == len(CATEGORIES)  # a total over fewer categories is not the benchmark's
+    report["total"] = _mean(category_scores) if complete else None
+    report["task_mean"] = _mean(list(tasks.values())) if complete else None
     report["counts"] = counts
+    report["list_responses"] = lists
     return report
 
 
@@ -114,8 +148,18 @@ def format_scores(report: dict[str, Any]) -> str:
     lines.append("")
     for category in CATEGORIES:
         lines.append(f"{CATEGORY_TITLES[category] + ' avg.':<19}{_pct(report[category]):>9}")
-    lines.append(f"{'Total avg.':<19}{_pct(report['total']):>9}   (mean of the category averages)")
-    lines.append(f"{'Mean of the tasks':<19}{_pct(report['task_mean']):>9}")
+    if report["total"] is None:
+        missing = [CATEGORY_TITLES[c] for c in CATEGORIES if report[c] is None]
+        lines.append(f"{'Total avg.':<19}{'-':>9}   (needs all three categories; no {', '.join(missing)} items)")
+    else:
+        lines.append(f"{'Total avg.':<19}{_pct(report['total']):>9}   (mean of the category averages)")
+        lines.append(f"{'Mean of the tasks':<19}{_pct(report['task_mean']):>9}")
+    lists = report.get("list_responses") or []
+    if lists:
+        named = ", ".join(lists[:5]) + (f" and {len(lists) - 5} more" if len(lists) > 5 else "")
+        lines.append(f"{len(lists)} responses were lists of strings (the official Qwen2-VL runner's output): {named}. "
+                     "Scored element by element as the official rules do; REC by the digits of all the strings "
+                     "(the official script fails on a REC list).")  # fmt: skip
     lines.append("")
     lines.append(format_comparison(report))
     return "\n".join(lines)

@@ -1,6 +1,10 @@
 """Where an OVO-Bench run keeps what it has done: RESULTS.json (the benchmark's own layout, what its
-official scorer reads) and RESULTS.run.json beside it (the run's settings, every finished query's
-response, per-query errors and timings: what ``--resume`` continues from).
+official scorer reads) and the run file (the run's settings, every finished query's response with
+its turn, delay and the window it saw, per-query errors and timings: what ``--resume`` continues
+from). The run file and the scores live OUTSIDE the results folder, beside it
+(``results/Streamo/RESULTS.json`` -> ``results/Streamo.RESULTS.run.json`` and
+``results/Streamo.RESULTS.scores.json``): the official ``score.py`` loads every file in a model's
+results folder as a results file, so the folder must hold results files only.
 
 Both files are rewritten atomically (a temporary file renamed over the old one): the run file after
 every finished query, RESULTS.json whenever an item completes, so a run killed at any moment leaves
@@ -26,22 +30,28 @@ class StoreError(ValueError):
     """The output cannot be written or resumed; the message says which file and what to do."""
 
 
-def beside(out: Path, suffix: str) -> Path:
-    """RESULTS.json -> RESULTS<suffix> (e.g. RESULTS.scores.json); a name without .json keeps it whole."""
+def outside(out: str | Path, suffix: str) -> Path:
+    """DIR/RESULTS.json -> DIR/../DIR.RESULTS<suffix> (e.g. ``.scores.json``): beside the results
+    folder, not in it; a name without .json keeps it whole."""
+    out = Path(out).absolute()
+    folder = out.parent
+    if folder.parent == folder:
+        raise StoreError(f"{out}: put the results file in a folder of its own (e.g. results/mymodel/{out.name})")
     stem = out.name[:-5] if out.name.endswith(".json") else out.name
-    return out.with_name(stem + suffix)
+    return folder.parent / f"{folder.name}.{stem}{suffix}"
 
 
 class RunStore:
     def __init__(self, out: str | Path, entries: list[dict[str, Any]], settings: dict[str, Any], resume: bool) -> None:
         self.out = Path(out)
-        self.run_path = beside(self.out, ".run.json")
-        self.scores_path = beside(self.out, ".scores.json")
+        self.run_path = outside(self.out, ".run.json")
+        self.scores_path = outside(self.out, ".scores.json")
         self.entries = entries
         self.settings = dict(settings)
         self.responses: dict[str, str | None] = {}
         self.errors: dict[str, str] = {}
         self.seconds: dict[str, float] = {}
+        self.details: dict[str, dict[str, Any]] = {}  # per query: turn, answered_at_s, delay_s, context
         self.info: dict[str, Any] = {}  # run facts to keep (device, precision, pass timings)
         if self.out.is_dir():
             raise StoreError(f"--out {self.out} is a folder; give a file name such as results.json")
@@ -56,7 +66,8 @@ class RunStore:
     def _load(self) -> None:
         if not self.run_path.is_file():
             raise StoreError(
-                f"--resume: no {self.run_path} to continue from (it is written beside --out {self.out}); "
+                f"--resume: no {self.run_path} to continue from (it is written beside the folder of --out "
+                f"{self.out}); "
                 "run without --resume to start"
             )
         try:
@@ -76,6 +87,7 @@ class RunStore:
         self.responses = dict(state.get("responses", {}))
         self.errors = dict(state.get("errors", {}))
         self.seconds = dict(state.get("seconds", {}))
+        self.details = dict(state.get("queries", {}))
         self.info = dict(state.get("info", {}))
 
     # -- what is done
@@ -83,9 +95,20 @@ class RunStore:
         """Answered without an error (a query that failed is run again on --resume)."""
         return key in self.responses and key not in self.errors
 
-    def record(self, query: Query, response: str | None, seconds: float, error: str | None = None) -> None:
+    def record(
+        self,
+        query: Query,
+        response: str | None,
+        seconds: float,
+        error: str | None = None,
+        detail: dict[str, Any] | None = None,
+    ) -> None:
         self.responses[query.key] = response
         self.seconds[query.key] = round(seconds, 4)
+        if detail is None:
+            self.details.pop(query.key, None)
+        else:
+            self.details[query.key] = {"time_s": query.time, **detail}
         if error is None:
             self.errors.pop(query.key, None)
         else:
@@ -134,6 +157,7 @@ class RunStore:
             "responses": self.responses,
             "errors": self.errors,
             "seconds": self.seconds,
+            "queries": self.details,
         }
         try:
             if results or not self.out.exists():

@@ -7,10 +7,11 @@ Every source hands out :class:`Frame` objects holding an RGB ``uint8`` image. Tw
 
 Stream time ``Frame.t`` is the start of the frame's sampling interval, ``k / fps`` for the
 ``k``-th interval, which is what the model's ``<Xs-Ys>`` labels count. For video files the
-sampled frame of interval ``k`` is frame ``k * step`` with ``step = max(1, int(video_fps / fps))``
-and there are ``frame_count // step`` samples, exactly as the training data were built
-(``model.protocol.turn_count``). The true media time of a file frame is ``index / info.fps``;
-it differs from ``t`` only when ``video_fps / fps`` is not an integer (29.97 fps video, say).
+sample of interval ``k`` is the decoded frame whose presentation time (the container's timestamp)
+is nearest ``k / fps``, variable frame rate included, and there are ``floor(duration * fps)``
+samples: the one inference rule, ``model.frame_times``, so a subtitle at ``t`` is at the second
+it happened. (Training samples frame ``k * int(video_fps / fps)``, the release's rule, which
+drifts 3 % early at 29.97 fps; docs/training.md compares the two.)
 
 Live sources (webcam, screen, and files with ``realtime=True``) are paced by the wall clock and
 never queue up: when the consumer is slower than ``fps`` the missed intervals are skipped, so

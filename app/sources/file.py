@@ -2,16 +2,20 @@
 native speed like a live stream (``realtime=True``).
 
 Stream time ``Frame.t`` is the start of the frame's sampling interval, ``k / fps`` for the
-``k``-th interval. The sampled frame of interval ``k`` is frame ``k * step`` with
-``step = max(1, int(video_fps / fps))`` and there are ``frame_count // step`` samples, exactly as
-the training data were built (``model.protocol.turn_count``). The true media time of a file
-frame is ``index / info.fps``; it differs from ``t`` only when ``video_fps / fps`` is not an
-integer (29.97 fps video, say).
+``k``-th interval. The sample of interval ``k`` is the decoded frame whose presentation time (the
+container's timestamp, OpenCV's ``CAP_PROP_POS_MSEC`` after each read) is nearest ``k / fps``,
+variable frame rate included: the one inference rule, ``model.frame_times``. There are
+``floor(duration * fps)`` samples, ``duration = frame_count / video_fps``. ``Frame.index`` is the
+chosen frame's position in decoding order.
+
+Training samples differently (the release's rule, ``model.train.video``: frame ``k * int(video_fps /
+fps)``, which at 29.97 fps lies 3 % early); docs/training.md, "Frames", compares the two.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import os
 import threading
 import time
@@ -23,6 +27,7 @@ import cv2
 import numpy as np
 
 from app.sources.base import Frame, FrameSource, SourceError, SourceInfo, _bgr_to_rgb, _check_fps
+from model.frame_times import TimePicker, sample_times_count
 from model.video_probe import MISSING, inspect_video
 
 log = logging.getLogger(__name__)
@@ -95,14 +100,11 @@ class VideoFileSource(FrameSource):
                 self._cap.release()
                 self._cap = None
 
-    def step_for(self, fps: float) -> int:
-        """Source frames per sample at ``fps`` (the training data's rule)."""
-        return max(1, int(self.info.fps / _check_fps(fps)))  # type: ignore[operator]
-
     def sample_count(self, fps: float = 1.0) -> int | None:
-        """How many samples ``frames(fps)`` yields (``frame_count // step``); None if unknown."""
-        count = self.info.frame_count
-        return None if count is None else count // self.step_for(fps)
+        """How many samples ``frames(fps)`` yields (``floor(duration * fps)``; fewer if the file ends
+        before the frame count it reports); None if unknown."""
+        duration = self.info.duration
+        return None if duration is None else sample_times_count(duration, _check_fps(fps))
 
     def _rewind(self) -> None:
         """Back to frame 0. Reopening is exact for every container, unlike a seek. Caller holds
@@ -115,28 +117,40 @@ class VideoFileSource(FrameSource):
                 raise self._unreadable("it could not be reopened")
             self._next_index = 0
 
-    def _read_next(self, decode: bool, gen: int) -> np.ndarray | None:
-        """Advance one frame; decode to RGB only when asked (grab() alone skips the colour
-        conversion). None at end of file, after close(), or once a newer frames() call took
-        over the decoder (``gen`` is the caller's frames() generation)."""
+    def _read_next(self, gen: int) -> tuple[np.ndarray, float] | None:
+        """Decode the next frame: (BGR image, presentation time in seconds). None at end of file,
+        after close(), or once a newer frames() call took over the decoder (``gen`` is the caller's
+        frames() generation). Every frame is read, not only grabbed: which frame is nearest a sample
+        time is known only once the next frame's time is. Only the samples are turned into RGB."""
         with self._cap_lock:
             cap = self._cap
             if cap is None or gen != self._gen:
                 return None
-            if decode:
-                ok, bgr = cap.read()
-            else:
-                ok, bgr = cap.grab(), None
-            if not ok:
+            ok, bgr = cap.read()
+            if not ok or bgr is None:
                 return None
+            pts = cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0  # this frame's timestamp from the stream's start
             self._next_index += 1
-        return _bgr_to_rgb(bgr) if decode and bgr is not None else np.empty(0, np.uint8)
+        return bgr, pts
+
+    def _picker(self, fps: float, n: int | None) -> TimePicker[np.ndarray]:
+        return TimePicker(fps, n, self.info.fps)
+
+    def _warn_short(self, picker: TimePicker[np.ndarray], gen: int) -> None:
+        if picker.count is not None and not picker.done and gen == self._gen and self._opened:
+            log.warning(
+                "%s ended at frame %d (%.2f s), before the %.2f s it reports",
+                self.path,
+                self._next_index,
+                picker.target(),
+                self.info.duration,
+            )
 
     def frames(self, fps: float = 1.0) -> Iterator[Frame]:
         """Samples from the start of the file. Starting to iterate a new frames() generator ends
         any earlier one of this source and restarts from frame 0."""
         self._require_open()
-        step = self.step_for(fps)
+        fps = _check_fps(fps)
         n = self.sample_count(fps)
         # Take over the decoder: stop an earlier realtime player before rewinding under it.
         with self._cap_lock:
@@ -152,64 +166,68 @@ class VideoFileSource(FrameSource):
                 return
             self._rewind()
         if self.realtime:
-            yield from self._frames_realtime(fps, step, n, gen, self._cancel)
+            yield from self._frames_realtime(fps, n, gen, self._cancel)
         else:
-            yield from self._frames_fast(fps, step, n, gen)
+            yield from self._frames_fast(fps, n, gen)
 
-    def _frames_fast(self, fps: float, step: int, n: int | None, gen: int) -> Iterator[Frame]:
-        k = 0
-        while (n is None or k < n) and not self._stop.is_set() and gen == self._gen:
-            target = k * step
-            image = None
-            while self._next_index <= target:
-                image = self._read_next(self._next_index == target, gen)
-                if image is None:
-                    if n is not None and gen == self._gen and self._opened:
-                        log.warning(
-                            "%s ended at frame %d, before the %d frames it reports",
-                            self.path,
-                            self._next_index,
-                            self.info.frame_count,
-                        )
+    def _frames_fast(self, fps: float, n: int | None, gen: int) -> Iterator[Frame]:
+        picker = self._picker(fps, n)
+        while not picker.done and not self._stop.is_set() and gen == self._gen:
+            got = self._read_next(gen)
+            if got is None and (gen != self._gen or self._cap is None):
+                return  # closed, or a newer frames() took the decoder: not the end of the file
+            samples = picker.finish() if got is None else picker.push(*got)
+            for sample in samples:
+                if self._stop.is_set() or gen != self._gen:
                     return
-            frame = Frame(image, t=k / fps, index=target, wall_time=time.time())  # type: ignore[arg-type]
-            self._publish(frame)
-            yield frame
-            k += 1
+                image = _bgr_to_rgb(sample.item)  # a fresh array per sample, even when a frame repeats
+                frame = Frame(image, t=sample.k / fps, index=sample.index, wall_time=time.time())
+                self._publish(frame)
+                yield frame
+            if got is None:
+                self._warn_short(picker, gen)
+                return
 
-    def _frames_realtime(
-        self, fps: float, step: int, n: int | None, gen: int, cancel: threading.Event
-    ) -> Iterator[Frame]:
+    def _frames_realtime(self, fps: float, n: int | None, gen: int, cancel: threading.Event) -> Iterator[Frame]:
         mailbox: list[Frame] = []  # at most one: the newest sample not yet taken
         cond = threading.Condition()
         done = threading.Event()
-        native = float(self.info.fps)  # type: ignore[arg-type]
+        picker = self._picker(fps, n)
+
+        def offer(samples: list) -> None:
+            if samples:
+                s = samples[-1]  # an untaken older sample is dropped, as live
+                with cond:
+                    mailbox[:] = [Frame(s.item, t=s.k / fps, index=s.index, wall_time=time.time())]
+                    cond.notify_all()
 
         def play() -> None:
             start = time.monotonic()
             try:
                 while not cancel.is_set():
-                    i = self._next_index
-                    if n is not None and i >= n * step:
-                        break
                     # Decode ahead, then wait for the frame's presentation time; a pause moves the
                     # clock's start along by the time it lasted.
-                    image = self._read_next(True, gen)
-                    if image is None:
+                    got = self._read_next(gen)
+                    if got is None:
+                        if not cancel.is_set() and gen == self._gen and self._cap is not None:
+                            offer(picker.finish())
                         break
+                    bgr, pts = got
+                    image = _bgr_to_rgb(bgr)  # every frame is previewed
+                    if picker.done and pts >= picker.target() - 1e-6:
+                        break  # the last sampled interval has been shown
                     while not cancel.is_set():
                         start += self._hold(cancel)
-                        delay = start + i / native - time.monotonic()
+                        delay = start + pts - time.monotonic()
                         if delay <= 0 or cancel.wait(min(delay, 0.05)):
                             break
                     if cancel.is_set():
                         break
-                    frame = Frame(image, t=(i // step) / fps, index=i, wall_time=time.time())
-                    self._publish(frame)
-                    if i % step == 0:
-                        with cond:
-                            mailbox[:] = [frame]  # an untaken older sample is dropped, as live
-                            cond.notify_all()
+                    # The preview shows every frame, labelled with the interval it falls in; a sample
+                    # is decided once the first frame at or after its time is shown.
+                    interval = math.floor(pts * fps + 1e-6) / fps
+                    self._publish(Frame(image, t=interval, index=picker.index + 1, wall_time=time.time()))
+                    offer(picker.push(image, pts))
             finally:
                 done.set()
                 with cond:

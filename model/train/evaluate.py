@@ -1,7 +1,9 @@
 """``evaluate``: the live streaming engine (not teacher forcing) over labelled clips.
 
-Each clip's frames (the training sampler's, from the same cache) go through ``StreamEngine.step``
-at the protocol's fps, the data's questions are asked at their turns, and the model's own earlier
+Each clip's frames go through ``StreamEngine.step`` at the protocol's fps, taken as Live takes them
+(``LiveFrameCache``: the frame nearest each second on the video's own timestamps, ``model.frame_times``;
+the labels are the annotation's seconds, and that is the frame Live shows the model at that second),
+not as training takes them (the release's index rule, 3 % early at 29.97 fps); the data's questions are asked at their turns, and the model's own earlier
 states stay in its context, exactly as in a live run. A clip that teaches a Live task with a standing
 instruction (``Clip.live_task``: narrate, actions, events) runs under that task, so its first turn is
 what Live sends; other clips run under the "question" task with the data's turn-0 question asked at
@@ -19,19 +21,89 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from model import protocol as P
 from model.engine import EngineOptions, StreamEngine
 from model.loading import LoadedModel
 from model.presets import TASK_PRESETS, task_instruction
 from model.train.data import Clip, DataIssue, attach_frames, clip_frames
 from model.train.metrics import ClipOutcome, SecondLabel, cautions, evaluation_report
-from model.train.video import FrameCache
+from model.train.video import FrameCache, SampledVideo, VideoError
 
 log = logging.getLogger(__name__)
 
 
 class EvaluationError(ValueError):
     """Nothing to evaluate; the message says why."""
+
+
+class LiveFrameCache(FrameCache):
+    """The frames Live sees of a file, by time (``model.frame_times``; ``app.sources.file`` applies the
+    same rule), resized to the budget and cached on disk beside the training frames under keys of
+    their own. Built from a training ``FrameCache`` by :meth:`like` (same folder, processor, fps, budget)."""
+
+    @classmethod
+    def like(cls, cache: FrameCache) -> LiveFrameCache:
+        if isinstance(cache, LiveFrameCache):
+            return cache
+        return cls(cache.root, cache.processor, cache.fps, cache.min_pixels, cache.max_pixels)
+
+    def key(self, path: Path) -> str:
+        return "live-" + super().key(path)
+
+    def get(self, path: str | Path) -> SampledVideo:
+        from model.frames import resize_to_budget
+
+        path = Path(path)
+        if not path.is_file():
+            raise VideoError(f"{path}: no such video file")
+        key = self.key(path)
+        with self._lock:
+            hit = self._memo.get(key)
+        if hit is None:
+            hit = self._load(key)
+            if hit is None:
+                frames, video_fps, reported = decode_by_time(
+                    path, self.fps, lambda f: resize_to_budget(self.processor, f, self.min_pixels, self.max_pixels)
+                )
+                self._store(key, path, frames, video_fps, reported)
+                hit = self._load(key) or SampledVideo(frames, video_fps, reported)
+            with self._lock:
+                self._memo[key] = hit
+        return hit
+
+
+def decode_by_time(
+    path: Path, fps: float, resize: Callable[[np.ndarray], np.ndarray] | None = None
+) -> tuple[np.ndarray, float, int]:
+    """(frames [n, h, w, 3] RGB uint8, video fps, reported frame count) sampled by time, as Live
+    samples the file: ``floor(duration * fps)`` samples, each the frame nearest its second."""
+    import cv2
+
+    from model.frame_times import TimePicker, sample_times_count
+    from model.video_probe import inspect_video
+
+    facts = inspect_video(path)
+    if not facts.ok:
+        raise VideoError(f"{path}: {facts.reason}")
+    picker: TimePicker[np.ndarray] = TimePicker(fps, sample_times_count(facts.frames / facts.fps, fps), facts.fps)
+    kept: list[np.ndarray] = []
+    cap = cv2.VideoCapture(str(path))
+    try:
+        while not picker.done:
+            ok, bgr = cap.read()
+            samples = picker.push(bgr, cap.get(cv2.CAP_PROP_POS_MSEC) / 1000.0) if ok else picker.finish()
+            for sample in samples:
+                rgb = np.ascontiguousarray(sample.item[:, :, ::-1])
+                kept.append(resize(rgb) if resize else rgb)
+            if not ok:
+                break
+    finally:
+        cap.release()
+    if not kept:
+        raise VideoError(f"{path}: no decodable frames (corrupt or truncated?)")
+    return np.stack(kept), facts.fps, facts.frames
 
 
 def live_task(clip: Clip) -> str | None:
@@ -50,7 +122,7 @@ def run_clip(engine: StreamEngine, clip: Clip, cache: FrameCache, fps: float) ->
     engine.set_options(task=task or "question")
     engine.reset()
     instruction = task_instruction(task) if task else None
-    frames = clip_frames(clip, cache)
+    frames = clip_frames(clip, LiveFrameCache.like(cache))  # a missing last second repeats the one before
     labels, emitted = [], []
     for i in range(clip.turns):
         user, assistant = clip.turn(i)
@@ -81,6 +153,7 @@ def evaluate_clips(
         fps=fps, threshold=threshold, max_answer_tokens=max_answer_tokens, max_turns=max_turns, task="question"
     )
     engine = StreamEngine(loaded, options)
+    cache = LiveFrameCache.like(cache)  # one in-memory copy of each clip's frames for all its clips
     outcomes = []
     for k, clip in enumerate(clips):
         outcomes.append(run_clip(engine, clip, cache, fps))

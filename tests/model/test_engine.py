@@ -222,9 +222,16 @@ def test_answer_equals_transformers_greedy_generate(tiny_loaded):
     assert results[1].token_ids == generated
 
 
-@pytest.mark.parametrize("chunk", [1024, 37])
-def test_rebuild_equals_a_fresh_forward_on_the_kept_turns(tiny_loaded, chunk):
-    opts = EngineOptions(max_turns=4, keep_turns=2, max_answer_tokens=4)
+@pytest.mark.parametrize(
+    ("chunk", "keep", "rebuilds"),
+    [
+        (1024, 2, [4, 7]),  # 4 turns, then drop to 2 (the new one included)
+        (37, 2, [4, 7]),
+        (1024, 4, [4, 5, 6, 7, 8]),  # keep_turns == max_turns: the window slides one turn a step (the release's)
+    ],
+)
+def test_rebuild_equals_a_fresh_forward_on_the_kept_turns(tiny_loaded, chunk, keep, rebuilds):
+    opts = EngineOptions(max_turns=4, keep_turns=keep, max_answer_tokens=4)
     engine = StreamEngine(tiny_loaded, opts)
     engine.prefill_chunk = chunk  # 37: rebuilds (and the first prompt) go through in odd-sized chunks
     frames = make_frames(9, seed=1)
@@ -249,8 +256,8 @@ def test_rebuild_equals_a_fresh_forward_on_the_kept_turns(tiny_loaded, chunk):
         )
         if res.rebuilt:  # the active question is back on the first kept user turn
             assert messages[1]["content"].startswith("Tell me when the square moves.\n")
-    assert rebuilt_at == [4, 7]  # 4 turns, then drop to 2 (the new one included)
-    assert engine.steps == 9 and not engine.recent[5].rebuilt
+    assert rebuilt_at == rebuilds
+    assert engine.steps == 9 and engine.recent[5].rebuilt == (5 in rebuilds)
 
 
 def test_a_failed_step_keeps_the_conversation_and_recovers_exactly(tiny_loaded, monkeypatch):

@@ -20,8 +20,8 @@ def ovo_entries() -> list[dict]:
          "gt": 0, "answer": opts[0]},
         {"id": 2, "task": "OCR", "video": ego, "realtime": 7, "question": "What does the sign say?", "options": opts,
          "gt": 3, "answer": opts[3]},
-        {"id": 3, "task": "STU", "video": coin, "realtime": 40.0, "question": "Where is the cup?", "options": opts,
-         "gt": 2, "answer": opts[2]},  # past the end of the video: clipped to its last second
+        {"id": 3, "task": "STU", "video": coin, "realtime": 8.0, "question": "Where is the cup?", "options": opts,
+         "gt": 2, "answer": opts[2]},  # at the very end of the video: its last turn
         {"id": 4, "task": "REC", "video": "REC/wave.mp4", "activity": "wave their hand", "start_times": [1, 4],
          "end_times": [2, 5], "test_info": [{"realtime": 2, "count": 1}, {"realtime": 4.5, "count": 1},
                                             {"realtime": 7, "count": 2}]},

@@ -17,8 +17,9 @@ from ovo_testdata import VIDEO_FPS, ovo_entries, write_ovo
 
 from app.benchmark import ovo_run
 from app.benchmark.ovo_data import build_prompt, load_annotations, queries_for, select
-from app.benchmark.ovo_run import Ask, VideoFrames, plan_asks, responses_of, run_asks
+from app.benchmark.ovo_run import Answer, Ask, VideoFrames, plan_asks, responses_of, run_asks
 from app.benchmark.ovo_score import PAPER_ROWS, score_results
+from app.benchmark.ovo_store import outside
 from app.cli import main as cli_main
 from model.engine import EngineOptions, StreamEngine
 
@@ -28,6 +29,11 @@ BR_FIELDS = {"id", "video", "task", "question", "response", "ground_truth"}
 def _args(anno, videos, ckpt, out, *extra) -> list[str]:
     return ["benchmark", "ovo", "--anno", str(anno), "--videos", str(videos), "--model", str(ckpt), "--device", "cpu",
             "--out", str(out), *extra]  # fmt: skip
+
+
+def _run_file(out: Path) -> dict:
+    """The run file of --out, which lives beside the results folder, not in it."""
+    return json.loads(outside(out, ".run.json").read_text())
 
 
 def _responses(results: dict) -> dict:
@@ -68,8 +74,12 @@ def test_results_file_has_the_official_layout_and_is_scored(ovo_set, tiny_ckpt, 
         for probe in stripped["test_info"]:
             assert isinstance(probe.pop("response"), str)
         assert stripped == entry
-    # Scored with the official rules, saved beside the results, compared with the paper's rows.
-    scores = json.loads((tmp_path / "res" / "RESULTS.scores.json").read_text())
+    # The results folder holds results files only, as the official score.py reads every file in it;
+    # the scores and the run file are beside the folder.
+    assert [p.name for p in (tmp_path / "res").iterdir()] == ["RESULTS.json"]
+    assert sorted(p.name for p in tmp_path.glob("res.*")) == ["res.RESULTS.run.json", "res.RESULTS.scores.json"]
+    # Scored with the official rules, compared with the paper's rows.
+    scores = json.loads((tmp_path / "res.RESULTS.scores.json").read_text())
     assert scores == score_results(results)
     assert set(scores["tasks"]) == {"EPM", "ASI", "OCR", "STU", "REC", "SSR", "CRR"}
     assert scores["counts"]["REC"][1] == 3 and scores["counts"]["SSR"][1] == 3 and scores["counts"]["CRR"][1] == 2
@@ -79,9 +89,14 @@ def test_results_file_has_the_official_layout_and_is_scored(ovo_set, tiny_ckpt, 
     # Progress: one line per query with the ETA.
     lines = [line for line in captured.err.splitlines() if re.match(r"\[\d+/12\] ", line)]
     assert len(lines) == 12 and all(re.search(r"ETA \d+:\d\d:\d\d$", line) for line in lines)
-    run = json.loads((tmp_path / "res" / "RESULTS.run.json").read_text())
+    run = _run_file(out)
     assert run["settings"]["protocol"] == "offline" and run["info"]["runs"][-1]["status"] == "done"
+    assert run["settings"]["max_turns"] == run["settings"]["keep_turns"] == 121  # the release's sliding window
     assert len(run["seconds"]) == 12 and not run["errors"]
+    # Offline: the answer is given on the turn that ends at ceil(realtime); the query saw the stream to there.
+    epm = run["queries"]["EPM/0"]
+    assert (epm["time_s"], epm["turn"], epm["answered_at_s"], epm["delay_s"]) == (5.5, 5, 6.0, 0.5)
+    assert epm["context"] == {"turns": 6, "from_s": 0.0, "to_s": 6.0, "seconds": 6.0, "question_on_first_turn": False}
 
 
 def test_prompts_are_the_benchmarks_templates():
@@ -160,10 +175,11 @@ def test_builtin_scorer_is_the_official_rules(tmp_path, capsys):
     assert report["backward"] == pytest.approx((40 + 100) / 2)  # by hand: EPM 2/5, HLD 1/1
 
     # The same scorer on the command line, for any results file in the benchmark's layout.
-    path = tmp_path / "theirs.json"
+    path = tmp_path / "mine" / "theirs.json"
+    path.parent.mkdir()
     path.write_text(json.dumps(results))
     assert cli_main(["benchmark", "ovo-score", str(path)]) == 0
-    assert json.loads((tmp_path / "theirs.scores.json").read_text()) == report
+    assert json.loads((tmp_path / "mine.theirs.scores.json").read_text()) == report
     out = capsys.readouterr().out
     assert "EPM" in out and f"{report['total']:.2f}" in out
 
@@ -205,10 +221,10 @@ def test_resume_skips_finished_queries(ovo_set, tiny_ckpt, tmp_path, monkeypatch
             raise KeyboardInterrupt
         return real_step(self, *a, **k)
 
-    out = tmp_path / "RESULTS.json"
+    out = tmp_path / "res" / "RESULTS.json"
     monkeypatch.setattr(StreamEngine, "step", killed_step)
     assert cli_main(_args(anno, videos, tiny_ckpt, out)) == 130
-    run = json.loads((tmp_path / "RESULTS.run.json").read_text())
+    run = _run_file(out)
     finished = set(run["responses"])
     assert 0 < len(finished) < 12
     assert set(_responses(json.loads(out.read_text()))) <= finished  # complete items only
@@ -222,7 +238,7 @@ def test_resume_skips_finished_queries(ovo_set, tiny_ckpt, tmp_path, monkeypatch
     assert f"{12 - len(finished)} queries on" in err and f"{len(finished)} finished before, skipped" in err
     assert len(calls["asks"]) == 12 - len(finished)  # only the unfinished queries were asked
     assert _responses(json.loads(out.read_text())) == _responses(json.loads(full.read_text()))
-    assert [r["status"] for r in json.loads((tmp_path / "RESULTS.run.json").read_text())["info"]["runs"]] == [
+    assert [r["status"] for r in _run_file(out)["info"]["runs"]] == [
         "interrupted",
         "done",
     ]
@@ -241,7 +257,7 @@ def test_missing_and_unreadable_videos_get_null_responses(tmp_path, tiny_ckpt, c
     anno, videos, _ = write_ovo(tmp_path, [e for e in entries if "missing" not in e["video"]])
     anno.write_text(json.dumps(entries))
     (videos / "COIN" / "broken.mp4").write_bytes(b"\x00not a video" * 100)
-    out = tmp_path / "r.json"
+    out = tmp_path / "res" / "r.json"
     assert cli_main(_args(anno, videos, tiny_ckpt, out)) == 0
     err = capsys.readouterr().err
     assert "warning:" in err and str(videos / "Ego4D/clips/missing.mp4") in err
@@ -249,7 +265,7 @@ def test_missing_and_unreadable_videos_get_null_responses(tmp_path, tiny_ckpt, c
     got = _responses(json.loads(out.read_text()))
     assert got["EPM/0"] is None and got["SSR/5/0"] is None and got["SSR/5/2"] is None
     assert isinstance(got["ASI/1"], str) and isinstance(got["OCR/2"], str)  # the run went on
-    run = json.loads((tmp_path / "r.run.json").read_text())
+    run = _run_file(out)
     assert set(run["errors"]) == {"EPM/0", "SSR/5/0", "SSR/5/1", "SSR/5/2"}
     assert "failed and scored 0" in err
 
@@ -261,7 +277,7 @@ def test_missing_and_unreadable_videos_get_null_responses(tmp_path, tiny_ckpt, c
     again = _responses(json.loads(out.read_text()))
     assert all(isinstance(v, str) for v in again.values())
     assert (again["ASI/1"], again["OCR/2"]) == (got["ASI/1"], got["OCR/2"])
-    assert not json.loads((tmp_path / "r.run.json").read_text())["errors"]
+    assert not _run_file(out)["errors"]
 
 
 @pytest.mark.parametrize(
@@ -315,9 +331,10 @@ def ovo_videos(tmp_path_factory):
     return write_ovo(tmp_path_factory.mktemp("ovo"))
 
 
-def _answers(loaded, videos, entries, protocol, fps, shared, threshold=None):
+def _answers(loaded, videos, entries, protocol, fps, shared, threshold=None, skip=True, **window):
     """{(video, prompt, turn): answers} over every video, and the engine steps taken."""
-    engine = StreamEngine(loaded, EngineOptions(fps=fps, task="question", max_answer_tokens=6, threshold=threshold))
+    opts = EngineOptions(fps=fps, task="question", max_answer_tokens=6, threshold=threshold, **window)
+    engine = StreamEngine(loaded, opts)
     stats = ovo_run.PassStats()
     out = {}
     by_video: dict[str, list] = {}
@@ -325,8 +342,9 @@ def _answers(loaded, videos, entries, protocol, fps, shared, threshold=None):
         by_video.setdefault(entry["video"], []).extend(queries_for(entry, i))
     for video, qs in by_video.items():
         frames = VideoFrames(Path(videos) / video, fps)
-        asks = plan_asks(protocol, qs, frames, fps)
-        for ask, answers in run_asks(engine, frames, asks, fps, shared, stats):
+        asks, past_end = plan_asks(protocol, qs, frames, fps)
+        assert not past_end
+        for ask, answers in run_asks(engine, frames, asks, fps, shared, stats, skip):
             out[(video, ask.prompt, ask.turn, ask.queries[0].key)] = answers
         frames.close()
     return out, stats
@@ -338,11 +356,11 @@ def test_shared_pass_gives_the_responses_of_rerunning_each_query(tiny_loaded, ov
     shared, s_stats = _answers(tiny_loaded, videos, entries, protocol, fps, True, threshold)
     rerun, r_stats = _answers(tiny_loaded, videos, entries, protocol, fps, False, threshold)
     assert shared == rerun
-    answered = [a for a in shared.values() if a]
-    assert answered and all(text for answers in answered for _, text in answers)
+    given = [[a for a in answers if a.text is not None] for answers in shared.values()]
+    assert any(given) and all(a.text for answers in given for a in answers)
     if protocol == "streaming":
-        assert any(not a for a in shared.values())  # some questions are never answered: null
-        assert any(len(a) > 1 for a in shared.values())  # REC keeps answering to the end
+        assert any(not a for a in given)  # some questions are never answered: null
+        assert any(len(a) > 1 for a in given)  # REC keeps answering to the end
     assert s_stats.asks == r_stats.asks == len(shared)
     assert s_stats.steps < r_stats.steps  # one pass per video instead of one per query
 
@@ -362,22 +380,23 @@ def test_turns_each_protocol_asks_on(tiny_loaded, ovo_videos):
     _, videos, entries = ovo_videos
     coin = [q for i, e in enumerate(entries) if e["video"].startswith("COIN") for q in queries_for(e, i)]
     frames = VideoFrames(Path(videos) / coin[0].video, 1.0)  # 8 s: 8 turns at 1 fps, 16 at 2 fps
-    turns = {a.queries[0].key: (a.turn, a.mode) for a in plan_asks("offline", coin, frames, 1.0)}
+    turns = {a.queries[0].key: (a.turn, a.mode) for a in plan_asks("offline", coin, frames, 1.0)[0]}
     # ceil(realtime) seconds of stream, the prompt on the last turn; clipped to the video.
     assert turns == {"ASI/1": (2, "forced"), "STU/3": (7, "forced"), "SSR/5/0": (1, "forced"),
                      "SSR/5/1": (4, "forced"), "SSR/5/2": (4, "forced")}  # fmt: skip
     frames2 = VideoFrames(Path(videos) / coin[0].video, 2.0)
-    turns = {a.queries[0].key: (a.turn, a.mode) for a in plan_asks("streaming", coin, frames2, 2.0)}
+    turns = {a.queries[0].key: (a.turn, a.mode) for a in plan_asks("streaming", coin, frames2, 2.0)[0]}
     assert turns == {"ASI/1": (6, "first"), "STU/3": (15, "first"), "SSR/5/0": (4, "first"),
                      "SSR/5/1": (10, "first"), "SSR/5/2": (10, "first")}  # fmt: skip
     rec = queries_for(entries[4], 4)
-    (ask,) = plan_asks("streaming", rec, VideoFrames(Path(videos) / rec[0].video, 1.0), 1.0)
+    (ask,), _ = plan_asks("streaming", rec, VideoFrames(Path(videos) / rec[0].video, 1.0), 1.0)
     assert (ask.turn, ask.mode, len(ask.queries)) == (0, "all", 3)
     # REC: at each probe, the latest answer given within ceil(probe time) seconds of stream.
-    assert responses_of(ask, [(0, "0"), (1, "1"), (4, "2"), (6, "3")], 1.0) == {
-        "REC/4/0": "1",  # probe at 2 s: turns 0-1
-        "REC/4/1": "2",  # probe at 4.5 s: turns 0-4
-        "REC/4/2": "3",  # probe at 7 s: turns 0-6
+    got = responses_of(ask, [Answer(k, text, {}) for k, text in [(0, "0"), (1, "1"), (4, "2"), (6, "3")]], 1.0)
+    assert {key: (g["response"], g["turn"], g["delay_s"]) for key, g in got.items()} == {
+        "REC/4/0": ("1", 1, 0.0),  # probe at 2 s: turns 0-1; the answer came at the end of turn 1 (2 s)
+        "REC/4/1": ("2", 4, 0.5),  # probe at 4.5 s: turns 0-4
+        "REC/4/2": ("3", 6, 0.0),  # probe at 7 s: turns 0-6
     }
-    assert set(responses_of(ask, [], 1.0).values()) == {None}
-    assert responses_of(Ask(3, "p", "first", rec[:1]), [], 1.0) == {"REC/4/0": None}
+    assert {g["response"] for g in responses_of(ask, [], 1.0).values()} == {None}
+    assert responses_of(Ask(3, "p", "first", rec[:1]), [], 1.0)["REC/4/0"]["response"] is None

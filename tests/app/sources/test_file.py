@@ -34,8 +34,7 @@ def test_file_samples_frame_at_start_of_each_interval(video10: Path, fps: float,
         assert src.info.kind == "file"
         assert (src.info.width, src.info.height, src.info.fps, src.info.frame_count) == (W, H, 10.0, 35)
         assert src.info.duration == pytest.approx(3.5)
-        assert src.step_for(fps) == step
-        assert src.sample_count(fps) == 35 // step
+        assert src.sample_count(fps) == 35 // step  # whole intervals of 3.5 s
         frames = list(src.frames(fps))
     assert [f.t for f in frames] == pytest.approx(expected_t)
     assert [f.index for f in frames] == [k * step for k in range(len(expected_t))]
@@ -45,14 +44,16 @@ def test_file_samples_frame_at_start_of_each_interval(video10: Path, fps: float,
     assert all(a.wall_time <= b.wall_time for a, b in zip(frames, frames[1:], strict=False))
 
 
-def test_file_frame_count_uses_integer_step_like_training_data(tmp_path: Path):
-    # 2.4 s of 25 fps video at 2 fps: step = int(12.5) = 12 gives 60 // 12 = 5 samples, the training
-    # data's rule, where a duration-based count would give int(2.4 * 2) = 4.
+def test_file_samples_by_time_not_by_the_training_datas_integer_step(tmp_path: Path):
+    # 2.4 s of 25 fps video at 2 fps: the training data's rule (step int(12.5) = 12) would take frames
+    # 0, 12, 24, 36, 48 (0.48 s per sample, drifting); by time it is the frame nearest each k / 2 s
+    # (a tie at 12.5 goes to the earlier frame) and the whole half-seconds the clip covers.
     path = make_video(tmp_path / "pal.mp4", 60, 25)
     with VideoFileSource(path) as src:
+        assert src.sample_count(2.0) == 4
         frames = list(src.frames(2.0))
-    assert [f.index for f in frames] == [0, 12, 24, 36, 48]
-    assert [f.t for f in frames] == pytest.approx([0.0, 0.5, 1.0, 1.5, 2.0])
+    assert [f.index for f in frames] == [0, 12, 25, 37]
+    assert [f.t for f in frames] == pytest.approx([0.0, 0.5, 1.0, 1.5])
 
 
 def test_file_frames_restart_from_the_beginning_and_latest_tracks_samples(video10: Path):

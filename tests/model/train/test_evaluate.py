@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 from fakes import write_video
 
@@ -125,3 +126,30 @@ def test_compare_models_scores_both_models_on_the_selected_clips(narration, tiny
     with pytest.raises(EvaluationError, match="no usable clips"):
         compare_models("tiny", "a", clips[-1:] + clips[:0], cache_dir=tmp_path / "cache",
                        select=lambda usable: ([], "heldout"), loader=_fake_loader(tiny_loaded, []))  # fmt: skip
+
+
+def test_evaluation_steps_the_engine_with_the_frames_live_sees(tmp_path, tiny_loaded):
+    """``evaluate`` runs what Live does, so its frames are Live's (the file source's, by time), not the
+    training cache's: at 29.97 fps the training rule's second 20 is frame 580 (19.35 s), Live's is 599."""
+    from fakes import decode_all_rgb
+
+    from app.sources import VideoFileSource
+    from model.frames import resize_to_budget
+    from model.train.evaluate import LiveFrameCache
+
+    video = write_video(tmp_path / "ntsc.mp4", 660, 30000 / 1001)  # 22.02 s
+    train = FrameCache(tmp_path / "cache", tiny_loaded.processor, 1.0, tiny_loaded.min_pixels, tiny_loaded.max_pixels)
+    live = LiveFrameCache.like(train)
+    with VideoFileSource(video) as src:
+        indices = [f.index for f in src.frames(1.0)]
+    assert len(indices) == 22 and indices[20] == 599
+    ref = decode_all_rgb(video)
+
+    def budget(i):
+        return resize_to_budget(tiny_loaded.processor, ref[i], train.min_pixels, train.max_pixels)
+
+    got = live.get(video).frames
+    assert len(got) == 22 and all(np.array_equal(got[k], budget(i)) for k, i in enumerate(indices))
+    assert np.array_equal(train.get(video).frames[20], budget(580))  # training keeps the release's rule
+    again = LiveFrameCache.like(train)
+    assert np.array_equal(again.get(video).frames, got) and live.key(video) != train.key(video)
