@@ -208,7 +208,7 @@ def run_ovo(args: argparse.Namespace) -> int:
     from app.benchmark.ovo_run import run_benchmark
     from app.benchmark.ovo_store import StoreError
     from app.narrate import load_cli_model
-    from model.engine import EngineOptions
+    from model.engine_types import EngineOptions
     from model.interrupt import StopOnInterrupt
 
     loaded = load_cli_model(args)

@@ -14,10 +14,20 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from model.catalog import active_model_label  # torch-free
 from model.device import KERNEL_MODES  # torch-free
+
+if TYPE_CHECKING:  # imported where they are used: the command's --help must stay fast
+    import numpy as np
+
+    from app.live.records import Question, StepRecord
+    from app.live.runner import LiveError
+    from app.sources import FrameSource, SourceSpec
+    from app.voice.tts import Speaker
+    from model.engine_types import Engine, EngineOptions, StepResult
+    from model.loading import LoadedModel
 
 DESCRIPTION = (
     "Narrate a video file, a webcam or the screen in the terminal: every second (or half second) the "
@@ -125,7 +135,7 @@ class _At(argparse.Action):
         setattr(namespace, self.dest, items)
 
 
-def _questions(args: argparse.Namespace) -> tuple[list[Any], list[tuple[Path, float]]]:
+def _questions(args: argparse.Namespace) -> tuple[list[Question], list[tuple[Path, float]]]:
     """--question/--ask-audio with their --at: (typed Questions, (recording, second) pairs). A lone
     --question without --at is asked at 0 s."""
     from app.errors import CliError
@@ -149,11 +159,14 @@ def _questions(args: argparse.Namespace) -> tuple[list[Any], list[tuple[Path, fl
     return sorted(typed, key=lambda q: q.t), audio
 
 
-def check_args(args: argparse.Namespace) -> tuple[Any, list[Any], Any]:
-    """Every bad value as a one-line error before anything loads: (SourceSpec, questions, EngineOptions)."""
+def check_args(
+    args: argparse.Namespace,
+) -> tuple[SourceSpec, list[Question], list[tuple[Path, float]], EngineOptions]:
+    """Every bad value as a one-line error before anything loads: (SourceSpec, typed questions,
+    --ask-audio recordings with their seconds, EngineOptions)."""
     from app.errors import CliError
     from app.sources import SourceError, SourceSpec
-    from model.engine import EngineOptions
+    from model.engine_types import EngineOptions
 
     if args.threshold is not None and not 0.0 <= args.threshold <= 1.0:
         raise CliError(f"--threshold must be between 0 and 1 (P(Response) to answer at), got {args.threshold:g}")
@@ -239,7 +252,7 @@ class Printer:
         self.clear_progress()
         print(f"[{_clock(t)}] {clean_text(text)}", file=self.out, flush=True)
 
-    def progress(self, record: Any, steps_per_s: float) -> None:
+    def progress(self, record: StepRecord, steps_per_s: float) -> None:
         if self.quiet or not self.err.isatty():
             return
         done = _clock(record.end) + (f" / {_clock(self.total)}" if self.total else "")
@@ -268,7 +281,7 @@ def run(args: argparse.Namespace) -> int:
         source.close()
 
 
-def _recorded_questions(args: argparse.Namespace, recordings: list[tuple[Path, float]]) -> list[Any]:
+def _recorded_questions(args: argparse.Namespace, recordings: list[tuple[Path, float]]) -> list[Question]:
     """--ask-audio recordings through voice activity and recognition, as voice Questions."""
     if not recordings:
         return []
@@ -290,7 +303,7 @@ def _recorded_questions(args: argparse.Namespace, recordings: list[tuple[Path, f
     return out
 
 
-def _speaker(args: argparse.Namespace) -> Any:
+def _speaker(args: argparse.Namespace) -> Speaker | None:
     """The default output device's speaker for --speak, or None (with a warning: narration goes on)."""
     if not args.speak:
         return None
@@ -319,7 +332,9 @@ def _write_spoken_track(path: str, items: list[tuple[float, str]], duration: flo
     write_wav(Path(path), track, TRACK_RATE)
 
 
-def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any], options: Any) -> int:
+def _run(
+    args: argparse.Namespace, spec: SourceSpec, source: FrameSource, questions: list[Question], options: EngineOptions
+) -> int:
     from app.errors import CliError
     from app.exports import to_srt, to_vtt, write_text_atomic
     from app.live.capture import Capture
@@ -367,7 +382,7 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
         if vtt:
             write_text_atomic(vtt, to_vtt(cues))
 
-    def on_step(record: Any) -> None:
+    def on_step(record: StepRecord) -> None:
         printer.end_line()
         if record.text.strip() and not printer.streamed:
             printer.line(record.t, record.text)
@@ -384,11 +399,11 @@ def _run(args: argparse.Namespace, spec: Any, source: Any, questions: list[Any],
         if args.seconds is not None and record.end >= args.seconds:
             stop.external.set()
 
-    def on_question(q: Any) -> None:
+    def on_question(q: Question) -> None:
         if q.origin != "preset":
             printer.line(q.t if q.t is not None else 0.0, f"Q: {q.text}")
 
-    def on_error(error: Any) -> None:
+    def on_error(error: LiveError) -> None:
         printer.end_line()
         printer.clear_progress()
         print(f"{'error' if error.fatal else 'warning'}: {error.message}", file=sys.stderr)
@@ -456,15 +471,15 @@ class FrameSaver:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.saved = 0
         self.error: str | None = None
-        self._queue: queue.Queue[tuple[float, Any] | None] = queue.Queue(maxsize=depth)
+        self._queue: queue.Queue[tuple[float, np.ndarray] | None] = queue.Queue(maxsize=depth)
         self._thread = threading.Thread(target=self._write_all, name="save-frames", daemon=True)
         self._thread.start()
 
-    def wrap(self, engine: Any) -> None:
+    def wrap(self, engine: Engine) -> None:
         """Save each image ``engine.step`` is given, then step."""
         step = engine.step
 
-        def step_and_save(image: Any, t: float | None = None, **kwargs: Any) -> Any:
+        def step_and_save(image: np.ndarray, t: float | None = None, **kwargs: Any) -> StepResult:
             if self.error is None and t is not None:
                 self._queue.put((float(t), image))
             return step(image, t=t, **kwargs)
@@ -497,7 +512,7 @@ class FrameSaver:
         self._thread.join()
 
 
-def load_cli_model(args: argparse.Namespace) -> Any:
+def load_cli_model(args: argparse.Namespace) -> LoadedModel:
     """The model a terminal command asked for (--model, --adapter, --precision, --device, --kernels),
     the demo's shapes adapter trained first on its first use, with progress on stderr."""
     from model.loading import load_model

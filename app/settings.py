@@ -13,9 +13,12 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings
+
+if TYPE_CHECKING:
+    from model.engine_types import EngineOptions
 
 __all__ = [
     "LiveOptions",
@@ -173,9 +176,9 @@ def talkativeness_to_threshold(value: int, model_decides: bool = False) -> float
     return round(min(0.98, max(0.02, 1.0 - value / 100)), 2)
 
 
-def engine_options(live: LiveOptions) -> Any:
-    """The ``model.engine.EngineOptions`` for a run (imported lazily: it pulls in torch)."""
-    from model.engine import EngineOptions
+def engine_options(live: LiveOptions) -> EngineOptions:
+    """The engine's options for a run (``model/engine_types.py``, torch-free; imported when first needed)."""
+    from model.engine_types import EngineOptions
 
     return EngineOptions(
         fps=float(live.fps),

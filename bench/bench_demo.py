@@ -4,8 +4,9 @@ build, model/train/demo.py) and narrate the sample clip with each, through `narr
     .venv/bin/python -m bench.bench_demo                    # seeds 0 1 2 (about a minute each on 2 cores)
     .venv/bin/python -m bench.bench_demo --seeds 0 1 2 3 4
 
-A recipe with margin narrates the sample clip's two captions exactly, at their seconds, and says
-nothing on footage without its shapes (60 s of grey, 60 s of noise, 120 s of black), with every seed,
+A recipe with margin narrates the sample clip's two captions exactly, at their seconds, says
+nothing on footage without its shapes (60 s of grey, 60 s of noise, 120 s of black), and narrates a
+shape that appears five minutes into a grey stream with its caption and nothing else, with every seed,
 on every transformers version the project supports (run it in .venv-gpu-stack too). Prints one line
 per seed and a summary; exits 1 if any seed misses.
 """
@@ -55,14 +56,41 @@ def blank_clips(folder: Path) -> dict[str, Path]:
     }
 
 
-def responses_on(clip: Path, work: Path) -> int:
-    """How many answers the demo (already built in ``work``) gives on ``clip``."""
+# A shape late in a long stream: five minutes of the sample clip's grey, then the ball from 300 s to 303 s
+# (its caption due at 303 s, the first second without it), then 7 s more.
+LATE = {"appear": 300, "leave": 303, "seconds": 310}
+
+
+def late_clip(folder: Path) -> Path:
+    from model.train.synthetic import Event, write_clip
+
+    event = Event("ball", LATE["appear"], LATE["leave"])
+    return write_clip(folder / "late.mp4", [event], LATE["seconds"], video_fps=2)
+
+
+def said_on(clip: Path, work: Path) -> list[tuple[float, str]]:
+    """What the demo (already built in ``work``) says on ``clip``: (second, answer) of each response."""
     from app.cli import main as cli_main
 
     jsonl = work / f"{clip.stem}.jsonl"
     if cli_main(["narrate", "--source", str(clip), "--model", "demo", "--jsonl", str(jsonl), "--quiet"]) != 0:
         raise SystemExit(f"narrate failed on {clip}")
-    return sum(1 for r in map(json.loads, jsonl.read_text().splitlines()) if r["type"] == "step" and r["text"])
+    return [
+        (r["t"], r["text"])
+        for r in map(json.loads, jsonl.read_text().splitlines())
+        if r["type"] == "step" and r["text"]
+    ]
+
+
+def responses_on(clip: Path, work: Path) -> int:
+    """How many answers the demo (already built in ``work``) gives on ``clip``."""
+    return len(said_on(clip, work))
+
+
+def late_exact(said: list[tuple[float, str]]) -> bool:
+    from model.train.synthetic import SHAPES
+
+    return len(said) == 1 and said[0][1] == SHAPES["ball"].caption and abs(said[0][0] - LATE["leave"]) <= 1
 
 
 def exact(said: list[tuple[float, str]]) -> bool:
@@ -91,22 +119,27 @@ def main(argv: list[str] | None = None) -> int:
         demo.RECIPE[key] = type(demo.RECIPE[key])(value)
 
     print(f"transformers {transformers.__version__}; recipe {demo.RECIPE}", file=sys.stderr)
-    ok = silent = 0
+    ok = silent = late_ok = 0
     with tempfile.TemporaryDirectory(prefix="demo-blanks-") as b:
         blanks = blank_clips(Path(b))
+        late = late_clip(Path(b))
         for seed in args.seeds:
             with tempfile.TemporaryDirectory(prefix=f"demo-seed{seed}-") as d:
                 said, built = narrate_with_seed(seed, Path(d))
                 invented = {k: responses_on(clip, Path(d)) for k, clip in blanks.items()}
-            good, quiet = exact(said), not any(invented.values())
+                at_five = said_on(late, Path(d))
+            good, quiet, in_time = exact(said), not any(invented.values()), late_exact(at_five)
             ok += good
             silent += quiet
+            late_ok += in_time
             print(f"seed {seed}: sample {'exact' if good else 'MISSED'}, {'silent' if quiet else 'NOT silent'} on "
-                  f"footage without shapes {invented}; {built:.0f} s build; said {said}")  # fmt: skip
+                  f"footage without shapes {invented}, the ball at minute 5 {'exact' if in_time else 'MISSED'} "
+                  f"{at_five[:4]}; {built:.0f} s build; said {said}")  # fmt: skip
     n = len(args.seeds)
-    print(f"{ok}/{n} seeds narrate the sample clip exactly, {silent}/{n} stay silent on footage without shapes "
-          f"(transformers {transformers.__version__}, recipe {demo.RECIPE})")  # fmt: skip
-    return 0 if ok == silent == n else 1
+    print(f"{ok}/{n} seeds narrate the sample clip exactly, {silent}/{n} stay silent on footage without shapes, "
+          f"{late_ok}/{n} narrate a shape at minute 5 exactly (transformers {transformers.__version__}, "
+          f"recipe {demo.RECIPE})")  # fmt: skip
+    return 0 if ok == silent == late_ok == n else 1
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from model import hf_compat as hf
 from model import protocol as P
+from model.engine_types import MID_RUN_OPTIONS, WINDOW_MODES, Engine, EngineOptions, StepResult
 from model.frames import preprocess_frame
 from model.kv import CacheSnapshot, StreamKVCache
 from model.loading import LoadedModel, plain_module
@@ -49,85 +50,20 @@ from model.rope import mrope_positions
 
 log = logging.getLogger(__name__)
 
-WINDOW_MODES = ("rebuild", "evict")
-# The options ``StreamEngine.update`` applies between steps. Every other field (``fps``: the
-# time labels would jump) is fixed for a run: make a new engine to change it.
-MID_RUN_OPTIONS: tuple[str, ...] = (
-    "threshold",
-    "max_answer_tokens",
-    "do_sample",
-    "temperature",
-    "top_p",
-    "seed",
-    "task",
-    "task_target",
-    "max_turns",
-    "max_tokens",
-    "keep_turns",
-    "window_mode",
-    "full_vocab_head",
-)
+# The options, the step result and the Engine protocol are defined torch-free in model/engine_types.py
+# (the app is typed against them) and are importable from here too.
+__all__ = [
+    "MID_RUN_OPTIONS",
+    "RECENT_STEPS",
+    "WINDOW_MODES",
+    "Engine",
+    "EngineOptions",
+    "EngineSnapshot",
+    "StepResult",
+    "StreamEngine",
+]
+
 RECENT_STEPS = 32  # StepResults kept in ``StreamEngine.recent``: memory stays flat on endless runs
-
-
-@dataclass
-class EngineOptions:
-    fps: float = 1.0
-    # Talkativeness: when set, respond iff P(Response) >= threshold (else the likelier of
-    # Silence/Standby); None = argmax over the three states.
-    threshold: float | None = None
-    max_answer_tokens: int = 64
-    do_sample: bool = False
-    temperature: float = 0.7
-    top_p: float = 0.9
-    seed: int | None = None
-    max_turns: int = 120  # window budget in turns (the official OVO-Bench setting; the demo used 300)
-    max_tokens: int | None = None  # ... and/or in cached tokens
-    keep_turns: int | None = None  # turns in context right after a window drop, the new one included
-    window_mode: str = "rebuild"  # "rebuild" (exact) | "evict" (approximate, no recompute)
-    task: str = "narrate"
-    task_target: str | None = None
-    full_vocab_head: bool = False  # benchmark variant (c): full LM head over every position of the turn
-
-    def validate(self) -> None:
-        if self.fps <= 0:
-            raise ValueError(f"fps must be positive, got {self.fps}")
-        if self.threshold is not None and not 0.0 <= self.threshold <= 1.0:
-            raise ValueError(f"threshold must be in [0, 1] or None, got {self.threshold}")
-        if self.max_answer_tokens < 0:
-            raise ValueError("max_answer_tokens must be >= 0")
-        if self.max_turns < 1:
-            raise ValueError("max_turns must be >= 1")
-        if self.keep_turns is not None and not 1 <= self.keep_turns <= self.max_turns:
-            raise ValueError(f"keep_turns must be in 1..max_turns ({self.max_turns}), got {self.keep_turns}")
-        if self.window_mode not in WINDOW_MODES:
-            raise ValueError(f"window_mode must be one of {WINDOW_MODES}, got {self.window_mode!r}")
-        if self.temperature <= 0 or not 0 < self.top_p <= 1:
-            raise ValueError("temperature must be > 0 and top_p in (0, 1]")
-        task_instruction(self.task, self.task_target)  # raises on an unknown task or a missing target
-
-    @property
-    def kept_turns(self) -> int:
-        return self.keep_turns if self.keep_turns is not None else max(1, self.max_turns // 2)
-
-
-@dataclass
-class StepResult:
-    t: float
-    end: float  # the interval <t s-end s>
-    state: str  # one of protocol.STATE_TOKENS
-    probs: dict[str, float]  # the three state probabilities
-    text: str  # answer text, "" unless state is </Response>
-    question: str | None  # the question/instruction rendered into this turn, if any
-    timings: dict[str, float]  # milliseconds: vision, prefill, decision, decode, rebuild, total
-    context_turns: int
-    context_tokens: int
-    rebuilt: bool
-    n_answer_tokens: int
-    truncated: bool = False  # the answer hit max_answer_tokens; the turn was closed there
-    token_ids: list[int] = field(default_factory=list)  # the answer tokens as generated
-    approximate: bool = False  # the context went through an evict-mode drop (not exact)
-    question_tag: Any = None  # the ``tag`` of the asked question that entered; None for an instruction or none
 
 
 @dataclass(eq=False)

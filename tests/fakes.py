@@ -115,13 +115,14 @@ def wait_until(predicate, timeout: float = 5.0) -> bool:
 
 
 class FakeEngine:
-    """A stand-in for ``model.engine.StreamEngine`` with the same calls the live runner makes: each
-    step answers from ``script`` (a state per step, cycled; RESPONSE steps answer ``"answer at T"``
-    token by token), questions enter the first turn that covers their time, one per turn, and
-    ``fail_at`` (a step number, 1-based) raises ``error`` there."""
+    """A stand-in for ``model.engine.StreamEngine`` that implements the same ``Engine`` protocol
+    (``model/engine_types.py``; tests/model/test_engine_types.py keeps the two in step): each step
+    answers from ``script`` (a state per step, cycled; RESPONSE steps answer ``"answer at T"`` token
+    by token; ``force`` overrides it), questions enter the first turn that covers their time, one per
+    turn, and ``fail_at`` (a step number, 1-based) raises ``error`` there. Imports no torch."""
 
     def __init__(self, script=("</Silence>",), fps: float = 1.0, fail_at=None, error=None) -> None:
-        from model.engine import EngineOptions
+        from model.engine_types import EngineOptions
 
         self.script, self.fail_at, self.error = list(script), fail_at, error
         self.opts = EngineOptions(fps=fps)
@@ -130,11 +131,12 @@ class FakeEngine:
         self.steps = 0
         self.resets = 0
         self._pending = []  # (text, t, tag)
+        self._turns = []  # (t, end, question, state, text): what messages() renders
 
-    def ask(self, text, t=None, tag=None):
+    def ask(self, question, t=None, tag=None):
         from model.protocol import neutralize_user_text
 
-        text = neutralize_user_text(text)
+        text = neutralize_user_text(question)
         if not text:
             raise ValueError("an empty question cannot be asked")
         self._pending.append((text, t, tag))
@@ -153,9 +155,30 @@ class FakeEngine:
     def reset(self):
         self.resets += 1
         self.steps = 0
+        self._turns = []
 
-    def step(self, image, t=None, on_token=None):
-        from model.engine import StepResult
+    def messages(self):
+        from model.protocol import SYSTEM_PROMPT, assistant_turn_content, user_turn_content
+
+        out = [{"role": "system", "content": SYSTEM_PROMPT}]
+        for t, end, question, state, text in self._turns:
+            out.append({"role": "user", "content": user_turn_content(t, end, question)})
+            out.append({"role": "assistant", "content": assistant_turn_content(state, text)})
+        return out
+
+    def snapshot(self):
+        from dataclasses import replace
+
+        return (self.steps, list(self._pending), list(self._turns), replace(self.opts))
+
+    def restore(self, snap):
+        from dataclasses import replace
+
+        steps, pending, turns, opts = snap
+        self.steps, self._pending, self._turns, self.opts = steps, list(pending), list(turns), replace(opts)
+
+    def step(self, frame, t=None, on_token=None, force=None):
+        from model.engine_types import StepResult
         from model.protocol import RESPONSE, STATE_TOKENS
 
         self.calls += 1
@@ -166,7 +189,7 @@ class FakeEngine:
         question = due[0] if due else None
         if question is not None:
             self._pending.remove(question)
-        state = self.script[self.steps % len(self.script)]
+        state = force or self.script[self.steps % len(self.script)]
         text = ""
         if state == RESPONSE:
             for piece in ("answer", " at", f" {t:g}"):
@@ -174,6 +197,7 @@ class FakeEngine:
                 if on_token is not None:
                     on_token(piece)
         self.steps += 1
+        self._turns.append((t, end, question[0] if question else None, state, text))
         probs = {s: (0.8 if s == state else 0.1) for s in STATE_TOKENS}
         return StepResult(
             t=t, end=end, state=state, probs=probs, text=text,

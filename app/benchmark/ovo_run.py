@@ -33,13 +33,20 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from app.benchmark.ovo_data import Query
 from app.benchmark.ovo_store import RunStore
+from model.engine_types import Engine, EngineOptions, StepResult  # torch-free
 from model.protocol import RESPONSE, SILENCE, parse_user_content
+
+if TYPE_CHECKING:
+    import threading
+
+    from model.interrupt import StopOnInterrupt
+    from model.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
@@ -197,7 +204,7 @@ def responses_of(ask: Ask, answers: list[Answer], fps: float) -> dict[str, dict[
     return out
 
 
-def window_of(engine: Any) -> dict[str, Any]:
+def window_of(engine: Engine) -> dict[str, Any]:
     """The window the engine holds now: its user turns, the seconds they cover, and whether the
     first kept turn carries a question (the release puts the question back there once it slides)."""
     users = [m["content"] for m in engine.messages() if m["role"] == "user"]
@@ -207,14 +214,14 @@ def window_of(engine: Any) -> dict[str, Any]:
             "question_on_first_turn": first_q is not None}  # fmt: skip
 
 
-def _step(engine: Any, frame: np.ndarray, t: float, stats: PassStats, force: str | None = None) -> Any:
+def _step(engine: Engine, frame: np.ndarray, t: float, stats: PassStats, force: str | None = None) -> StepResult:
     stats.steps += 1
     result = engine.step(frame, t=t, force=force)
     stats.rebuilds += bool(result.rebuilt)
     return result
 
 
-def _continue(engine: Any, frames: VideoFrames, ask: Ask, fps: float, stats: PassStats) -> list[Answer]:
+def _continue(engine: Engine, frames: VideoFrames, ask: Ask, fps: float, stats: PassStats) -> list[Answer]:
     """Step from the ask's turn (its prompt already asked) until it is answered, or to its last
     turn; every </Response> with its turn and window, then (none given) the last turn's window."""
     if ask.mode == "forced":
@@ -234,11 +241,11 @@ def _continue(engine: Any, frames: VideoFrames, ask: Ask, fps: float, stats: Pas
     return answers
 
 
-def _ask(engine: Any, ask: Ask, fps: float) -> None:
+def _ask(engine: Engine, ask: Ask, fps: float) -> None:
     engine.ask(ask.prompt, t=(ask.turn + 0.5) / fps)  # mid-turn: inside the turn whatever the rounding
 
 
-def sliding_window(engine: Any) -> int | None:
+def sliding_window(engine: Engine) -> int | None:
     """``max_turns`` when the engine's window slides one turn at a time (and only turns bound it),
     else None: then which turns an ask sees depends on where the drops fell, and nothing is skipped."""
     opts = engine.opts
@@ -246,7 +253,7 @@ def sliding_window(engine: Any) -> int | None:
 
 
 def run_asks(
-    engine: Any,
+    engine: Engine,
     frames: VideoFrames,
     asks: list[Ask],
     fps: float,
@@ -314,15 +321,15 @@ def estimated_work(queries: list[Query]) -> dict[str, float]:
 
 
 def run_benchmark(
-    loaded: Any,
+    loaded: LoadedModel,
     queries: list[Query],
     store: RunStore,
     videos: Path,
     protocol: str = "offline",
-    options: Any = None,
+    options: EngineOptions | None = None,
     shared: bool = True,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-    stop: Any = None,
+    stop: threading.Event | StopOnInterrupt | None = None,
     limits: dict[str, float | None] | None = None,
 ) -> str:
     """Run the ``queries`` the store has not finished, video by video, recording each as it is
@@ -337,7 +344,6 @@ def run_benchmark(
 class _Run:
     def __init__(self, loaded, queries, store, videos, protocol, options, shared, on_event, stop, limits=None) -> None:  # noqa: ANN001
         from app.live.runner import make_engine
-        from model.engine import EngineOptions
         from model.frames import resize_to_budget
 
         if protocol not in PROTOCOLS:

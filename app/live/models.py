@@ -13,16 +13,20 @@ import logging
 import threading
 from collections.abc import Callable
 from dataclasses import replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.settings import ModelOptions
+
+if TYPE_CHECKING:
+    from model.loading import LoadedModel
 
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[int, int, str], None]  # (done, total, what)
+Loader = Callable[[ModelOptions, ProgressFn], "LoadedModel"]
 
 
-def default_loader(options: ModelOptions, progress: ProgressFn) -> Any:
+def default_loader(options: ModelOptions, progress: ProgressFn) -> LoadedModel:
     from model.loading import load_model
 
     return load_model(
@@ -36,9 +40,9 @@ def default_loader(options: ModelOptions, progress: ProgressFn) -> Any:
 
 
 class ModelHolder:
-    def __init__(self, loader: Callable[[ModelOptions, ProgressFn], Any] = default_loader) -> None:
+    def __init__(self, loader: Loader = default_loader) -> None:
         self._loader = loader
-        self.loaded: Any = None
+        self.loaded: LoadedModel | None = None
         self.options: ModelOptions | None = None
 
     def load(
@@ -47,7 +51,7 @@ class ModelHolder:
         download: ProgressFn | None = None,
         training: ProgressFn | None = None,
         cancel: threading.Event | None = None,
-    ) -> Any:
+    ) -> LoadedModel:
         """Load ``options`` (for the demo model, its shapes adapter first, trained on first use) and
         keep it. Raises whatever the loader raises; the previous model then stays loaded."""
         from model.train.demo import demo_adapter_for
@@ -66,7 +70,7 @@ class ModelHolder:
     def unload(self) -> None:
         self._replace(None, None)
 
-    def _replace(self, new: Any, options: ModelOptions | None) -> None:
+    def _replace(self, new: LoadedModel | None, options: ModelOptions | None) -> None:
         old, self.loaded, self.options = self.loaded, new, options
         if old is not None:
             del old

@@ -27,9 +27,9 @@ from app.live import RunState
 from app.live.capture import Capture
 from app.live.clock import Spoken, StreamClock
 from app.live.mailbox import FrameMailbox
-from app.live.models import ModelHolder, default_loader
+from app.live.models import Loader, ModelHolder, default_loader
 from app.live.records import Question, StepRecord
-from app.live.runner import LiveError, LiveRunner, RunEvents, make_engine
+from app.live.runner import EngineFactory, LiveError, LiveRunner, RunEvents, make_engine
 from app.session import Session, SessionLog, SessionMeta, TranscriptEntry
 from app.settings import LiveOptions, ModelOptions, SourceOptions, engine_options
 from model.catalog import active_model_label
@@ -112,8 +112,8 @@ class EngineWorker(QObject):
     def __init__(
         self,
         mailbox: FrameMailbox,
-        loader: Any = default_loader,
-        engine_factory: Any = make_engine,
+        loader: Loader = default_loader,
+        engine_factory: EngineFactory = make_engine,
         clock: StreamClock | None = None,
     ) -> None:
         super().__init__()
@@ -174,7 +174,7 @@ class EngineWorker(QObject):
                 is_demo=bool(loaded.is_demo),
                 warnings=tuple(loaded.warnings),
                 load_seconds=time.perf_counter() - started,
-                adapter=str(loaded.adapter) if getattr(loaded, "adapter", None) else "",
+                adapter=str(loaded.adapter) if loaded.adapter else "",
             )
         )
 
@@ -239,7 +239,7 @@ class EngineWorker(QObject):
         runner = self._runner
         assert runner is not None
         memory = runner.memory() if runner.memory else ""
-        kernel = str(getattr(runner.engine, "kernel_path", ""))
+        kernel = runner.engine.kernel_path
         self.step_finished.emit(StepReport(record, memory, kernel))
 
     def _on_error(self, error: LiveError) -> None:
@@ -402,8 +402,8 @@ class LiveController(QObject):
 
     def __init__(
         self,
-        loader: Any = None,
-        engine_factory: Any = None,
+        loader: Loader | None = None,
+        engine_factory: EngineFactory | None = None,
         opener: Any = None,
         sessions_root: Path | None = None,
         parent: QObject | None = None,

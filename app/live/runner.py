@@ -18,15 +18,24 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
 
 from app.live.capture import Capture
 from app.live.clock import StreamClock
 from app.live.records import Question, StepRecord
 from app.live.subtitles import HOLD_SECONDS, SubtitleTimeline
 from app.session import SessionLog
+from model.engine_types import Engine, EngineOptions, StepResult  # torch-free
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from model.interrupt import StopOnInterrupt
+    from model.loading import LoadedModel
 
 log = logging.getLogger(__name__)
+
+EngineFactory = Callable[["LoadedModel", EngineOptions], Engine]  # make_engine, or a test's stand-in
 
 
 @dataclass(frozen=True)
@@ -46,7 +55,7 @@ class RunEvents:
     error: Callable[[LiveError], None] | None = None
 
 
-def make_engine(loaded: Any, options: Any) -> Any:
+def make_engine(loaded: LoadedModel, options: EngineOptions) -> Engine:
     """A streaming engine for ``loaded`` (imported here: it pulls in torch)."""
     from model.engine import StreamEngine
 
@@ -60,7 +69,7 @@ class LiveRunner:
 
     def __init__(
         self,
-        engine: Any,
+        engine: Engine,
         log: SessionLog | None = None,
         events: RunEvents | None = None,
         hold: float = HOLD_SECONDS,
@@ -85,7 +94,7 @@ class LiveRunner:
         self._asked.append(question)
         return Question(text, question.t, question.origin, question.span)
 
-    def update(self, options: Any) -> list[str]:
+    def update(self, options: EngineOptions) -> list[str]:
         """New engine options mid-run; returns the changed ones that wait for the next run."""
         return self.engine.update(options)
 
@@ -94,7 +103,7 @@ class LiveRunner:
         return list(self._asked)
 
     # -- one step
-    def step(self, image: Any, t: float) -> StepRecord | None:
+    def step(self, image: np.ndarray, t: float) -> StepRecord | None:
         """Step the engine on one sampled frame. None when the step failed: an out-of-memory error
         shrinks the window and the run goes on; any other error ends the run (``failed``)."""
         if self.failed:
@@ -133,8 +142,8 @@ class LiveRunner:
             latency_ms={k: float(v) for k, v in result.timings.items()},
             context_turns=int(result.context_turns),
             context_tokens=int(result.context_tokens),
-            exact=not bool(getattr(result, "approximate", False)),
-            token_ids=tuple(int(i) for i in getattr(result, "token_ids", ()) or ()),
+            exact=not result.approximate,
+            token_ids=tuple(int(i) for i in result.token_ids),
         )
         if self.log is not None:
             self.log.write_step(record)
@@ -146,11 +155,11 @@ class LiveRunner:
             self.events.step(record)
         return record
 
-    def _entered(self, result: Any) -> Question | None:
+    def _entered(self, result: StepResult) -> Question | None:
         """The question that entered on this step: one of ours (by its tag), else the task's instruction."""
         if not result.question:
             return None
-        tag = getattr(result, "question_tag", None)
+        tag = result.question_tag
         if not isinstance(tag, Question):
             return Question(result.question, float(result.t), "preset")
         self._asked = [q for q in self._asked if q is not tag]
@@ -161,8 +170,7 @@ class LiveRunner:
         from model.device import free_cuda_memory
 
         free_cuda_memory()
-        turns = int(getattr(getattr(self.engine, "opts", None), "max_turns", 120) or 120)
-        smaller = max(8, turns // 2)
+        smaller = max(8, self.engine.opts.max_turns // 2)
         try:
             self.engine.reset()
             self.engine.set_options(max_turns=smaller)
@@ -190,7 +198,7 @@ class LiveRunner:
             self.log.close()
 
     # -- a blocking run for terminal front ends
-    def run(self, capture: Capture, stop: threading.Event | Any | None = None) -> str:
+    def run(self, capture: Capture, stop: threading.Event | StopOnInterrupt | None = None) -> str:
         """Step every frame ``capture`` samples until the source ends ("ended"), ``stop`` is set
         ("stopped") or the run fails ("failed"). Capture runs on its own thread and hands frames
         over through its mailbox (every sample of a file; the newest of a live source)."""
