@@ -20,13 +20,11 @@ from model.catalog import active_model_label  # torch-free
 from model.device import KERNEL_MODES  # torch-free
 
 if TYPE_CHECKING:  # imported where they are used: the command's --help must stay fast
-    import numpy as np
-
     from app.live.records import Question, StepRecord
     from app.live.runner import LiveError
     from app.sources import FrameSource, SourceSpec
     from app.voice.tts import Speaker
-    from model.engine_types import Engine, EngineOptions, StepResult
+    from model.engine_types import EngineOptions
     from model.loading import LoadedModel
 
 DESCRIPTION = (
@@ -338,6 +336,7 @@ def _run(
     from app.errors import CliError
     from app.exports import to_srt, to_vtt, write_text_atomic
     from app.live.capture import Capture
+    from app.live.frames import FrameSaver
     from app.live.runner import LiveRunner, RunEvents, make_engine
     from app.live.subtitles import HOLD_SECONDS
     from app.session import SessionLog, SessionMeta
@@ -449,67 +448,6 @@ def _run(
     print(f"done: {runner.steps} steps, {len(runner.subtitles.cues)} responses; wrote {', '.join(written)}",
           file=sys.stderr)  # fmt: skip
     return 0
-
-
-def frame_name(t: float) -> str:
-    """A saved frame's file name: its stream second, ``000123.0.png`` (``000123.5.png`` at 2 steps/s)."""
-    return f"{t:08.1f}.png"
-
-
-class FrameSaver:
-    """``--save-frames DIR``: every frame exactly as it was handed to the engine's step (the RGB array,
-    before the processor resizes it), as a PNG named by its stream second (:func:`frame_name`), each
-    written atomically (a temporary name renamed; not fsynced: these are for looking at, and a
-    frame a crash loses is one second's picture). PNG encoding takes tens of milliseconds for a large
-    frame, so it runs on a thread of its own behind a short queue: the model's loop only hands the
-    array over, and waits only when the disk falls ``depth`` frames behind (every frame is kept)."""
-
-    def __init__(self, folder: Path, depth: int = 8) -> None:
-        import queue
-
-        self.folder = folder
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.saved = 0
-        self.error: str | None = None
-        self._queue: queue.Queue[tuple[float, np.ndarray] | None] = queue.Queue(maxsize=depth)
-        self._thread = threading.Thread(target=self._write_all, name="save-frames", daemon=True)
-        self._thread.start()
-
-    def wrap(self, engine: Engine) -> None:
-        """Save each image ``engine.step`` is given, then step."""
-        step = engine.step
-
-        def step_and_save(image: np.ndarray, t: float | None = None, **kwargs: Any) -> StepResult:
-            if self.error is None and t is not None:
-                self._queue.put((float(t), image))
-            return step(image, t=t, **kwargs)
-
-        engine.step = step_and_save
-
-    def _write_all(self) -> None:
-        import cv2
-
-        from model.atomic import write_bytes_atomic
-
-        while (item := self._queue.get()) is not None:
-            if self.error is not None:
-                continue  # drain: the loop must never block on a saver that gave up
-            t, image = item
-            path = self.folder / frame_name(t)
-            try:
-                ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
-                if not ok:
-                    raise OSError("PNG encoding failed")
-                write_bytes_atomic(path, png.tobytes(), fsync=False)
-                self.saved += 1
-            except (OSError, cv2.error) as e:
-                self.error = f"--save-frames: could not write {path} ({e}); no more frames are saved"
-                print(f"warning: {self.error}", file=sys.stderr)
-
-    def close(self) -> None:
-        """Write what is queued, then stop."""
-        self._queue.put(None)
-        self._thread.join()
 
 
 def load_cli_model(args: argparse.Namespace) -> LoadedModel:

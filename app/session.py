@@ -11,6 +11,7 @@ processed:
 * ``{"type": "note", "wall", "level", "text"}`` (errors and warnings shown to the user)
 * ``{"type": "end", "wall"}``
 
+A session whose run kept the frames the model saw has them beside its log (:func:`frames_dir`).
 Schema 1 files (``"version": 1`` in the header) open too: their steps convert on read.
 :class:`Session` turns records into transcript entries and state spans; the live window and a
 reopened file go through the same :meth:`Session.add`. Subtitles follow ``app.live.subtitles``.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 import time
 import uuid
 from collections.abc import Iterable
@@ -42,6 +44,12 @@ RESPONSE, QUESTION = "response", "question"
 
 def sessions_dir(root: Path | None = None) -> Path:
     return (root or data_dir()) / "sessions"
+
+
+def frames_dir(session_path: str | os.PathLike[str]) -> Path:
+    """Where a session keeps the frames the model saw (Live's "Keep the frames the model saw"):
+    beside its log, ``<stamp>-<id>.frames/000123.0.png`` (``app.live.frames.frame_name``)."""
+    return Path(session_path).with_suffix(".frames")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,9 +271,13 @@ def list_sessions(root: Path | None = None) -> list[SessionSummary]:
 
 
 def delete_session(path: str | os.PathLike[str]) -> None:
-    """Remove a session file (only a Streamo Live session: the header is checked first)."""
+    """Remove a session file and its kept frames (only a Streamo Live session: the header is checked
+    first)."""
     path = Path(path)
     load_session(path)  # raises ValueError for anything else
+    frames = frames_dir(path)
+    if frames.is_dir():
+        shutil.rmtree(frames)  # first: a failure leaves the session listed, so it can be deleted again
     path.unlink()
 
 

@@ -128,6 +128,7 @@ class LiveOptions:
     talkativeness: int = 50  # otherwise: answer when P(Response) >= 1 - talkativeness / 100
     subtitle_seconds: float = 6.0  # a subtitle fades this long after its last token
     max_answer_tokens: int = 64
+    keep_frames: bool = False  # save each frame the model gets beside the session log (app.session.frames_dir)
 
 
 @dataclass(frozen=True)

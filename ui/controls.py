@@ -1,5 +1,5 @@
 """Live controls: start / pause / stop, the task preset, a typed question, talkativeness, model
-fps and how long subtitles stay up."""
+fps, how long subtitles stay up and whether the frames the model saw are kept."""
 
 from __future__ import annotations
 
@@ -98,6 +98,11 @@ class TaskControls(QWidget):
         self.fps.setToolTip("Model steps per second (changes apply at the next Start)")
         self.hold = QDoubleSpinBox(suffix=" s", decimals=1, minimum=1.0, maximum=60.0, singleStep=0.5)
         self.hold.setToolTip("A subtitle fades this long after its last word")
+        self.keep_frames = QCheckBox("Keep the frames the model saw")
+        self.keep_frames.setToolTip(
+            "Save every frame the model is given, as a picture named by its second, beside the session "
+            "(File > Open session shows them; deleting the session deletes them). Applies at the next Start."
+        )
 
         ask_row = QHBoxLayout()
         ask_row.addWidget(self.question, 1)
@@ -114,6 +119,7 @@ class TaskControls(QWidget):
         form.addRow("Talkativeness", talk_row)
         form.addRow("Model rate", self.fps)
         form.addRow("Subtitles fade after", self.hold)
+        form.addRow("Review", self.keep_frames)
         self._form = form
 
         self.question.returnPressed.connect(self._ask)
@@ -124,6 +130,7 @@ class TaskControls(QWidget):
         self.auto_talk.toggled.connect(self._on_talk_changed)
         self.fps.currentIndexChanged.connect(self.options_changed)
         self.hold.valueChanged.connect(self.options_changed)
+        self.keep_frames.toggled.connect(self.options_changed)
         self.set_options(LiveOptions())
 
     def options(self) -> LiveOptions:
@@ -136,11 +143,12 @@ class TaskControls(QWidget):
             model_decides=self.auto_talk.isChecked(),
             talkativeness=self.talk.value(),
             subtitle_seconds=float(self.hold.value()),
+            keep_frames=self.keep_frames.isChecked(),
         )
 
     def set_options(self, o: LiveOptions) -> None:
         self._base = o
-        widgets = (self.task, self.target, self.talk, self.auto_talk, self.fps, self.hold)
+        widgets = (self.task, self.target, self.talk, self.auto_talk, self.fps, self.hold, self.keep_frames)
         for w in widgets:
             w.blockSignals(True)
         i = self.task.findData(o.task)
@@ -150,6 +158,7 @@ class TaskControls(QWidget):
         self.auto_talk.setChecked(o.model_decides)
         self.fps.setCurrentIndex(max(0, self.fps.findData(float(o.fps))))
         self.hold.setValue(o.subtitle_seconds)
+        self.keep_frames.setChecked(o.keep_frames)
         for w in widgets:
             w.blockSignals(False)
         self._update_task_row()
@@ -164,6 +173,7 @@ class TaskControls(QWidget):
 
     def set_running(self, running: bool) -> None:
         self.fps.setEnabled(not running)  # the capture samples at this rate; it is fixed per run
+        self.keep_frames.setEnabled(not running)  # the saver is set up when a run starts
 
     def _ask(self) -> None:
         text = self.question.text().strip()

@@ -26,13 +26,15 @@ from PySide6.QtCore import QObject, QThread, Signal, Slot
 from app.live import RunState
 from app.live.capture import Capture
 from app.live.clock import Spoken, StreamClock
+from app.live.frames import FrameSaver
 from app.live.mailbox import FrameMailbox
 from app.live.models import Loader, ModelHolder, default_loader
 from app.live.records import Question, StepRecord
 from app.live.runner import EngineFactory, LiveError, LiveRunner, RunEvents, make_engine
-from app.session import Session, SessionLog, SessionMeta, TranscriptEntry
+from app.session import Session, SessionLog, SessionMeta, TranscriptEntry, frames_dir
 from app.settings import LiveOptions, ModelOptions, SourceOptions, engine_options
 from model.catalog import active_model_label
+from model.engine_types import Engine  # torch-free
 
 log = logging.getLogger(__name__)
 
@@ -122,6 +124,7 @@ class EngineWorker(QObject):
         self._models = ModelHolder(loader)
         self._engine_factory = engine_factory
         self._runner: LiveRunner | None = None
+        self._saver: FrameSaver | None = None  # the run's "Keep the frames the model saw"
         self._paused = False
         self._pending: list[Question] = []  # asked while no run was going: they enter the next run
         self.cancel_load = threading.Event()  # set from the GUI thread when the app closes
@@ -218,6 +221,8 @@ class EngineWorker(QObject):
             question=self.question_entered.emit,
             error=self._on_error,
         )
+        if request.live.keep_frames and request.log is not None:
+            self._keep_frames(engine, request.log)
         self._runner = LiveRunner(
             engine,
             request.log,
@@ -234,6 +239,21 @@ class EngineWorker(QObject):
         # that arrived meanwhile is waiting, and a file read at the model's pace waits for it.
         if self._mailbox.has_frame():
             self.on_frame_sampled()
+
+    def _keep_frames(self, engine: Engine, log_file: SessionLog) -> None:
+        """Save every frame the engine is given beside the session log; PNGs are written on the
+        saver's own thread (a failure is a warning: the run goes on)."""
+        folder = frames_dir(log_file.path)
+
+        def failed(text: str) -> None:  # on the saver's thread: the signal is queued to the controller
+            self.error.emit(LiveError("engine", text, False))
+
+        try:
+            self._saver = FrameSaver(folder, label="Keeping the frames the model saw", on_error=failed)
+        except OSError as e:
+            failed(f"Cannot keep the frames the model saw in {folder} ({e}); the run goes on without them.")
+            return
+        self._saver.wrap(engine)
 
     def _on_step(self, record: StepRecord) -> None:
         runner = self._runner
@@ -292,6 +312,9 @@ class EngineWorker(QObject):
 
     def _end_run(self) -> None:
         runner, self._runner = self._runner, None
+        saver, self._saver = self._saver, None
+        if saver is not None:
+            saver.close()  # the last frames are on disk before run_finished
         if runner is None:
             return
         runner.close()

@@ -125,3 +125,18 @@ def test_sessions_can_be_renamed_and_deleted(tmp_path: Path):
     assert other.exists()
     delete_session(path)
     assert list_sessions(tmp_path) == []
+
+
+def test_a_sessions_frames_live_beside_it_and_go_with_it(tmp_path):
+    from app.live.frames import frame_name
+    from app.session import SessionLog, SessionMeta, delete_session, frames_dir, list_sessions
+
+    log = SessionLog.create(SessionMeta(source="/v/a.mp4"), tmp_path)
+    log.close()
+    folder = frames_dir(log.path)
+    assert folder.parent == log.path.parent and folder.name == log.path.stem + ".frames"
+    folder.mkdir()
+    (folder / frame_name(12.5)).write_bytes(b"png")
+    assert frame_name(12.5) == "000012.5.png" and len(list_sessions(tmp_path)) == 1  # the folder is no session
+    delete_session(log.path)
+    assert not log.path.exists() and not folder.exists()
