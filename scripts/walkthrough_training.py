@@ -27,23 +27,6 @@ CAPTION = "A red box slides across the frame."
 QUESTION, ANSWER = "What colour is the box?", "It is red."
 
 
-def write_box_clip(path: Path, seconds: int = 12, fps: int = 4, size: tuple[int, int] = (160, 120)) -> Path:
-    """A grey clip in which a red box slides across the frame from 3 s to 7 s."""
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(seconds * fps):
-        t = i / fps
-        img = np.full((size[1], size[0], 3), 128, np.uint8)
-        if 3 <= t < 7:
-            x = int(8 + (t - 3) / 4 * (size[0] - 48))
-            cv2.rectangle(img, (x, size[1] // 3), (x + 36, size[1] // 3 + 36), (0, 0, 230), -1)
-        writer.write(img)
-    writer.release()
-    return path
-
-
 def main() -> int:
     from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
@@ -77,7 +60,9 @@ def main() -> int:
 
     footage = OUT / "footage"
     footage.mkdir(exist_ok=True)
-    clip = write_box_clip(footage / "box.mp4")
+    from model.train.synthetic import write_sliding_box
+
+    clip = write_sliding_box(footage / "box.mp4", size=(160, 120))
     shutil.copy(clip, footage / "box-copy.mp4")
     project = OUT / "project"
     project.mkdir(exist_ok=True)

@@ -257,20 +257,31 @@ class MainWindow(QMainWindow):
     def ask_device_busy(self, why: str, options: ModelOptions) -> str:
         """Live asked for a model while training holds the device: "stop" (stop training, a checkpoint is
         kept, then load), "wait" (load when training ends) or "cancel"."""
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Information)
-        box.setWindowTitle("Training is using the GPU")
-        box.setText(f"Live cannot load {options.label()} now.")
-        box.setInformativeText(
+        return self._choose(
+            QMessageBox.Icon.Information,
+            "Training is using the GPU",
+            f"Live cannot load {options.label()} now.",
             why + " Stop training (its last checkpoint is kept, Resume continues it) and load now, or wait: the "
-            "model loads by itself when training ends."
+            "model loads by itself when training ends.",
+            ("stop", "Stop training and load"),
+            ("wait", "Load when training ends"),
         )
-        stop = box.addButton("Stop training and load", QMessageBox.ButtonRole.DestructiveRole)
-        wait = box.addButton("Load when training ends", QMessageBox.ButtonRole.AcceptRole)
+
+    def _choose(
+        self, icon: QMessageBox.Icon, title: str, text: str, info: str, stop: tuple[str, str], go: tuple[str, str]
+    ) -> str:
+        """A question with a destructive choice, a default one and Cancel: the chosen key, or "cancel"."""
+        box = QMessageBox(self)
+        box.setIcon(icon)
+        box.setWindowTitle(title)
+        box.setText(text)
+        box.setInformativeText(info)
+        first = box.addButton(stop[1], QMessageBox.ButtonRole.DestructiveRole)
+        default = box.addButton(go[1], QMessageBox.ButtonRole.AcceptRole)
         box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(wait)
+        box.setDefaultButton(default)
         box.exec()
-        return {stop: "stop", wait: "wait"}.get(box.clickedButton(), "cancel")
+        return {first: stop[0], default: go[0]}.get(box.clickedButton(), "cancel")
 
     def _load_after_training(self, options: ModelOptions, save: bool, why: str) -> None:
         choice = self.ask_device_busy(why, options)
@@ -488,20 +499,15 @@ class MainWindow(QMainWindow):
     def ask_about_training(self) -> str:
         """Training runs while the window closes: "stop" (a checkpoint is saved), "keep" (it goes on in
         the background and writes the adapter) or "cancel" (the window stays)."""
-        box = QMessageBox(self)
-        box.setIcon(QMessageBox.Icon.Question)
-        box.setWindowTitle("Training is running")
-        box.setText("A training run is going on. Stop it, or keep it training in the background?")
-        box.setInformativeText(
+        return self._choose(
+            QMessageBox.Icon.Question,
+            "Training is running",
+            "A training run is going on. Stop it, or keep it training in the background?",
             f"Stopping saves a checkpoint you can resume from. In the background it finishes and writes the "
-            f"adapter to {self.training_tab.panel.adapter_dir()}; open the Training tab later to evaluate it."
+            f"adapter to {self.training_tab.panel.adapter_dir()}; open the Training tab later to evaluate it.",
+            ("stop", "Stop training"),
+            ("keep", "Keep training"),
         )
-        stop = box.addButton("Stop training", QMessageBox.ButtonRole.DestructiveRole)
-        keep = box.addButton("Keep training", QMessageBox.ButtonRole.AcceptRole)
-        box.addButton(QMessageBox.StandardButton.Cancel)
-        box.setDefaultButton(keep)
-        box.exec()
-        return {stop: "stop", keep: "keep"}.get(box.clickedButton(), "cancel")
 
     def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
         panel = self._training_tab.panel if self._training_tab is not None else None

@@ -221,6 +221,13 @@ def load_clips(
     issues: list[DataIssue] = []
     clips: list[Clip] = []
     phrasings: dict[str, int] = {}
+    probed: dict[Path, P.VideoMeta | None] = {}  # a sample's variants (and repeated videos) probe once
+
+    def probe_once(video: Path) -> P.VideoMeta | None:
+        if video not in probed:
+            probed[video] = probe(video)
+        return probed[video]
+
     for path in annotation_files(paths):
         name = str(path)
         for index, sample in read_annotation_file(path, issues):
@@ -242,8 +249,8 @@ def load_clips(
                 label = str(sample.get("video_name") or "")
                 phrasing = phrasing_of(phrasings, sample) if live_instructions else 0  # its variants share it
                 for variant, raw in live_variants(sample, fps, index) if live_instructions else [("", sample)]:
-                    converted = _convert_raw(raw, name, index, video_prefix, fps, probe, issues, live_instructions,
-                                             phrasing, quiet=bool(variant))  # fmt: skip
+                    converted = _convert_raw(raw, name, index, video_prefix, fps, probe_once, issues,
+                                             live_instructions, phrasing, quiet=bool(variant))  # fmt: skip
                     if converted is None:
                         break
                     video, messages, live_task = converted

@@ -29,7 +29,7 @@ from model.loading import LoadedModel
 from model.presets import TASK_PRESETS, task_instruction
 from model.train.data import Clip, DataIssue, attach_frames, clip_frames
 from model.train.metrics import ClipOutcome, SecondLabel, cautions, evaluation_report
-from model.train.video import FrameCache, SampledVideo, VideoError
+from model.train.video import FrameCache, VideoError
 
 log = logging.getLogger(__name__)
 
@@ -52,26 +52,12 @@ class LiveFrameCache(FrameCache):
     def key(self, path: Path) -> str:
         return "live-" + super().key(path)
 
-    def get(self, path: str | Path) -> SampledVideo:
+    def _decode(self, path: Path) -> tuple[np.ndarray, float, int]:
         from model.frames import resize_to_budget
 
-        path = Path(path)
-        if not path.is_file():
-            raise VideoError(f"{path}: no such video file")
-        key = self.key(path)
-        with self._lock:
-            hit = self._memo.get(key)
-        if hit is None:
-            hit = self._load(key)
-            if hit is None:
-                frames, video_fps, reported = decode_by_time(
-                    path, self.fps, lambda f: resize_to_budget(self.processor, f, self.min_pixels, self.max_pixels)
-                )
-                self._store(key, path, frames, video_fps, reported)
-                hit = self._load(key) or SampledVideo(frames, video_fps, reported)
-            with self._lock:
-                self._memo[key] = hit
-        return hit
+        return decode_by_time(
+            path, self.fps, lambda f: resize_to_budget(self.processor, f, self.min_pixels, self.max_pixels)
+        )
 
 
 def decode_by_time(

@@ -143,6 +143,27 @@ def write_clip(
     return path
 
 
+def write_sliding_box(path: Path, seconds: int = 12, fps: int = 4, size: tuple[int, int] = (64, 48)) -> Path:
+    """A plain grey clip in which a red box slides across the frame from 3 s to 7 s: footage of the
+    user's own, unlike the demo's shapes (the Training tab's user story: tests and the walkthrough)."""
+    import cv2
+
+    w, h = size
+    side, top = int(0.3 * h), h // 3
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
+    try:
+        for i in range(seconds * fps):
+            t = i / fps
+            img = np.full((h, w, 3), 128, np.uint8)
+            if 3 <= t < 7:
+                x = int(4 + (t - 3) / 4 * (w - side - 6))
+                cv2.rectangle(img, (x, top), (x + side, top + side), (0, 0, 230), -1)
+            writer.write(img)
+    finally:
+        writer.release()
+    return path
+
+
 def random_events(
     rng: random.Random, max_events: int = 2, shapes: Sequence[str] | None = None, min_seconds: int = 0
 ) -> list[Event]:

@@ -127,9 +127,7 @@ class FrameCache:
             return hit
         entry = self._load(key)
         if entry is None:
-            frames, video_fps, reported = decode_sampled(
-                path, self.fps, lambda f: resize_to_budget(self.processor, f, self.min_pixels, self.max_pixels)
-            )
+            frames, video_fps, reported = self._decode(path)
             self._store(key, path, frames, video_fps, reported)
             with self._lock:
                 self.decoded += 1
@@ -137,6 +135,12 @@ class FrameCache:
         with self._lock:
             self._memo[key] = entry
         return entry
+
+    def _decode(self, path: Path) -> tuple[np.ndarray, float, int]:
+        """The file's sampled frames, resized to the budget: the release's training rule."""
+        return decode_sampled(
+            path, self.fps, lambda f: resize_to_budget(self.processor, f, self.min_pixels, self.max_pixels)
+        )
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.npy", self.root / f"{key}.json"

@@ -17,34 +17,18 @@ import pytest
 
 from app.settings import LiveOptions, SourceOptions
 from model.protocol import RESPONSE
+from model.train.synthetic import write_sliding_box
 
 CAPTION = "A red box slides across the frame."
 QUESTION, ANSWER = "What colour is the box?", "It is red."
 TIMEOUT_MS = 1_200_000  # 800 steps on two cores, and the evaluation after them
 
 
-def write_box_clip(path: Path, seconds: int = 12, fps: int = 4, size: tuple[int, int] = (64, 48)) -> Path:
-    """A grey clip in which a red box slides across the frame from 3 s to 7 s."""
-    import cv2
-    import numpy as np
-
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, size)
-    for i in range(seconds * fps):
-        t = i / fps
-        img = np.full((size[1], size[0], 3), 128, np.uint8)
-        if 3 <= t < 7:
-            x = int(4 + (t - 3) / 4 * (size[0] - 20))
-            cv2.rectangle(img, (x, 16), (x + 14, 30), (0, 0, 230), -1)
-        writer.write(img)
-    writer.release()
-    return path
-
-
 @pytest.mark.slow
 def test_my_clip_trained_in_the_tab_is_narrated_in_live(make_harness, tmp_path: Path, qtbot):
     footage = tmp_path / "footage"
     footage.mkdir()
-    clip = write_box_clip(footage / "box.mp4")
+    clip = write_sliding_box(footage / "box.mp4")
     shutil.copy(clip, footage / "box-copy.mp4")
 
     h = make_harness()  # the real loader: Live loads the adapter from disk
