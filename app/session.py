@@ -222,12 +222,36 @@ class SessionSummary:
     meta: SessionMeta
     responses: int
     duration: float
+    said: str = ""  # every question and answer, one per line: what the library's search looks through
+
+    @property
+    def name(self) -> str:
+        """The name the user gave it, else its source's file name."""
+        return self.meta.title or (Path(self.meta.source).name if self.meta.source else "?")
 
     @property
     def title(self) -> str:
         when = time.strftime("%Y-%m-%d %H:%M", time.localtime(self.meta.started))
-        name = self.meta.title or (Path(self.meta.source).name if self.meta.source else "?")
-        return f"{when}  {name}  ({format_clock(self.duration)}, {self.responses} responses)"
+        return f"{when}  {self.name}  ({format_clock(self.duration)}, {self.responses} responses)"
+
+    def details(self) -> str:
+        """What the library shows of a session: where it came from, with what, how long, how much was said."""
+        m = self.meta
+        rows = [
+            ("Source", m.source or "?"),
+            ("Task", m.task or "?"),
+            ("Model", m.model or "?"),
+            ("Length", f"{format_clock(self.duration)} at {m.fps:g} frame(s) a second"),
+            ("Responses", str(self.responses)),
+            ("File", str(self.path)),
+        ]
+        return "\n".join(f"{k}: {v}" for k, v in rows)
+
+    def matches(self, query: str) -> bool:
+        """Every word of ``query`` (any case) appears in its name, source, task, model or what was said."""
+        m = self.meta
+        hay = "\n".join((self.title, m.source, m.task, m.model, self.said)).casefold()
+        return all(word in hay for word in query.casefold().split())
 
 
 def _meta_from(record: dict[str, Any]) -> SessionMeta:
@@ -266,19 +290,78 @@ def list_sessions(root: Path | None = None) -> list[SessionSummary]:
             log.warning("skipping %s: %s", path, e)
             continue
         responses = sum(1 for e in s.entries if e.kind == RESPONSE)
-        out.append(SessionSummary(path, s.meta, responses, s.duration))
+        said = "\n".join(e.text for e in s.entries)
+        out.append(SessionSummary(path, s.meta, responses, s.duration, said))
     return out
 
 
-def delete_session(path: str | os.PathLike[str]) -> None:
-    """Remove a session file and its kept frames (only a Streamo Live session: the header is checked
-    first)."""
+TRASH = ".trash"  # beside the sessions: deleted ones wait here (listing skips it)
+TRASH_DAYS = 30  # how long a deleted session can be brought back
+
+
+def trash_dir(session_path: str | os.PathLike[str]) -> Path:
+    return Path(session_path).parent / TRASH
+
+
+@dataclass(frozen=True)
+class Trashed:
+    """A deleted session waiting in the trash: where it was and where it is now."""
+
+    original: Path
+    path: Path  # the log in the trash (its frames, when kept, beside it: :func:`frames_dir`)
+
+
+def delete_session(path: str | os.PathLike[str]) -> Trashed:
+    """Move a session file and its kept frames to the trash beside it, whence :func:`restore_session`
+    brings them back (only a Streamo Live session: the header is checked first). The trash keeps them
+    :data:`TRASH_DAYS` days (:func:`empty_trash`)."""
     path = Path(path)
     load_session(path)  # raises ValueError for anything else
+    trash = trash_dir(path)
+    trash.mkdir(parents=True, exist_ok=True)
+    target = trash / path.name
+    n = 1
+    while target.exists() or frames_dir(target).exists():  # the same name deleted before
+        target = trash / f"{path.stem}~{n}{path.suffix}"
+        n += 1
     frames = frames_dir(path)
+    if frames.is_dir():  # first: a failure leaves the session listed, so it can be deleted again
+        os.replace(frames, frames_dir(target))
+    os.replace(path, target)
+    now = time.time()
+    os.utime(target, (now, now))  # the trash counts its days from the deletion
+    return Trashed(path, target)
+
+
+def restore_session(trashed: Trashed) -> Path:
+    """Undo :func:`delete_session`: the log and its frames back where they were. FileExistsError when a
+    file has taken its place since."""
+    if trashed.original.exists() or frames_dir(trashed.original).exists():
+        raise FileExistsError(f"{trashed.original} exists again; the deleted session stays in {trashed.path.parent}")
+    frames = frames_dir(trashed.path)
     if frames.is_dir():
-        shutil.rmtree(frames)  # first: a failure leaves the session listed, so it can be deleted again
-    path.unlink()
+        os.replace(frames, frames_dir(trashed.original))
+    os.replace(trashed.path, trashed.original)
+    return trashed.original
+
+
+def empty_trash(root: Path | None = None, older_than_days: float = TRASH_DAYS) -> int:
+    """Remove sessions deleted more than ``older_than_days`` ago for good; returns how many."""
+    trash = sessions_dir(root) / TRASH
+    cutoff = time.time() - older_than_days * 86400
+    removed = 0
+    for log_path in trash.glob("*.jsonl") if trash.is_dir() else ():
+        try:
+            if log_path.stat().st_mtime > cutoff:
+                continue
+            frames = frames_dir(log_path)
+            if frames.is_dir():
+                shutil.rmtree(frames)
+            log_path.unlink()
+            removed += 1
+        except OSError as e:  # one stuck file does not stop the rest
+            log.warning("could not empty %s from the trash: %s", log_path, e)
+    return removed
 
 
 def rename_session(path: str | os.PathLike[str], title: str) -> None:

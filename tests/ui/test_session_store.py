@@ -140,3 +140,45 @@ def test_a_sessions_frames_live_beside_it_and_go_with_it(tmp_path):
     assert frame_name(12.5) == "000012.5.png" and len(list_sessions(tmp_path)) == 1  # the folder is no session
     delete_session(log.path)
     assert not log.path.exists() and not folder.exists()
+
+
+def test_a_deleted_session_waits_in_the_trash_and_comes_back(tmp_path: Path):
+    import os
+    import time
+
+    from app.live.frames import frame_name
+    from app.session import empty_trash, frames_dir, restore_session
+
+    path = write_session(tmp_path, STEPS)
+    frames = frames_dir(path)
+    frames.mkdir()
+    (frames / frame_name(1.0)).write_bytes(b"png")
+    before = path.read_bytes()
+    trashed = delete_session(path)
+    assert not path.exists() and not frames.exists() and list_sessions(tmp_path) == []
+    assert trashed.path.read_bytes() == before and (frames_dir(trashed.path) / frame_name(1.0)).exists()
+    assert empty_trash(tmp_path) == 0  # deleted just now: kept
+    assert restore_session(trashed) == path
+    assert path.read_bytes() == before and (frames / frame_name(1.0)).read_bytes() == b"png"
+    assert [s.path for s in list_sessions(tmp_path)] == [path]
+    # Deleted twice under one name: both kept; a file back in its place stops the restore, losing nothing.
+    first = delete_session(path)
+    path.write_bytes(before)
+    second = delete_session(path)
+    assert first.path != second.path and first.path.exists() and second.path.exists()
+    path.write_text("mine now")
+    with pytest.raises(FileExistsError):
+        restore_session(first)
+    assert path.read_text() == "mine now" and first.path.exists()
+    # After TRASH_DAYS the trash lets them go.
+    old = time.time() - 31 * 86400
+    os.utime(first.path, (old, old))
+    assert empty_trash(tmp_path) == 1 and not first.path.exists() and second.path.exists()
+
+
+def test_sessions_are_found_by_any_word_of_their_record(tmp_path: Path):
+    write_session(tmp_path, STEPS)
+    [s] = list_sessions(tmp_path)
+    assert s.matches("kitchen") and s.matches("DEMO narrate") and s.matches("opens door")
+    assert not s.matches("garden") and not s.matches("kitchen garden")
+    assert "Task: narrate" in s.details() and "Responses: 2" in s.details() and "Model: demo" in s.details()
