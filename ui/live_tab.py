@@ -92,7 +92,7 @@ class LiveTab(QWidget):
 
     # -- actions
     def start(self) -> bool:
-        problem = self.controls.problem()
+        problem = self.picker.problem_text() or self.controls.problem()
         if problem:
             self.message.emit("warning", problem)
             return False

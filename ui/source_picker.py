@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QFormLayout,
     QHBoxLayout,
+    QLabel,
     QLineEdit,
     QPushButton,
     QStackedWidget,
@@ -75,11 +76,19 @@ class SourcePicker(QWidget):
         # screen
         self.monitor = QComboBox()
         self.region = QLineEdit(placeholderText="whole monitor, or a region x,y,w,h")
+        self.region.setToolTip("Pixels from the monitor's top-left corner: x,y,width,height, e.g. 0,0,1280,720")
+        # Checked as it is typed: a region that is not one is never taken for the whole monitor.
+        self.region_note = QLabel()
+        self.region_note.setWordWrap(True)
+        self.region_note.setStyleSheet("color: #b00020;")
+        self.region_note.hide()
+        self.region.textChanged.connect(lambda _text: self._check_region())
         screen_page = QWidget()
         screen_form = QFormLayout(screen_page)
         screen_form.setContentsMargins(0, 0, 0, 0)
         screen_form.addRow("Monitor", self.monitor)
         screen_form.addRow("Region", self.region)
+        screen_form.addRow("", self.region_note)
 
         for page in (file_page, cam_page, screen_page):
             self.stack.addWidget(page)
@@ -109,7 +118,8 @@ class SourcePicker(QWidget):
             try:
                 region = SourceSpec.parse_region(self.region.text()) if self.region.text().strip() else None
             except SourceError:
-                region = None  # not a region (yet): the whole monitor
+                # Not a region (yet): no source at all, never the whole monitor (``problem_text`` says why).
+                return SourceOptions(spec="")
             return SourceOptions(spec=str(SourceSpec.screen(1 if index is None else index, region)))
         path = self.path.text().strip()
         return SourceOptions(spec=str(SourceSpec.file(path)) if path else "", realtime=self.realtime.isChecked())
@@ -138,6 +148,22 @@ class SourcePicker(QWidget):
             self.kind.setCurrentIndex(FILE)
             self.path.setText("" if spec is None else str(spec.path))
             self.realtime.setChecked(options.realtime)
+
+    def problem_text(self) -> str | None:
+        """Why the chosen source cannot start, or None: today a typed screen region that is not one."""
+        if self.kind.currentIndex() != SCREEN or not self.region.text().strip():
+            return None
+        try:
+            SourceSpec.parse_region(self.region.text())
+        except SourceError as e:
+            return f"{e} Finish the region, or clear it to capture the whole monitor."
+        return None
+
+    def _check_region(self) -> None:
+        problem = self.problem_text()
+        self.region_note.setText(problem or "")
+        self.region_note.setVisible(problem is not None)
+        self.region.setStyleSheet("border: 1px solid #b00020;" if problem else "")
 
     def set_file(self, path: str) -> None:
         self.kind.setCurrentIndex(FILE)

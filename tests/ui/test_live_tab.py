@@ -31,10 +31,24 @@ def test_picker_builds_source_specs(qtbot):
     p.kind.setCurrentIndex(SCREEN)  # no X display here: monitor 1 with an explanation
     p.region.setText("10, 20, 640, 360")
     assert p.options().spec == "screen:1@10,20,640,360"
-    p.region.setText("not a region")
-    assert p.options().spec == "screen:1"
+    assert p.problem_text() is None and p.region_note.isHidden()
+    for typo in ("not a region", "top left", "100,100,640"):  # never the whole monitor instead
+        p.region.setText(typo)
+        assert p.options().spec == "" and "Invalid region" in p.problem_text()
+        assert not p.region_note.isHidden() and "clear it to capture the whole monitor" in p.region_note.text()
+    p.region.setText("")
+    assert p.options().spec == "screen:1" and p.problem_text() is None and p.region_note.isHidden()
     p.set_file("/videos/a.mp4")
     assert p.options() == SourceOptions(spec="/videos/a.mp4", realtime=True)
+
+
+def test_a_half_typed_region_does_not_start_a_capture(make_harness):
+    h = make_harness()
+    picker = h.window.live_tab.picker
+    picker.kind.setCurrentIndex(SCREEN)
+    picker.region.setText("100,100,640")
+    assert not h.window.live_tab.start()
+    assert h.window.controller.state.name == "IDLE" and "Invalid region '100,100,640'" in h.window.banner.text()
 
 
 def test_dropping_a_video_file_on_the_preview_selects_it(make_harness, tmp_path: Path):
