@@ -59,6 +59,7 @@ class LiveTab(QWidget):
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.splitter)
 
+        self.outline = None  # ui.region_picker.RegionOutline while a screen region is captured
         self._preview_timer = QTimer(self)
         self._preview_timer.setInterval(PREVIEW_INTERVAL_MS)
         self._preview_timer.timeout.connect(self.refresh_preview)
@@ -117,6 +118,7 @@ class LiveTab(QWidget):
         self.message.emit("info", f"Source set to {path}. Press Start.")
 
     def on_state_changed(self, state: RunState) -> None:
+        self._outline_region(state)
         self.transport.set_state(state)
         self.controls.set_running(state != RunState.IDLE)
         self.picker.setEnabled(state == RunState.IDLE)
@@ -125,6 +127,26 @@ class LiveTab(QWidget):
         elif state == RunState.IDLE:
             self._preview_timer.stop()
             self.refresh_preview()  # the last frame stays up
+
+    def _outline_region(self, state: RunState) -> None:
+        """Ring the shared screen area while a run captures it (a whole monitor needs no ring)."""
+        from ui.region_picker import RegionOutline
+
+        spec = None
+        if state != RunState.IDLE and self.picker.problem_text() is None:
+            try:
+                spec = self.source_options().source_spec()
+            except Exception:  # noqa: BLE001 - no valid source: nothing to outline
+                spec = None
+        monitor = self.picker.monitors.get(spec.index) if spec is not None and spec.kind == "screen" else None
+        if monitor is None or spec.region is None:
+            if self.outline is not None:
+                self.outline.hide()
+            return
+        if self.outline is None:
+            self.outline = RegionOutline(self)
+        self.outline.place(monitor, spec.region)
+        self.outline.show()
 
     def refresh_preview(self) -> None:
         frame = self.controller.latest_frame()

@@ -87,7 +87,14 @@ class SourcePicker(QWidget):
         screen_form = QFormLayout(screen_page)
         screen_form.setContentsMargins(0, 0, 0, 0)
         screen_form.addRow("Monitor", self.monitor)
-        screen_form.addRow("Region", self.region)
+        self.pick_button = QPushButton("Pick on screen...")
+        self.pick_button.setToolTip("Drag the area to share over a still of the monitor")
+        self.pick_button.clicked.connect(lambda _checked=False: self.pick_region())
+        self._region_picker = None  # the open ui.region_picker.RegionPicker, if any
+        region_row = QHBoxLayout()
+        region_row.addWidget(self.region, 1)
+        region_row.addWidget(self.pick_button)
+        screen_form.addRow("Region", region_row)
         screen_form.addRow("", self.region_note)
 
         for page in (file_page, cam_page, screen_page):
@@ -104,6 +111,7 @@ class SourcePicker(QWidget):
         for combo in (self.camera, self.resolution, self.monitor):
             combo.currentIndexChanged.connect(self.changed)
         self._cameras_scanned = self._monitors_listed = False
+        self.monitors: dict[int, tuple[int, int, int, int]] = {}  # index -> left, top, width, height (pixels)
         self._scan: CameraScan | None = None
 
     # -- options: specs are built and read by SourceSpec only
@@ -159,6 +167,26 @@ class SourcePicker(QWidget):
             return f"{e} Finish the region, or clear it to capture the whole monitor."
         return None
 
+    def monitor_geometry(self) -> tuple[int, int, int, int] | None:
+        """The chosen monitor's left, top, width and height in pixels, when a display lists it."""
+        return self.monitors.get(self.monitor.currentData())
+
+    def pick_region(self) -> bool:
+        """Lay a still of the chosen monitor over it and let the user drag the region (it lands in the
+        Region field). False, with the reason through ``problem``, when there is no monitor to show."""
+        from ui.region_picker import pick_region
+
+        if not self._monitors_listed:
+            self.list_monitors()
+        geometry = self.monitor_geometry()
+        if geometry is None:
+            self.problem.emit("No monitor to pick a region on: screen capture needs a display (see Monitor's tooltip).")
+            return False
+        self._region_picker = picker = pick_region(geometry)
+        picker.chosen.connect(lambda region: self.region.setText(SourceSpec.format_region(region)))
+        picker.destroyed.connect(lambda _obj=None: setattr(self, "_region_picker", None))
+        return True
+
     def _check_region(self) -> None:
         problem = self.problem_text()
         self.region_note.setText(problem or "")
@@ -210,6 +238,7 @@ class SourcePicker(QWidget):
             return
         for m in monitors:
             self.monitor.addItem(m.name, m.index)
+            self.monitors[m.index] = (m.left, m.top, m.width, m.height)
         self._select(self.monitor, 1, None)
 
     def _on_kind_changed(self, kind: int) -> None:

@@ -122,3 +122,49 @@ def test_subtitles_show_the_newest_two_lines_like_live_captions(qtbot):
     assert box.height() - pad <= metrics.lineSpacing() + metrics.height() + 0.5  # two lines, not five
     assert box.height() - pad > metrics.lineSpacing()  # and not one
     assert one.height() < box.height()
+
+
+def test_a_region_is_dragged_on_a_still_of_the_monitor(qtbot):
+    from PySide6.QtTest import QTest
+
+    from ui.region_picker import RegionPicker
+
+    picker = RegionPicker((0, 0, 800, 600), ratio=2.0)  # a HiDPI monitor: 400x300 logical
+    qtbot.addWidget(picker)
+    picker.show()
+    chosen: list = []
+    picker.chosen.connect(chosen.append)
+    assert picker.geometry().size().toTuple() == (400, 300)
+    QTest.mouseClick(picker, Qt.MouseButton.LeftButton, pos=QPoint(10, 10))  # a click is no region
+    assert chosen == [] and picker.isVisible()
+    QTest.mousePress(picker, Qt.MouseButton.LeftButton, pos=QPoint(50, 40))
+    QTest.mouseMove(picker, QPoint(250, 140))
+    QTest.mouseRelease(picker, Qt.MouseButton.LeftButton, pos=QPoint(250, 140))
+    assert chosen == [(100, 80, 400, 200)]  # the monitor's pixels
+
+
+def test_the_picked_region_fills_the_field_and_is_outlined_while_captured(make_harness, qtbot):
+    from PySide6.QtTest import QTest
+
+    from app.live.qt import RunState
+
+    h = make_harness()
+    tab = h.window.live_tab
+    picker = tab.picker
+    picker.kind.setCurrentIndex(SCREEN)
+    picker.monitors[1] = (0, 0, 640, 480)  # what mss lists on a display
+    picker._monitors_listed = True
+    if picker.monitor.findData(1) < 0:
+        picker.monitor.addItem("Monitor 1", 1)
+    picker.monitor.setCurrentIndex(picker.monitor.findData(1))
+    assert picker.pick_region()
+    layer = picker._region_picker
+    QTest.mousePress(layer, Qt.MouseButton.LeftButton, pos=QPoint(20, 30))
+    QTest.mouseRelease(layer, Qt.MouseButton.LeftButton, pos=QPoint(340, 210))
+    assert picker.region.text() == "20,30,320,180" and picker.problem_text() is None
+    tab.on_state_changed(RunState.RUNNING)
+    assert tab.outline is not None and tab.outline.isVisible()
+    assert tab.outline.area.getRect() == (20, 30, 320, 180)
+    assert not tab.outline.mask().contains(QPoint(3 + 160, 3 + 90))  # a ring: the area itself stays clear
+    tab.on_state_changed(RunState.IDLE)
+    assert not tab.outline.isVisible()
