@@ -1,7 +1,13 @@
-"""An inline message strip at the top of the window: errors and warnings without a modal dialog,
-so the live session keeps going while the user reads. The newest message shows; every message is
-kept in a history (View > Messages); a message that no longer holds (a camera error once a source
-opens, a load error once a model loads) is cleared by its topic."""
+"""The window's one notice system: a strip at the top of the window for errors, warnings and hints,
+so the live session keeps going while the user reads.
+
+Notices are keyed by their cause (``topic``: source, model, engine, start, voice, ...): a new notice of a
+cause replaces the old one, the same notice again is folded into it ("(3x)"), and when the cause goes
+away (:meth:`MessageBanner.clear_topic`: a source opened, a model loaded, the field was filled) its
+notice goes too. The newest notice shows, unless a graver one still holds (an info does not cover an
+error); the others are behind "+N more", a menu that brings any of them up. Every message also goes
+to the history (View > Messages).
+"""
 
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QMenu,
     QToolButton,
     QVBoxLayout,
     QWidget,
@@ -28,6 +35,7 @@ _STYLES = {
     "info": "background: #1d3b57; color: #e2f0ff; border: 1px solid #3f6e99;",
 }
 HISTORY = 200  # messages kept
+_RANK = {"error": 2, "warning": 1}  # anything else: 0
 
 
 @dataclass(frozen=True)
@@ -52,49 +60,122 @@ def dismissable_row(strip: QFrame, label: QLabel, *extras: QWidget) -> QHBoxLayo
     return row
 
 
+@dataclass
+class Notice:
+    """A notice that still holds: the latest words for its cause, and how often they came."""
+
+    level: str
+    text: str
+    topic: str
+    count: int = 1
+
+    def shown(self) -> str:
+        return self.text + (f"  ({self.count}x)" if self.count > 1 else "")
+
+
 class MessageBanner(QFrame):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = QLabel()
         self.label.setWordWrap(True)
         self.label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.more = QLabel()
-        self.more.setToolTip("Other messages: View > Messages (Ctrl+Shift+M)")
-        dismissable_row(self, self.label, self.more)
-        self.level = ""
-        self.topic = ""
+        self.more = QToolButton()
+        self.more.setAutoRaise(True)
+        self.more.setToolTip("Other notices that still hold; every message: View > Messages (Ctrl+Shift+M)")
+        self.more.setPopupMode(QToolButton.ToolButtonPopupMode.InstantPopup)
+        self.more.setMenu(QMenu(self.more))
+        self.more.menu().aboutToShow.connect(self._fill_more)
+        self.more.hide()
+        row = dismissable_row(self, self.label, self.more)
+        close = row.itemAt(row.count() - 1).widget()
+        close.clicked.disconnect()
+        close.clicked.connect(lambda _checked=False: self.dismiss())
         self.history: list[Message] = []  # newest last
-        self._unseen = 0  # messages that arrived while this one was up
-        self.hide()
+        self.notices: dict[str, Notice] = {}  # by cause, oldest first: the last one shows
+        self._shown = ""  # the topic on screen
+        super().hide()
+
+    # -- what callers use
+    @property
+    def level(self) -> str:
+        notice = self.notices.get(self._shown)
+        return notice.level if notice is not None else ""
+
+    @property
+    def topic(self) -> str:
+        return self._shown
 
     def show_message(self, level: str, text: str, topic: str = "info") -> None:
-        """Show ``text``. Every message goes to the history; an info does not cover an error or a
-        warning still on screen, it is counted there instead ("+1 more")."""
+        """Show ``text`` as the notice of its cause ``topic``: it replaces that cause's last notice (or
+        folds into it when the words are the same) and comes to the front."""
         self.history = [*self.history, Message(time.time(), level, text, topic)][-HISTORY:]
-        if self.isVisible():
-            self._unseen += 1
-            self.more.setText(f"+{self._unseen} more")
-            if level == "info" and self.level in ("error", "warning"):
-                return
-        self.level, self.topic = level, topic
-        self.label.setText(text)
-        self.setStyleSheet(
-            f"QFrame, QLabel, QToolButton {{ {_STYLES.get(level, _STYLES['info'])} }} QLabel, QToolButton {{ border: none; }}"
-        )
-        self.show()
+        old = self.notices.pop(topic, None)
+        if old is not None and (old.level, old.text) == (level, text):
+            old.count += 1
+            self.notices[topic] = old
+        else:
+            self.notices[topic] = Notice(level, text, topic)
+        shown = self.notices.get(self._shown)
+        if shown is None or shown.topic == topic or _RANK.get(level, 0) >= _RANK.get(shown.level, 0):
+            self._show(topic)
+        else:
+            self._show(self._shown)  # stays, with one more behind it
 
     def clear_topic(self, topic: str) -> None:
-        """What the shown message said no longer holds: hide it (the history keeps it)."""
-        if self.isVisible() and self.topic == topic:
-            self.hide()
+        """The cause is gone: its notice goes (the history keeps it); the newest other one shows."""
+        if self.notices.pop(topic, None) is not None:
+            self._show(self._gravest())
+
+    def dismiss(self) -> None:
+        """The user closed the notice on screen: the next newest shows, if any."""
+        self.clear_topic(self._shown)
 
     def hide(self) -> None:
-        self._unseen = 0
-        self.more.setText("")
-        super().hide()
+        """Hide the strip and forget every notice (the history keeps them)."""
+        self.notices.clear()
+        self._show("")
 
     def text(self) -> str:
         return self.label.text() if self.isVisible() else ""
+
+    def notice_texts(self) -> list[str]:
+        """Every notice that still holds, newest first."""
+        return [n.shown() for n in reversed(self.notices.values())]
+
+    # -- drawing
+    def _gravest(self) -> str:
+        """The topic of the gravest notice that still holds, the newest of its level; "" when none."""
+        best = ""
+        for topic, notice in self.notices.items():  # oldest first: a later equal one wins
+            if not best or _RANK.get(notice.level, 0) >= _RANK.get(self.notices[best].level, 0):
+                best = topic
+        return best
+
+    def _show(self, topic: str) -> None:
+        notice = self.notices.get(topic)
+        self._shown = topic if notice is not None else ""
+        if notice is None:
+            self.label.setText("")
+            super().hide()
+            return
+        self.label.setText(notice.shown())
+        self.setStyleSheet(
+            f"QFrame, QLabel, QToolButton {{ {_STYLES.get(notice.level, _STYLES['info'])} }} QLabel, QToolButton {{ border: none; }}"
+        )
+        others = len(self.notices) - 1
+        self.more.setText(f"+{others} more")
+        self.more.setVisible(others > 0)
+        self.show()
+
+    def _fill_more(self) -> None:
+        menu = self.more.menu()
+        menu.clear()
+        for notice in reversed(list(self.notices.values())):
+            if notice.topic == self._shown:
+                continue
+            label = notice.shown() if len(notice.shown()) <= 90 else notice.shown()[:89] + "\u2026"
+            action = menu.addAction(f"{notice.level.capitalize()}: {label}")
+            action.triggered.connect(lambda _checked=False, t=notice.topic: self._show(t))
 
 
 class MessageHistoryDialog(QDialog):

@@ -19,7 +19,8 @@ PREVIEW_INTERVAL_MS = 33  # ~30 fps: the preview follows the capture, not the mo
 
 
 class LiveTab(QWidget):
-    message = Signal(str, str)  # (level, text) for the window's banner
+    message = Signal(str, str, str)  # (level, text, cause) for the window's notices
+    message_cleared = Signal(str)  # the cause of a notice went away
 
     def __init__(self, controller: LiveController, feed: SubtitleFeed, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -69,8 +70,10 @@ class LiveTab(QWidget):
         self.transport.stop_clicked.connect(controller.stop)
         self.controls.question_asked.connect(self.on_question_asked)
         self.controls.options_changed.connect(self.on_options_changed)
+        self.picker.changed.connect(self.on_options_changed)
+        self.controls.target.textChanged.connect(lambda _text: self._clear_fixed())
         self.preview.file_dropped.connect(self.on_file_dropped)
-        self.picker.problem.connect(lambda text: self.message.emit("warning", text))
+        self.picker.problem.connect(lambda text: self.message.emit("warning", text, "source"))
         controller.state_changed.connect(self.on_state_changed)
         controller.session_changed.connect(self.transcript.set_session)
         controller.entries_added.connect(self.transcript.on_entries_added)
@@ -95,8 +98,9 @@ class LiveTab(QWidget):
     def start(self) -> bool:
         problem = self.picker.problem_text() or self.controls.problem()
         if problem:
-            self.message.emit("warning", problem)
+            self.message.emit("warning", problem, "start")
             return False
+        self.message_cleared.emit("start")
         self.feed.clear()
         self.preview.clear_frame()
         return self.controller.start(self.source_options(), self.live_options())
@@ -104,7 +108,7 @@ class LiveTab(QWidget):
     def on_question_asked(self, text: str) -> None:
         self.controller.ask(text)
         if self.controller.state == RunState.IDLE:
-            self.message.emit("info", f"Your question will enter the stream when you press Start: {text}")
+            self.message.emit("info", f"Your question will enter the stream when you press Start: {text}", "question")
 
     def on_options_changed(self) -> None:
         live = self.live_options()
@@ -112,13 +116,21 @@ class LiveTab(QWidget):
         self.transcript.hold_seconds = live.subtitle_seconds
         if self.controls.problem() is None:
             self.controller.update_options(live)
+        self._clear_fixed()
+
+    def _clear_fixed(self) -> None:
+        """What Start complained of is fixed (a field filled, a region finished): the notice goes."""
+        if self.controls.problem() is None and self.picker.problem_text() is None:
+            self.message_cleared.emit("start")
 
     def on_file_dropped(self, path: str) -> None:
         self.picker.set_file(path)
-        self.message.emit("info", f"Source set to {path}. Press Start.")
+        self.message.emit("info", f"Source set to {path}. Press Start.", "source")
 
     def on_state_changed(self, state: RunState) -> None:
         self._outline_region(state)
+        if state == RunState.RUNNING:
+            self.message_cleared.emit("question")  # the waiting question has entered the stream
         self.transport.set_state(state)
         self.controls.set_running(state != RunState.IDLE)
         self.picker.setEnabled(state == RunState.IDLE)

@@ -82,9 +82,10 @@ class MainWindow(QMainWindow):
         self._standby_streak = 0  # seconds without an answer, for the "why is it quiet" hint
         self._hinted = False
         self.live_tab.message.connect(self.show_message)
+        self.live_tab.message_cleared.connect(self.banner.clear_topic)
         self.live_tab.transcript.open_requested.connect(self.open_session_dialog)
-        self.live_tab.transcript.exported.connect(lambda path: self.show_message("info", f"Exported {path}"))
-        self.live_tab.transcript.export_failed.connect(lambda text: self.show_message("error", text))
+        self.live_tab.transcript.exported.connect(lambda path: self.show_message("info", f"Exported {path}", "export"))
+        self.live_tab.transcript.export_failed.connect(lambda text: self.show_message("error", text, "export"))
         self.overlay.moved.connect(self.on_overlay_moved)
         c.model_unloaded.connect(lambda: self.status.on_model_unloaded("unloaded while training"))
         self._restore()
@@ -215,7 +216,8 @@ class MainWindow(QMainWindow):
             self.show_message(
                 "info",
                 f"No answer for {HINT_AFTER_SECONDS} seconds: the model has not been sure enough to respond. "
-                "Untick 'model decides' and move Talkativeness to the right to hear more from it"
+                + ("Untick 'model decides' and move " if self.live_tab.controls.auto_talk.isChecked() else "Move ")
+                + "Talkativeness to the right to hear more from it"
                 + (" (the demo knows only a red ball, a blue square and a green triangle)." if self._demo() else "."),
                 "hint",
             )
@@ -414,7 +416,9 @@ class MainWindow(QMainWindow):
                 "and a green triangle (try the video file assets/sample.mp4: Browse..., then Start) and knows nothing else.",
             )
         elif getattr(info, "is_demo", False):
-            self.show_message("info", "Demo model loaded: it exercises the pipeline, but its words are meaningless.")
+            self.show_message(
+                "info", "Demo model loaded: it exercises the pipeline, but its words are meaningless.", "model"
+            )
 
     # -- sessions
     def open_session_dialog(self) -> None:
@@ -446,7 +450,7 @@ class MainWindow(QMainWindow):
         self.overlay_action.setChecked(visible)
         if visible and not self.overlay.always_on_top and not self._wayland_noted:
             self._wayland_noted = True
-            self.show_message("info", WAYLAND_NOTE)
+            self.show_message("info", WAYLAND_NOTE, "overlay")
 
         self._save_overlay()
 
@@ -518,7 +522,9 @@ class MainWindow(QMainWindow):
                 return
             if choice == "stop":
                 if not panel.stop_and_wait(60.0):
-                    self.show_message("warning", "Training did not stop within a minute; it was left running.")
+                    self.show_message(
+                        "warning", "Training did not stop within a minute; it was left running.", "training"
+                    )
             else:
                 panel.detach()
         self.save_settings()
