@@ -68,6 +68,18 @@ def device_choices() -> list[str]:
     return devices
 
 
+GPU_ONLY_PRECISIONS = ("4bit", "8bit")  # bitsandbytes' quantised kernels: CUDA only (the CPU runs fp32)
+
+
+def runs_on_cpu(device: str) -> bool:
+    """Whether a model set to ``device`` would run on the CPU, as far as can be told without importing
+    torch on the caller's thread: "cpu", or "auto" once torch is imported and sees no CUDA GPU."""
+    if device == "cpu":
+        return True
+    torch = sys.modules.get("torch")
+    return device == "auto" and torch is not None and not torch.cuda.is_available()
+
+
 def _as_device(device: Any) -> Any:
     import torch
 

@@ -105,7 +105,10 @@ class MainWindow(QMainWindow):
         tab = self.live_tab
         self._action(run, "&Start", tab.start, QKeySequence(START_KEY))
         self.pause_action = self._action(run, "&Pause / Resume", self.toggle_pause, QKeySequence(PAUSE_KEY))
-        self._action(run, "S&top", self.stop, QKeySequence(STOP_KEY))
+        self.stop_action = self._action(run, "S&top", self.stop, QKeySequence(STOP_KEY))
+        self.start_action = run.actions()[0]
+        self._enable_run_menu(self.controller.state)
+        self.controller.state_changed.connect(self._enable_run_menu)
         self._action(run, "&Ask a question", self.focus_question, QKeySequence(ASK_KEY))
         model_menu = self.menuBar().addMenu("&Model")
         self._action(model_menu, "&Manage models...", self.open_model_manager)
@@ -196,6 +199,14 @@ class MainWindow(QMainWindow):
             return
         super().keyReleaseEvent(event)
 
+    def _enable_run_menu(self, state: RunState) -> None:
+        """Run's items as the run allows: Start when idle, Pause and Stop while a run goes."""
+        running = state in (RunState.RUNNING, RunState.PAUSED)
+        self.start_action.setEnabled(state == RunState.IDLE)
+        self.pause_action.setEnabled(running)
+        self.pause_action.setText("&Resume" if state == RunState.PAUSED else "&Pause")
+        self.stop_action.setEnabled(running)
+
     def toggle_pause(self) -> None:
         if self.controller.state in (RunState.RUNNING, RunState.PAUSED):
             self.controller.pause(self.controller.state == RunState.RUNNING)
@@ -240,8 +251,21 @@ class MainWindow(QMainWindow):
         if why:
             self._load_after_training(options, save, why)
             return
+        if self.controller.state in (RunState.RUNNING, RunState.PAUSED) and not self.confirm_model_switch(options):
+            return
         self._pending_model = options if save else None
         self.controller.load_model(options)
+
+    def confirm_model_switch(self, options: ModelOptions) -> bool:
+        """A run goes: loading another model stops it. Ask first."""
+        answer = QMessageBox.question(
+            self,
+            "Live is running",
+            f"Loading {options.label()} stops the live run (its session is saved). Stop it and load?",
+            QMessageBox.StandardButton.Yes | QMessageBox.StandardButton.Cancel,
+            QMessageBox.StandardButton.Cancel,
+        )
+        return answer == QMessageBox.StandardButton.Yes
 
     # -- the GPU (and the memory) is shared: one of Live and training at a time
     def training_holds_device(self) -> str:

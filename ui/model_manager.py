@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
 
 from app.jobs import DownloadJob, DownloadProgress
 from app.settings import ModelOptions
-from model.device import KERNEL_MODES, device_choices
+from model.device import GPU_ONLY_PRECISIONS, KERNEL_MODES, device_choices, runs_on_cpu
 
 DEMO, FOLDER = "demo", "<folder>"
 DEMO_TEXT = (
@@ -83,6 +83,7 @@ class ModelManagerDialog(QDialog):
         self.precision.setToolTip("4bit/8bit need a CUDA GPU; the CPU runs fp32")
         self.device = QComboBox()
         self.device.addItems(device_choices())
+        self.device.currentTextChanged.connect(lambda _text: self._offer_precisions())
         self.kernels = QComboBox()
         self.kernels.addItems(list(KERNEL_MODES))
         self.kernels.setToolTip(
@@ -194,7 +195,21 @@ class ModelManagerDialog(QDialog):
         self.adapter.setText(o.adapter)
         self.list_adapters(extra=[o.adapter] if o.adapter else [])
         self.kernels.setCurrentText(o.kernels if o.kernels in KERNEL_MODES else "auto")
+        self._offer_precisions()
         self._on_choice_changed()
+
+    def _offer_precisions(self) -> None:
+        """Only the precisions the chosen device runs: 4bit and 8bit greyed out (with the reason) on the
+        CPU, where they would silently run fp32; a choice of them falls back to auto."""
+        cpu = runs_on_cpu(self.device.currentText())
+        model = self.precision.model()
+        for i in range(self.precision.count()):
+            gpu_only = self.precision.itemText(i) in GPU_ONLY_PRECISIONS
+            model.item(i).setEnabled(not (cpu and gpu_only))
+            tip = "needs a CUDA GPU; this device is the CPU" if cpu and gpu_only else ""
+            self.precision.setItemData(i, tip, Qt.ItemDataRole.ToolTipRole)
+        if cpu and self.precision.currentText() in GPU_ONLY_PRECISIONS:
+            self.precision.setCurrentText("auto")
 
     # -- download
     def start_download(self) -> None:

@@ -130,6 +130,8 @@ class SourcePicker(QWidget):
                 return SourceOptions(spec="")
             return SourceOptions(spec=str(SourceSpec.screen(1 if index is None else index, region)))
         path = self.path.text().strip()
+        if path:  # saved absolute: a relative path would name another file when started from elsewhere
+            path = os.path.abspath(os.path.expanduser(path))
         return SourceOptions(spec=str(SourceSpec.file(path)) if path else "", realtime=self.realtime.isChecked())
 
     def set_options(self, options: SourceOptions) -> None:

@@ -128,7 +128,7 @@ def test_menus_have_shortcuts_help_and_the_demo_model(make_harness):
     h = make_harness()
     actions = _actions(h.window)
     shortcuts = {name: a.shortcut().toString() for name, a in actions.items()}
-    assert shortcuts["Start"] == "F5" and shortcuts["Pause / Resume"] == "F6" and shortcuts["Stop"] == "Shift+F5"
+    assert shortcuts["Start"] == "F5" and shortcuts["Pause"] == "F6" and shortcuts["Stop"] == "Shift+F5"
     assert shortcuts["Ask a question"] == "Ctrl+L" and shortcuts["Subtitle overlay"] == "Ctrl+Shift+O"
     for name in ("About Streamo Live", "Keyboard shortcuts", "Use the demo model", "Messages..."):
         assert name in actions
@@ -192,3 +192,27 @@ def test_the_qt_binding_does_not_leak_references(qapp):
         assert binding_leaks_singletons()
     finally:
         sys.getrefcount = real
+
+
+def test_the_run_menu_follows_the_run_and_a_model_switch_asks_first(make_harness, sample_source, monkeypatch):
+    from PySide6.QtWidgets import QMessageBox
+
+    from app.live import RunState
+    from app.settings import ModelOptions
+
+    h = make_harness()
+    w = h.window
+    assert w.start_action.isEnabled() and not w.pause_action.isEnabled() and not w.stop_action.isEnabled()
+    w.controller.state_changed.emit(RunState.PAUSED)
+    assert not w.start_action.isEnabled() and w.pause_action.isEnabled() and w.pause_action.text() == "&Resume"
+    w.controller.state_changed.emit(RunState.IDLE)
+    assert not w.stop_action.isEnabled()
+    asked: list[str] = []
+    monkeypatch.setattr(
+        QMessageBox, "question", lambda *a, **k: (asked.append(a[2]), QMessageBox.StandardButton.Cancel)[1]
+    )
+    loads: list = []
+    monkeypatch.setattr(w.controller, "load_model", loads.append)
+    monkeypatch.setattr(w.controller, "state", RunState.RUNNING)
+    w.load_model(ModelOptions(source="demo"))
+    assert asked and "stops the live run" in asked[0] and loads == []  # Cancel: the run goes on

@@ -139,3 +139,18 @@ def test_no_trained_adapters_says_where_they_come_from(qtbot, tmp_path, monkeypa
     qtbot.addWidget(d)
     assert d.adapters.count() == 1 and "Training tab" in d.adapters.item(0).text()
     assert d.options().adapter == ""
+
+
+def test_precisions_the_cpu_cannot_run_are_not_offered_there(qtbot, tmp_path):
+    d = ModelManagerDialog(ModelOptions(source=str(tmp_path), precision="4bit", device="cpu"))
+    qtbot.addWidget(d)
+    model = d.precision.model()
+    row = {d.precision.itemText(i): i for i in range(d.precision.count())}
+    assert d.options().precision == "auto"  # not a 4bit that would silently run fp32 and be saved
+    assert not model.item(row["4bit"]).isEnabled() and not model.item(row["8bit"]).isEnabled()
+    assert "CUDA" in d.precision.itemData(row["4bit"], Qt.ItemDataRole.ToolTipRole)
+    assert model.item(row["bf16"]).isEnabled()
+    if d.device.findText("cuda") < 0:
+        d.device.addItem("cuda")
+    d.device.setCurrentText("cuda")  # a GPU: every precision again
+    assert model.item(row["4bit"]).isEnabled() and not d.precision.itemData(row["4bit"], Qt.ItemDataRole.ToolTipRole)
