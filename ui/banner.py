@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (
     QDialog,
     QDialogButtonBox,
@@ -74,6 +74,11 @@ class Notice:
 
 
 class MessageBanner(QFrame):
+    """The strip. It floats over the top of the window's content rather than taking a row of the layout, so
+    nothing below it jumps when a notice comes, changes height or goes (the window places it: ``changed``)."""
+
+    changed = Signal()  # shown, hidden or new words: the owner places it again
+
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.label = QLabel()
@@ -157,6 +162,7 @@ class MessageBanner(QFrame):
         if notice is None:
             self.label.setText("")
             super().hide()
+            self.changed.emit()
             return
         self.label.setText(notice.shown())
         self.setStyleSheet(
@@ -166,6 +172,8 @@ class MessageBanner(QFrame):
         self.more.setText(f"+{others} more")
         self.more.setVisible(others > 0)
         self.show()
+        self.raise_()
+        self.changed.emit()
 
     def _fill_more(self) -> None:
         menu = self.more.menu()

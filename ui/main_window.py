@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QPoint, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
@@ -56,9 +56,13 @@ class MainWindow(QMainWindow):
         central = QWidget()
         layout = QVBoxLayout(central)
         layout.setContentsMargins(6, 6, 6, 0)
-        layout.addWidget(self.banner)
         layout.addWidget(self.tabs, 1)
         self.setCentralWidget(central)
+        # The notice strip floats over the top of the tab's content, just under the tab bar: no row of the
+        # layout, so nothing jumps when a notice comes or goes.
+        self.banner.setParent(central)
+        self.banner.changed.connect(self._place_banner)
+        central.installEventFilter(self)
         self.status = StatusPanel(self.statusBar())
         self.overlay = OverlayWindow(self.feed, settings.load(OverlayOptions))
         self._wayland_noted = False
@@ -198,6 +202,22 @@ class MainWindow(QMainWindow):
             event.accept()
             return
         super().keyReleaseEvent(event)
+
+    def eventFilter(self, watched: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt's name
+        if watched is self.centralWidget() and event.type() == QEvent.Type.Resize:
+            self._place_banner()
+        return super().eventFilter(watched, event)
+
+    def _place_banner(self) -> None:
+        if self.banner.isHidden():
+            return
+        central = self.centralWidget()
+        top = self.tabs.geometry().top() + self.tabs.tabBar().geometry().bottom() + 4
+        width = max(0, central.width() - 16)
+        layout = self.banner.layout()
+        height = layout.totalHeightForWidth(width) if layout.hasHeightForWidth() else layout.totalSizeHint().height()
+        self.banner.setGeometry(8, top, width, height)
+        self.banner.raise_()
 
     def _enable_run_menu(self, state: RunState) -> None:
         """Run's items as the run allows: Start when idle, Pause and Stop while a run goes."""

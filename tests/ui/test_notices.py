@@ -38,3 +38,17 @@ def test_the_live_tabs_complaints_go_when_their_cause_does(make_harness):
     assert not tab.start() and "watch for" in banner.text()
     tab.controls.target.setText("a person at the door")  # filled: the complaint has no cause left
     assert "watch for" not in banner.text() and not any("watch for" in t for t in banner.notice_texts())
+
+
+def test_a_notice_moves_nothing_below_it(make_harness):
+    h = make_harness()
+    w = h.window
+    w.resize(1280, 800)
+    before = w.live_tab.geometry()
+    w.show_message("error", "A long notice that wraps. " * 30, "engine")
+    assert w.banner.isVisible() and w.live_tab.geometry() == before
+    text_height = w.banner.label.heightForWidth(w.banner.label.width())
+    assert w.banner.height() >= text_height > 30  # every line of it shows
+    assert w.banner.geometry().top() >= w.tabs.tabBar().geometry().bottom()  # the tabs stay clickable
+    w.banner.dismiss()
+    assert w.live_tab.geometry() == before
