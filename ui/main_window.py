@@ -7,7 +7,7 @@ import logging
 from dataclasses import replace
 from pathlib import Path
 
-from PySide6.QtCore import QEvent, QObject, QPoint, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, Qt, QTimer
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import QDialog, QMainWindow, QMessageBox, QTabWidget, QVBoxLayout, QWidget
 
@@ -88,6 +88,8 @@ class MainWindow(QMainWindow):
         self.live_tab.message.connect(self.show_message)
         self.live_tab.message_cleared.connect(self.banner.clear_topic)
         self.live_tab.transcript.open_requested.connect(self.open_session_dialog)
+        self.live_tab.transcript.play_requested.connect(self.play_session)
+        self.session_player = None  # ui.session_player.SessionPlayer while one is open
         self.live_tab.transcript.exported.connect(lambda path: self.show_message("info", f"Exported {path}", "export"))
         self.live_tab.transcript.export_failed.connect(lambda text: self.show_message("error", text, "export"))
         self.overlay.moved.connect(self.on_overlay_moved)
@@ -484,6 +486,23 @@ class MainWindow(QMainWindow):
         self.controller.open_session(session)
         self.live_tab.transcript.set_session(session, reopened=True)
         return True
+
+    def play_session(self, at: float = 0.0) -> None:
+        """Play the reopened session back from stream second ``at`` (the open player seeks there)."""
+        from ui.session_player import SessionPlayer
+
+        session = self.live_tab.transcript.session
+        player = self.session_player
+        if player is not None and player.isVisible() and player.session is session:
+            player.seek_to(at)
+            player.raise_()
+            return
+        if player is not None:
+            player.close()
+        self.session_player = SessionPlayer(session, at, self)
+        self.session_player.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        self.session_player.destroyed.connect(lambda _obj=None: setattr(self, "session_player", None))
+        self.session_player.show()
 
     # -- overlay
     def toggle_overlay(self, visible: bool) -> None:

@@ -1,16 +1,29 @@
 """The transcript panel: every question and response with stream and wall time, the state
-timeline, search, copy, export (SRT, WebVTT, JSON) and reopening saved sessions."""
+timeline, search (matches highlighted and counted; cleared for each new run), copy, export (SRT,
+WebVTT, JSON), reopening saved sessions and playing a reopened one back (a click on a line or on
+the timeline plays it from there: ``ui.session_player``)."""
 
 from __future__ import annotations
 
+import html
+import re
 import time
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QAbstractTableModel, QModelIndex, QPersistentModelIndex, QSortFilterProxyModel, Qt, Signal
-from PySide6.QtGui import QColor, QGuiApplication
+from PySide6.QtCore import (
+    QAbstractTableModel,
+    QModelIndex,
+    QObject,
+    QPersistentModelIndex,
+    QSortFilterProxyModel,
+    Qt,
+    Signal,
+)
+from PySide6.QtGui import QAbstractTextDocumentLayout, QColor, QGuiApplication, QPainter, QPalette, QTextDocument
 from PySide6.QtWidgets import (
     QAbstractItemView,
+    QApplication,
     QFileDialog,
     QHBoxLayout,
     QHeaderView,
@@ -18,6 +31,9 @@ from PySide6.QtWidgets import (
     QLineEdit,
     QMenu,
     QPushButton,
+    QStyle,
+    QStyledItemDelegate,
+    QStyleOptionViewItem,
     QTableView,
     QToolButton,
     QVBoxLayout,
@@ -100,8 +116,57 @@ class TranscriptModel(QAbstractTableModel):
         self.endInsertRows()
 
 
+def highlighted(text: str, query: str) -> str:
+    """``text`` as HTML (escaped: the model's words are never markup) with every case-insensitive match
+    of ``query`` marked."""
+    if not query:
+        return html.escape(text)
+    parts = re.split(f"({re.escape(query)})", text, flags=re.IGNORECASE)
+    return "".join(
+        f'<span style="background:#ffd54f;color:#000">{html.escape(part)}</span>' if i % 2 else html.escape(part)
+        for i, part in enumerate(parts)
+    )
+
+
+class HighlightDelegate(QStyledItemDelegate):
+    """Draws a cell's text with the search's matches marked (word-wrapped like the plain cells)."""
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.query = ""
+
+    def _document(self, option: QStyleOptionViewItem, index: _Index) -> QTextDocument:
+        doc = QTextDocument()
+        doc.setDefaultFont(option.font)
+        doc.setDocumentMargin(2)
+        doc.setHtml(highlighted(str(index.data() or ""), self.query))
+        doc.setTextWidth(max(10, option.rect.width()))
+        return doc
+
+    def paint(self, painter: QPainter, option: QStyleOptionViewItem, index: _Index) -> None:
+        if not self.query:
+            super().paint(painter, option, index)
+            return
+        opt = QStyleOptionViewItem(option)
+        self.initStyleOption(opt, index)
+        doc = self._document(opt, index)
+        opt.text = ""
+        style = opt.widget.style() if opt.widget is not None else QApplication.style()
+        style.drawControl(QStyle.ControlElement.CE_ItemViewItem, opt, painter, opt.widget)
+        ctx = QAbstractTextDocumentLayout.PaintContext()
+        selected = bool(opt.state & QStyle.StateFlag.State_Selected)
+        role = QPalette.ColorRole.HighlightedText if selected else QPalette.ColorRole.Text
+        ctx.palette.setColor(QPalette.ColorRole.Text, opt.palette.color(role))
+        painter.save()
+        painter.translate(opt.rect.topLeft())
+        painter.setClipRect(opt.rect.translated(-opt.rect.topLeft()))
+        doc.documentLayout().draw(painter, ctx)
+        painter.restore()
+
+
 class TranscriptPanel(QWidget):
     open_requested = Signal()  # the user wants to reopen a saved session
+    play_requested = Signal(float)  # play the reopened session back from this stream second
     exported = Signal(str)  # path written
     export_failed = Signal(str)  # user-facing message
 
@@ -120,7 +185,11 @@ class TranscriptPanel(QWidget):
         self.timeline = StateTimeline()
         self.legend = timeline_legend()
         self.search = QLineEdit(placeholderText="Search the transcript", clearButtonEnabled=True)
-        self.search.textChanged.connect(self.proxy.setFilterFixedString)
+        self.search.textChanged.connect(self._search)
+        self.matches = QLabel()
+        self.matches.setToolTip("Lines that hold the search, of all lines")
+        self.delegate = HighlightDelegate(self)
+        self.reopened = False  # a saved session is shown (not a run): lines and timeline play it back
 
         self.table = QTableView()
         self.table.setModel(self.proxy)
@@ -137,6 +206,9 @@ class TranscriptPanel(QWidget):
         widest = max(self.table.fontMetrics().horizontalAdvance(w) for w in (*WHO.values(), "Model", "Who"))
         header.resizeSection(2, widest + 16)
         header.setStretchLastSection(True)
+        self.table.setItemDelegateForColumn(3, self.delegate)
+        self.table.clicked.connect(self._line_clicked)
+        self.timeline.seek_requested.connect(lambda t: self.play_requested.emit(t) if self.reopened else None)
 
         self.copy_button = QPushButton("Copy")
         self.copy_button.setToolTip("Copy the selected lines (all lines when none is selected)")
@@ -149,10 +221,15 @@ class TranscriptPanel(QWidget):
         self.export_button.setMenu(menu)
         self.open_button = QPushButton("Open session...")
         self.open_button.clicked.connect(self.open_requested)
+        self.play_button = QPushButton("Play back")
+        self.play_button.setToolTip("Play the reopened session with its video and what the model said (or click a line)")
+        self.play_button.clicked.connect(lambda _checked=False: self.play_requested.emit(0.0))
+        self.play_button.hide()
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.copy_button)
         buttons.addWidget(self.export_button)
+        buttons.addWidget(self.play_button)
         buttons.addStretch(1)
         buttons.addWidget(self.open_button)
         layout = QVBoxLayout(self)
@@ -160,14 +237,23 @@ class TranscriptPanel(QWidget):
         layout.addWidget(self.title)
         layout.addWidget(self.timeline)
         layout.addWidget(self.legend)
-        layout.addWidget(self.search)
+        search_row = QHBoxLayout()
+        search_row.addWidget(self.search, 1)
+        search_row.addWidget(self.matches)
+        layout.addLayout(search_row)
         layout.addWidget(self.table, 1)
         layout.addLayout(buttons)
 
     # -- content
     def set_session(self, session: Session, reopened: bool = False) -> None:
         self.session = session
+        self.reopened = reopened
+        if not reopened:
+            self.search.clear()  # a new run starts unfiltered: last run's search would hide its lines
+        self.play_button.setVisible(reopened)
+        self.table.setToolTip("Click a line to play the session from there" if reopened else "")
         self.model.set_entries(session.entries)
+        self._count()
         self.timeline.set_spans(session.states)
         name = Path(session.meta.source).name if session.meta.source else ""
         self.title.setText(f"Transcript: {'reopened ' if reopened else ''}{name}".rstrip(": "))
@@ -176,12 +262,29 @@ class TranscriptPanel(QWidget):
     def on_entries_added(self, entries: list[TranscriptEntry]) -> None:
         at_end = self.table.verticalScrollBar().value() >= self.table.verticalScrollBar().maximum() - 2
         self.model.append(entries)
+        self._count()
         if at_end:
             self.table.scrollToBottom()
 
     def on_step_finished(self, report: Any) -> None:
         if self.session.states:
             self.timeline.add_span(self.session.states[-1])
+
+    def _search(self, text: str) -> None:
+        self.proxy.setFilterFixedString(text)
+        self.delegate.query = text if text.strip() else ""
+        self.table.viewport().update()
+        self._count()
+
+    def _count(self) -> None:
+        query = self.search.text()
+        shown, total = self.proxy.rowCount(), self.model.rowCount()
+        self.matches.setText(f"{shown} of {total}" if query else "")
+        self.matches.setVisible(bool(query))
+
+    def _line_clicked(self, index: QModelIndex) -> None:
+        if self.reopened and index.isValid():
+            self.play_requested.emit(self.model.entries[self.proxy.mapToSource(index).row()].t)
 
     def texts(self) -> list[str]:
         return [e.text for e in self.model.entries]

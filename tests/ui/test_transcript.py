@@ -90,3 +90,80 @@ def test_export_writes_each_format(qtbot, tmp_path: Path):
         assert path.read_text(encoding="utf-8")
     assert len(written) == 3
     assert panel.export_to(tmp_path / "t.srt").read_text(encoding="utf-8").startswith("1\n00:00:02,000 --> ")
+
+
+def test_search_marks_and_counts_matches_and_a_new_run_starts_unfiltered(qtbot):
+    from ui.transcript import highlighted
+
+    panel = filled_panel(qtbot)
+    panel.search.setText("cat")
+    assert panel.matches.text() == "2 of 3" and panel.delegate.query == "cat"
+    marked = highlighted("The Cat <b>sat</b> & the cat", "cat")
+    assert marked.count("background:#ffd54f") == 2 and "&lt;b&gt;" in marked and "&amp;" in marked  # escaped
+    panel.grab()  # the highlighting delegate paints without error
+    panel.set_session(Session(meta=SessionMeta(source="/v/next.mp4")))  # the next run
+    assert panel.search.text() == "" and panel.matches.isHidden()
+
+
+def test_the_timeline_has_an_axis_and_a_click_names_its_second(qtbot):
+    from app.session import StateSpan
+
+    timeline = StateTimeline()
+    qtbot.addWidget(timeline)
+    timeline.set_spans([StateSpan(float(t), t + 1.0, SILENCE) for t in range(120)])
+    timeline.resize(600, timeline.sizeHint().height())
+    assert timeline.height() > 10 + 6  # room for the time labels under the strip
+    seen: list[float] = []
+    timeline.seek_requested.connect(seen.append)
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    QTest.mouseClick(timeline, Qt.MouseButton.LeftButton, pos=QPoint(300, 5))
+    assert seen == [60.0]
+    timeline.grab()  # paints its axis
+
+
+def test_a_reopened_session_plays_back_from_the_clicked_line(make_harness, sample_clip, qtbot):
+    """Clicking a line of a reopened session opens the player there: the picture of that second and the
+    words the model said then (a line of a live run does nothing: it cannot be sought)."""
+    from PySide6.QtCore import Qt
+    from PySide6.QtTest import QTest
+
+    h = make_harness()
+    panel = h.window.live_tab.transcript
+    session = Session(meta=SessionMeta(source=str(sample_clip)))
+    for s in (
+        StepRecord(0.0, 1.0, SILENCE, 1_700_000_000.0),
+        StepRecord(1.0, 2.0, RESPONSE, 1_700_000_001.0, text="A red ball <rolls> in."),
+        StepRecord(2.0, 3.0, SILENCE, 1_700_000_002.0),
+    ):
+        session.add(s)
+    panel.set_session(session)  # as a run: no play back
+    assert panel.play_button.isHidden()
+    panel.table.clicked.emit(panel.proxy.index(0, 3))
+    assert h.window.session_player is None
+    panel.set_session(session, reopened=True)
+    assert not panel.play_button.isHidden()
+    panel.table.clicked.emit(panel.proxy.index(0, 3))
+    player = h.window.session_player
+    assert player is not None and player.isVisible()
+    qtbot.waitUntil(lambda: player.fps > 0 and player.player.shown_frame is not None, timeout=15000)
+    assert abs(player.seconds - 1.0) < 0.1 and player.subtitle.text() == "A red ball <rolls> in."  # plain text
+    assert player.player.shown_frame == round(1.0 * player.fps)
+    player.timeline.seek_requested.emit(2.5)
+    assert abs(player.seconds - 2.5) < 0.1
+    QTest.qWait(50)
+    player.close()
+    qtbot.waitUntil(lambda: h.window.session_player is None, timeout=5000)
+
+
+def test_a_session_whose_video_is_gone_still_plays_its_words(qtbot, tmp_path):
+    from ui.session_player import SessionPlayer
+
+    session = Session(meta=SessionMeta(source=str(tmp_path / "gone.mp4")))
+    session.add(StepRecord(3.0, 4.0, RESPONSE, 1.0, text="Hello."))
+    player = SessionPlayer(session, at=3.2)
+    qtbot.addWidget(player)
+    assert "not there any more" in player.note.text() and player.subtitle.text() == "Hello."
+    player.seek_to(30.0)
+    assert player.subtitle.text() == ""
