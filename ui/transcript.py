@@ -222,7 +222,9 @@ class TranscriptPanel(QWidget):
         self.open_button = QPushButton("Open session...")
         self.open_button.clicked.connect(self.open_requested)
         self.play_button = QPushButton("Play back")
-        self.play_button.setToolTip("Play the reopened session with its video and what the model said (or click a line)")
+        self.play_button.setToolTip(
+            "Play the reopened session with its video and what the model said (or click a line)"
+        )
         self.play_button.clicked.connect(lambda _checked=False: self.play_requested.emit(0.0))
         self.play_button.hide()
 

@@ -126,7 +126,6 @@ def test_the_timeline_has_an_axis_and_a_click_names_its_second(qtbot):
 def test_a_reopened_session_plays_back_from_the_clicked_line(make_harness, sample_clip, qtbot):
     """Clicking a line of a reopened session opens the player there: the picture of that second and the
     words the model said then (a line of a live run does nothing: it cannot be sought)."""
-    from PySide6.QtCore import Qt
     from PySide6.QtTest import QTest
 
     h = make_harness()
