@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
 
 from app.live import RunState
 from app.live.qt import LiveController
@@ -15,12 +17,14 @@ from ui.subtitles import SubtitleFeed
 from ui.transcript import TranscriptPanel
 from ui.voice_panel import VoicePanel
 
+SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample.mp4"  # shipped (build.spec) beside ui/
 PREVIEW_INTERVAL_MS = 33  # ~30 fps: the preview follows the capture, not the model
 
 
 class LiveTab(QWidget):
     message = Signal(str, str, str)  # (level, text, cause) for the window's notices
     message_cleared = Signal(str)  # the cause of a notice went away
+    sample_requested = Signal()  # "Try the sample clip": the window picks it, a model if none, and starts
 
     def __init__(self, controller: LiveController, feed: SubtitleFeed, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -36,6 +40,13 @@ class LiveTab(QWidget):
         source_box = QGroupBox("Source")
         source_layout = QVBoxLayout(source_box)
         source_layout.addWidget(self.picker)
+        self.try_sample = QPushButton("Try the sample clip")
+        self.try_sample.setToolTip(
+            "Narrate the sample video (a red ball, a blue square and a green triangle) with the loaded model, "
+            "or with the demo shapes model when none is loaded"
+        )
+        self.try_sample.clicked.connect(lambda _checked=False: self.sample_requested.emit())
+        source_layout.addWidget(self.try_sample)
         source_layout.addStretch(1)
         source_layout.addWidget(self.transport)
         task_box = QGroupBox("Task")
@@ -71,6 +82,7 @@ class LiveTab(QWidget):
         self.controls.question_asked.connect(self.on_question_asked)
         self.controls.options_changed.connect(self.on_options_changed)
         self.picker.changed.connect(self.on_options_changed)
+        self.picker.changed.connect(self._offer_sample)
         self.controls.target.textChanged.connect(lambda _text: self._clear_fixed())
         self.preview.file_dropped.connect(self.on_file_dropped)
         self.picker.problem.connect(lambda text: self.message.emit("warning", text, "source"))
@@ -81,6 +93,7 @@ class LiveTab(QWidget):
         controller.token_streamed.connect(feed.on_token_streamed)
         controller.step_finished.connect(feed.on_step_finished)
         self.on_options_changed()
+        self._offer_sample()
 
     # -- options
     def source_options(self) -> SourceOptions:
@@ -118,6 +131,11 @@ class LiveTab(QWidget):
             self.controller.update_options(live)
         self._clear_fixed()
 
+    def _offer_sample(self) -> None:
+        """The sample clip, one click away while no source is chosen (a first run) and nothing runs."""
+        idle = self.controller.state == RunState.IDLE
+        self.try_sample.setVisible(SAMPLE_CLIP.is_file() and idle and not self.source_options().spec)
+
     def _clear_fixed(self) -> None:
         """What Start complained of is fixed (a field filled, a region finished): the notice goes."""
         if self.controls.problem() is None and self.picker.problem_text() is None:
@@ -129,6 +147,7 @@ class LiveTab(QWidget):
 
     def on_state_changed(self, state: RunState) -> None:
         self._outline_region(state)
+        self._offer_sample()
         if state == RunState.RUNNING:
             self.message_cleared.emit("question")  # the waiting question has entered the stream
         self.transport.set_state(state)

@@ -89,6 +89,7 @@ class MainWindow(QMainWindow):
         self.live_tab.message_cleared.connect(self.banner.clear_topic)
         self.live_tab.transcript.open_requested.connect(self.open_session_dialog)
         self.live_tab.transcript.play_requested.connect(self.play_session)
+        self.live_tab.sample_requested.connect(self.try_sample)
         self.session_player = None  # ui.session_player.SessionPlayer while one is open
         self.live_tab.transcript.exported.connect(lambda path: self.show_message("info", f"Exported {path}", "export"))
         self.live_tab.transcript.export_failed.connect(lambda text: self.show_message("error", text, "export"))
@@ -433,6 +434,25 @@ class MainWindow(QMainWindow):
         self.tabs.setCurrentWidget(self.live_tab)
         self.show_message("info", f"Loading {base_model} with the adapter {Path(adapter).name} for Live.", "training")
         self.load_model(options, save=True)
+
+    def try_sample(self) -> None:
+        """The first-run shortcut: the sample clip as the source, the demo shapes model when no model is
+        loaded (or loading), and Start as soon as a model is ready."""
+        from ui.live_tab import SAMPLE_CLIP
+
+        self.live_tab.picker.set_file(str(SAMPLE_CLIP))
+        if self.controller.model is not None and self.controller.state == RunState.IDLE:
+            self.live_tab.start()
+            return
+
+        def start_once(info: object) -> None:
+            self.controller.model_ready.disconnect(start_once)
+            self.live_tab.start()
+
+        self.controller.model_ready.connect(start_once)
+        if self.controller.state != RunState.LOADING:
+            self.use_demo_model()
+        self.show_message("info", "The sample clip starts as soon as the model is ready.", "model")
 
     def use_demo_model(self) -> None:
         self.load_model(replace(self.settings.load(ModelOptions), source="demo", adapter=""), save=True)

@@ -168,3 +168,21 @@ def test_the_picked_region_fills_the_field_and_is_outlined_while_captured(make_h
     assert not tab.outline.mask().contains(QPoint(3 + 160, 3 + 90))  # a ring: the area itself stays clear
     tab.on_state_changed(RunState.IDLE)
     assert not tab.outline.isVisible()
+
+
+def test_a_first_run_tries_the_sample_clip_in_one_click(make_harness, shared_loader, tiny_options, monkeypatch):
+    """No source, no model: one click picks the sample clip, loads a model (the demo's path, here the
+    tiny one) and starts as soon as it is ready."""
+    from ui.live_tab import SAMPLE_CLIP
+
+    h = make_harness(loader=shared_loader)
+    tab = h.window.live_tab
+    assert not tab.try_sample.isHidden()  # no source chosen yet
+    tab.picker.realtime.setChecked(False)  # every sampled frame as fast as it goes: a short test
+    loads: list = []
+    monkeypatch.setattr(h.window, "use_demo_model", lambda: (loads.append(1), h.window.load_model(tiny_options)))
+    with h.qtbot.waitSignal(h.controller.run_finished, timeout=60_000):
+        tab.try_sample.click()
+    assert loads == [1] and tab.source_options().spec == str(SAMPLE_CLIP)
+    assert h.controller.session.entries or h.controller.session.states  # it ran on the sample
+    assert tab.try_sample.isHidden()  # a source is chosen now
