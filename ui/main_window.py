@@ -528,8 +528,8 @@ class MainWindow(QMainWindow):
     def toggle_overlay(self, visible: bool) -> None:
         if visible and self.overlay.options.x < 0:  # the default place must not cover this window
             self.overlay.avoid = self.frameGeometry()
-            self.overlay.apply_options(self.overlay.options)
-        self.overlay.setVisible(visible)
+            self.overlay.reset_place()
+        self.overlay.set_enabled(visible)
         self.overlay_action.setChecked(visible)
         if visible and not self.overlay.always_on_top and not self._wayland_noted:
             self._wayland_noted = True
@@ -557,7 +557,7 @@ class MainWindow(QMainWindow):
         self._save_overlay()
 
     def _save_overlay(self) -> None:
-        self.settings.save(replace(self.overlay.options, visible=self.overlay.isVisible()))
+        self.settings.save(replace(self.overlay.options, visible=self.overlay.enabled))
 
     # -- settings
     def _restore(self) -> None:

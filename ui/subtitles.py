@@ -20,7 +20,7 @@ from app.live.subtitles import HOLD_SECONDS, MAX_LINES
 from model.protocol import RESPONSE, STANDBY
 
 FADE_SECONDS = 0.8  # the fade itself, after the hold time
-MAX_CHARS = 240  # a long answer keeps its newest words on screen
+MAX_CHARS = 4000  # a bound on what one answer keeps; the overlay grows to show it from its start
 
 
 class SubtitleFeed(QObject):
@@ -99,6 +99,26 @@ class SubtitleFeed(QObject):
 display_text = clean_text  # model text as screens show it
 
 
+def subtitle_box(
+    area: QRectF, text: str, font: QFont, align_bottom: bool = True, max_lines: int = MAX_LINES
+) -> tuple[QRectF, QRectF, float]:
+    """Where :func:`paint_subtitle` draws ``text`` in ``area``: the rounded box, the text's full wrapped
+    bounds and the padding. The box holds at most ``max_lines`` lines (a longer text shows its newest);
+    an empty box when there is no text."""
+    if not text:
+        return QRectF(), QRectF(), 0.0
+    metrics = QFontMetricsF(font)
+    pad = metrics.height() * 0.35
+    max_w = max(40.0, area.width() - 2 * pad)
+    flags = int(Qt.AlignmentFlag.AlignHCenter) | int(Qt.TextFlag.TextWordWrap)
+    bound = metrics.boundingRect(QRectF(0, 0, max_w, 10_000), flags, text)
+    h = min(bound.height(), metrics.lineSpacing() * (max(1, max_lines) - 1) + metrics.height())
+    box = QRectF(0, 0, bound.width() + 2 * pad, h + 2 * pad)
+    box.moveCenter(area.center())
+    box.moveBottom(area.bottom() - pad) if align_bottom else box.moveTop(area.top() + pad)
+    return box, bound, pad
+
+
 def paint_subtitle(
     painter: QPainter,
     area: QRectF,
@@ -108,21 +128,15 @@ def paint_subtitle(
     bg: QColor,
     opacity: float,
     align_bottom: bool = True,
+    max_lines: int = MAX_LINES,
 ) -> QRectF:
     """Word-wrapped text in a rounded box, centred in ``area`` at its bottom (or top), at most
-    ``MAX_LINES`` lines: a longer text shows its newest lines, like live captions. Returns the box
+    ``max_lines`` lines: a longer text shows its newest lines, like live captions. Returns the box
     drawn (empty when there is nothing to show)."""
     if not text or opacity <= 0.0:
         return QRectF()
-    metrics = QFontMetricsF(font)
-    pad = metrics.height() * 0.35
-    max_w = max(40.0, area.width() - 2 * pad)
+    box, bound, pad = subtitle_box(area, text, font, align_bottom, max_lines)
     flags = int(Qt.AlignmentFlag.AlignHCenter) | int(Qt.TextFlag.TextWordWrap)
-    bound = metrics.boundingRect(QRectF(0, 0, max_w, 10_000), flags, text)
-    h = min(bound.height(), metrics.lineSpacing() * (MAX_LINES - 1) + metrics.height())
-    box = QRectF(0, 0, bound.width() + 2 * pad, h + 2 * pad)
-    box.moveCenter(area.center())
-    box.moveBottom(area.bottom() - pad) if align_bottom else box.moveTop(area.top() + pad)
     painter.save()
     painter.setOpacity(opacity)
     painter.setRenderHint(QPainter.RenderHint.Antialiasing)

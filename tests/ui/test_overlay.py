@@ -30,7 +30,7 @@ def test_click_through_toggles_input_transparency(make_harness):
     w.toggle_overlay(True)
     w.toggle_click_through(True)
     o = w.overlay
-    assert o.isVisible()
+    assert o.enabled and not o.isVisible()  # click-through and nothing to say: not there at all
     assert o.windowFlags() & Qt.WindowType.WindowTransparentForInput
     assert o.testAttribute(Qt.WidgetAttribute.WA_TransparentForMouseEvents)
     w.toggle_click_through(False)
@@ -67,7 +67,7 @@ def test_appearance_applies_and_streams_text(qtbot):
     feed = SubtitleFeed()
     o = OverlayWindow(feed, OverlayOptions(font_size=30, width=700, text_color="#ffff00", x=10, y=20))
     qtbot.addWidget(o)
-    o.show()
+    o.set_enabled(True)
     assert o.width() == 700 and o.pos() == QPoint(10, 20) and o.subtitle_font().pointSize() == 30
     feed.on_token_streamed(TokenChunk(3.0, "Hello"))
     feed.on_token_streamed(TokenChunk(3.0, " world"))
@@ -133,3 +133,46 @@ def test_colours_read_as_words(qtbot):
     dialog = OverlaySettingsDialog(OverlayOptions())
     qtbot.addWidget(dialog)
     assert dialog.background_button.text() == "black, 71% opaque" and "#" not in dialog.text_button.text()
+
+
+def long_answer(words: int) -> str:
+    return "Start of the answer. " + " ".join(f"word{i}" for i in range(words)) + " end."
+
+
+def test_a_long_answer_grows_the_overlay_upwards_and_keeps_its_start(qtbot):
+    from ui.subtitles import subtitle_box
+
+    feed = SubtitleFeed()
+    o = OverlayWindow(feed, OverlayOptions(font_size=30, width=400, x=100, y=500))
+    qtbot.addWidget(o)
+    o.set_enabled(True)
+    o._hint_until = 0.0  # the drag hint's time is up
+    bottom = o.geometry().bottom()
+    assert bottom == 500 + o.base_height() - 1  # its saved place, at its base height
+    feed.on_token_streamed(TokenChunk(1.0, long_answer(5)))
+    qtbot.waitUntil(lambda: o.height() > o.base_height(), timeout=2000)
+    assert o.geometry().bottom() == bottom and o.isVisible()  # grew upwards, its bottom edge in place
+    font = o.subtitle_font()
+    from PySide6.QtCore import QRectF
+    from PySide6.QtGui import QFontMetricsF
+
+    box, bound, pad = subtitle_box(QRectF(o.rect()), feed.text, font, True, o.max_lines())
+    assert box.height() - 2 * pad >= bound.height() - 1  # every line fits: the start is not cut off
+    assert bound.height() > 2.5 * QFontMetricsF(font).lineSpacing()  # (more than the two lines it had room for)
+    assert not o.shape().contains(QPoint(2, 2))  # only the caption box is the window: no black box
+
+
+def test_restyling_keeps_the_overlay_in_place_and_empty_hides_it(qtbot):
+    feed = SubtitleFeed()
+    o = OverlayWindow(feed, OverlayOptions(font_size=20, width=600, x=200, y=600))
+    qtbot.addWidget(o)
+    o.set_enabled(True)
+    anchor = (o.geometry().center().x(), o.geometry().bottom())
+    o.apply_options(OverlayOptions(font_size=40, width=400, x=200, y=600))  # bigger and narrower
+    assert (o.geometry().center().x(), o.geometry().bottom()) == anchor
+    assert (o.options.x, o.options.y) == (o.saved_position().x(), o.saved_position().y())  # saved as it is now
+    o._hint_until = 0.0  # the drag hint's time is up
+    o.refresh()
+    assert o.enabled and not o.isVisible()  # nothing to say: nothing on screen to take clicks
+    feed.on_token_streamed(TokenChunk(2.0, "Hello"))
+    assert o.isVisible()
