@@ -5,7 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QPushButton, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtGui import QResizeEvent
+from PySide6.QtWidgets import (
+    QBoxLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+    QScrollArea,
+    QSplitter,
+    QStyle,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
 
 from app.live import RunState
 from app.live.qt import LiveController
@@ -18,6 +31,7 @@ from ui.transcript import TranscriptPanel
 from ui.voice_panel import VoicePanel
 
 SAMPLE_CLIP = Path(__file__).resolve().parents[1] / "assets" / "sample.mp4"  # shipped (build.spec) beside ui/
+COMPACT_BELOW = 1100  # the Live tab's width under which it goes compact (a window beside another on 1920)
 PREVIEW_INTERVAL_MS = 33  # ~30 fps: the preview follows the capture, not the model
 
 
@@ -49,27 +63,49 @@ class LiveTab(QWidget):
         source_layout.addWidget(self.try_sample)
         source_layout.addStretch(1)
         source_layout.addWidget(self.transport)
+        self.source_layout = source_layout
         task_box = QGroupBox("Task")
         task_layout = QVBoxLayout(task_box)
         task_layout.addWidget(self.controls)
         task_layout.addWidget(self.voice)
-        boxes = QHBoxLayout()
-        boxes.addWidget(source_box, 2)
-        boxes.addWidget(task_box, 3)
-        left = QWidget()
-        left_layout = QVBoxLayout(left)
-        left_layout.setContentsMargins(0, 0, 0, 0)
-        left_layout.addWidget(self.preview, 1)
-        left_layout.addLayout(boxes)
+        self.boxes = QBoxLayout(QBoxLayout.Direction.LeftToRight)
+        self.boxes.setContentsMargins(0, 0, 0, 0)
+        self.boxes.addWidget(source_box, 2)
+        self.boxes.addWidget(task_box, 3)
+        boxes_widget = QWidget()
+        boxes_widget.setLayout(self.boxes)
+        # The controls scroll rather than push the window wider or taller than the screen.
+        self.controls_area = QScrollArea()
+        self.controls_area.setWidgetResizable(True)
+        self.controls_area.setFrameShape(QFrame.Shape.NoFrame)
+        self.controls_area.setWidget(boxes_widget)
+        # Compact: Start, Pause and Stop under the preview, always in reach.
+        self.compact_bar = QHBoxLayout()
+        self.compact_bar.setContentsMargins(0, 4, 0, 0)
+        preview_area = QWidget()
+        preview_layout = QVBoxLayout(preview_area)
+        preview_layout.setContentsMargins(0, 0, 0, 0)
+        preview_layout.addWidget(self.preview, 1)
+        preview_layout.addLayout(self.compact_bar)
+        self.left = QSplitter(Qt.Orientation.Vertical)
+        self.left.setChildrenCollapsible(False)
+        self.left.addWidget(preview_area)
+        self.left.addWidget(self.controls_area)
+        self.left.setStretchFactor(0, 1)
+        self.bottom_tabs = QTabWidget()  # compact: the controls and the transcript share the lower half
+        self.bottom_tabs.hide()
 
         self.splitter = QSplitter(Qt.Orientation.Horizontal)
-        self.splitter.addWidget(left)
+        self.splitter.addWidget(self.left)
         self.splitter.addWidget(self.transcript)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
         layout.addWidget(self.splitter)
+        self.compact = False
+        self._split_set = False  # the splitter's first wide sizes are set once it is shown
+        self._fit_controls()
 
         self.outline = None  # ui.region_picker.RegionOutline while a screen region is captured
         self._preview_timer = QTimer(self)
@@ -158,6 +194,55 @@ class LiveTab(QWidget):
         elif state == RunState.IDLE:
             self._preview_timer.stop()
             self.refresh_preview()  # the last frame stays up
+
+    # -- layout
+    def resizeEvent(self, event: QResizeEvent) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self.set_compact(event.size().width() < COMPACT_BELOW)
+        if not self._split_set and not self.compact and self.isVisible():
+            self._split_set = True  # the first wide layout: the controls whole, the transcript the rest
+            QTimer.singleShot(0, self._share_width)
+
+    def set_compact(self, compact: bool) -> None:
+        """Wide: preview and controls on the left, the transcript on the right. Compact (a narrow window):
+        the preview with Start, Pause and Stop under it on top, the controls and the transcript as two
+        tabs below, the Source box above the Task box."""
+        if compact == self.compact:
+            return
+        self.compact = compact
+        if compact:
+            self.compact_bar.addWidget(self.transport)
+            self.bottom_tabs.addTab(self.controls_area, "Source and task")
+            self.bottom_tabs.addTab(self.transcript, "Transcript")
+            self.left.addWidget(self.bottom_tabs)
+            self.bottom_tabs.show()
+            self.boxes.setDirection(QBoxLayout.Direction.TopToBottom)
+        else:
+            self.source_layout.addWidget(self.transport)
+            self.left.insertWidget(1, self.controls_area)
+            self.splitter.addWidget(self.transcript)
+            self.bottom_tabs.hide()
+            self.boxes.setDirection(QBoxLayout.Direction.LeftToRight)
+            QTimer.singleShot(0, self._share_width)  # once the splitter has its new width
+        for moved in (self.transport, self.controls_area, self.transcript):
+            moved.show()  # a widget moved to another parent is hidden until shown
+        self._fit_controls()
+
+    def _share_width(self) -> None:
+        if self.compact:
+            return
+        self.boxes.activate()  # its new direction's minimum, not the old one's
+        width = self.splitter.width()
+        extent = self.style().pixelMetric(QStyle.PixelMetric.PM_ScrollBarExtent)
+        left = max(width * 3 // 5, self.controls_area.widget().minimumSizeHint().width() + extent + 8)
+        self.splitter.setSizes([left, max(0, width - left)])
+
+    def _fit_controls(self) -> None:
+        """Wide, the controls show whole (no scroll bar); compact, they scroll in their tab."""
+        self.boxes.activate()
+        needed = self.controls_area.widget().minimumSizeHint()
+        self.controls_area.setMinimumHeight(120 if self.compact else needed.height())
+        self.controls_area.setMinimumWidth(0)  # narrower: a horizontal scroll bar, never a wider window
 
     def _outline_region(self, state: RunState) -> None:
         """Ring the shared screen area while a run captures it (a whole monitor needs no ring)."""

@@ -18,6 +18,7 @@ from PySide6.QtCore import (
     QPersistentModelIndex,
     QSortFilterProxyModel,
     Qt,
+    QTimer,
     Signal,
 )
 from PySide6.QtGui import QAbstractTextDocumentLayout, QColor, QGuiApplication, QPainter, QPalette, QTextDocument
@@ -207,6 +208,17 @@ class TranscriptPanel(QWidget):
         header.resizeSection(2, widest + 16)
         header.setStretchLastSection(True)
         self.table.setItemDelegateForColumn(3, self.delegate)
+        # Rows as tall as their wrapped text (never cut after two lines): new rows at once, all rows once
+        # the text column's width settles after a resize.
+        self._rewrap = QTimer(self)
+        self._rewrap.setSingleShot(True)
+        self._rewrap.timeout.connect(self.table.resizeRowsToContents)
+        header.sectionResized.connect(lambda col, _old, _new: self._rewrap.start(60) if col == 3 else None)
+        self.proxy.rowsInserted.connect(
+            lambda _parent, first, last: [self.table.resizeRowToContents(r) for r in range(first, last + 1)]
+        )
+        self.proxy.modelReset.connect(lambda: self._rewrap.start(0))
+        self.proxy.layoutChanged.connect(lambda: self._rewrap.start(0))
         self.table.clicked.connect(self._line_clicked)
         self.timeline.seek_requested.connect(lambda t: self.play_requested.emit(t) if self.reopened else None)
 

@@ -1,10 +1,11 @@
 """The voice row of the Live tab: a talk button (hold, or toggle), hands-free, an input level meter,
-what voice is doing (listening, hearing you, recognising, speaking) and whether answers are spoken."""
+what voice is doing (listening, hearing you, recognising, speaking), the words heard so far while you
+talk, and whether answers are spoken."""
 
 from __future__ import annotations
 
-from PySide6.QtCore import Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QProgressBar, QPushButton, QWidget
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import QCheckBox, QGridLayout, QLabel, QProgressBar, QPushButton, QWidget
 
 TALK_KEY = "F8"
 STATE_WORDS = {
@@ -40,17 +41,24 @@ class VoicePanel(QWidget):
         self.status = QLabel(STATE_WORDS["off"])
         self.status.setMinimumWidth(150)
         self.status.setToolTip("What voice input is doing")
+        self.heard = QLabel("")  # the words so far while you talk (partial transcripts)
+        self.heard.setMinimumWidth(120)
+        self.heard.setStyleSheet("font-style: italic")
+        self.heard.setToolTip("What voice input has understood so far")
         self.speak = QCheckBox("speak answers")
         self.speak.setToolTip("Read the answers aloud (Voice > Voice settings: voice, speed, volume)")
         self.settings = QPushButton("Voice...")
         self.settings.setToolTip("Microphone, recognition model and language, voice of the answers")
-        row = QHBoxLayout(self)
-        row.setContentsMargins(0, 0, 0, 0)
-        for w in (self.talk, self.hands_free, self.meter, self.status):
-            row.addWidget(w)
-        row.addStretch(1)
-        row.addWidget(self.speak)
-        row.addWidget(self.settings)
+        # Two rows, so the Task box (and the window) can be narrow: talking above, what was heard and
+        # what is spoken below.
+        grid = QGridLayout(self)
+        grid.setContentsMargins(0, 0, 0, 0)
+        for col, w in enumerate((self.talk, self.hands_free, self.meter, self.status)):
+            grid.addWidget(w, 0, col)
+        grid.addWidget(self.heard, 1, 0, 1, 2)
+        grid.addWidget(self.speak, 1, 2)
+        grid.addWidget(self.settings, 1, 3, Qt.AlignmentFlag.AlignRight)
+        grid.setColumnStretch(3, 1)
         self._toggle = False
         self.talk.pressed.connect(self._on_pressed)
         self.talk.released.connect(self._on_released)
@@ -83,6 +91,14 @@ class VoicePanel(QWidget):
         self.talk.setEnabled(not self.hands_free.isChecked() or state == "off")
         if state == "off":
             self.meter.setValue(0)
+        if state in ("off", "listening"):
+            self.heard.clear()  # the utterance is done (entered, or not taken)
+
+    def on_partial(self, text: str) -> None:
+        """The words so far while the user talks ("" clears them). Long ones show their end, where the
+        user is."""
+        text = text.strip()
+        self.heard.setText(f"\u201c{'...' + text[-57:] if len(text) > 60 else text}\u201d" if text else "")
 
     def on_download(self, done: int, total: int, filename: str) -> None:
         """The recognition model downloading on first use: the meter shows how far it is."""

@@ -166,3 +166,15 @@ def test_a_session_whose_video_is_gone_still_plays_its_words(qtbot, tmp_path):
     assert "not there any more" in player.note.text() and player.subtitle.text() == "Hello."
     player.seek_to(30.0)
     assert player.subtitle.text() == ""
+
+
+def test_a_long_line_wraps_whole(qtbot):
+    panel = filled_panel(qtbot)
+    panel.resize(360, 400)
+    panel.show()
+    session = panel.session
+    long = "The person walks to the window, opens it, looks outside at the street for a while and then " * 3
+    panel.on_entries_added(session.add(StepRecord(70.0, 71.0, RESPONSE, 1_700_000_070.0, text=long)))
+    qtbot.waitUntil(lambda: panel.table.rowHeight(3) > 4 * panel.table.fontMetrics().lineSpacing(), timeout=2000)
+    short = panel.table.rowHeight(2)
+    assert panel.table.rowHeight(3) > 3 * short  # as tall as its text, not cut after two lines
