@@ -5,6 +5,10 @@ lands in the same store, so File > Open session lists terminal runs), the same s
 (the same clip gives byte-identical SRT from here and from the window's export). Subtitles print
 as they stream; SRT / WebVTT are rewritten after each response and JSONL gets every record as it
 happens, so Ctrl-C (or a crash) keeps everything up to the last finished second.
+
+Asked questions (``--question``, ``--ask-audio``; not the task's own instruction) are part of the
+record: the terminal prints ``Q: ...`` before the answer of the same second, and SRT / WebVTT carry
+each as its own ``Q: ...`` cue from the start of the second it entered (see :func:`subtitle_cues`).
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import argparse
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -20,6 +25,7 @@ from model.catalog import active_model_label  # torch-free
 from model.device import KERNEL_MODES  # torch-free
 
 if TYPE_CHECKING:  # imported where they are used: the command's --help must stay fast
+    from app.exports import Subtitle
     from app.live.records import Question, StepRecord
     from app.live.runner import LiveError
     from app.sources import FrameSource, SourceSpec
@@ -213,13 +219,27 @@ def _clock(seconds: float) -> str:
 
 
 class Printer:
-    """Subtitles on stdout as they stream; a progress line on stderr when it is a terminal."""
+    """Subtitles on stdout as they stream; a progress line on stderr when it is a terminal.
 
-    def __init__(self, out: TextIO, err: TextIO, total: float | None, quiet: bool) -> None:
+    Which question entered on a step is only known when the step returns, after its answer has
+    streamed. So when ``question_due(t)`` says a question may enter on the step at ``t``, that
+    step's answer is not streamed: it prints whole once the step is done, after its ``Q:`` line.
+    """
+
+    def __init__(
+        self,
+        out: TextIO,
+        err: TextIO,
+        total: float | None,
+        quiet: bool,
+        question_due: Callable[[float], bool] | None = None,
+    ) -> None:
         self.out, self.err, self.total, self.quiet = out, err, total, quiet
+        self.question_due = question_due
         self.open_line = False
         self.progress_shown = False
         self.streamed = False
+        self.holding: bool | None = None  # this step's answer waits for its question (None: not decided yet)
 
     def clear_progress(self) -> None:
         if self.progress_shown:
@@ -229,6 +249,10 @@ class Printer:
     def token(self, t: float, piece: str) -> None:
         from app.live.records import clean_text
 
+        if self.holding is None:
+            self.holding = bool(self.question_due and self.question_due(t))
+        if self.holding:
+            return
         if not self.open_line:
             self.clear_progress()
             self.out.write(f"[{_clock(t)}] ")
@@ -236,6 +260,10 @@ class Printer:
         self.out.write(clean_text(piece))
         self.out.flush()
         self.streamed = True
+
+    def step_done(self) -> None:
+        self.streamed = False
+        self.holding = None
 
     def end_line(self) -> None:
         if self.open_line:
@@ -317,17 +345,42 @@ def _speaker(args: argparse.Namespace) -> Speaker | None:
         return None
 
 
-def _write_spoken_track(path: str, items: list[tuple[float, str]], duration: float) -> None:
+def _write_spoken_track(path: str, items: list[tuple[float, str]], duration: float) -> str | None:
+    """Write the --speak-to track. None once the file is on disk and holds every sample; otherwise why
+    it is not, so the run never reports a track it did not write."""
+    import soundfile
+
     from app.voice import VoiceError
     from app.voice.tts import TRACK_RATE, synthesize_track
     from app.voice.wav import write_wav
 
     try:
         track = synthesize_track(items, duration)
-    except VoiceError as e:
-        print(f"warning: --speak-to {path}: {e}", file=sys.stderr)
-        return
-    write_wav(Path(path), track, TRACK_RATE)
+        out = write_wav(Path(path), track, TRACK_RATE)
+    except (VoiceError, OSError) as e:
+        return str(e)
+    try:
+        frames = soundfile.info(str(out)).frames
+    except (OSError, RuntimeError) as e:  # soundfile.LibsndfileError is a RuntimeError
+        return f"the file written is not readable ({e})"
+    if frames != track.size:
+        return f"the file holds {frames} of its {track.size} samples"
+    return None
+
+
+def subtitle_cues(
+    answers: list[Subtitle], questions: list[tuple[float, float, str]], hold: float, stream_end: float
+) -> list[Subtitle]:
+    """The answers' cues (``app.live.subtitles``' rule, unchanged: a run without questions gives the
+    same SRT as the window's export) with each asked question ``(start of the step it entered, end
+    of that step, text)`` as its own ``Q: text`` cue: shown from that step's start for ``hold``
+    seconds, cut at the next question and at the stream's end, and listed before an answer that
+    starts with it. Its own cue, not a prefix of the answer, because a question is not always
+    answered on the second it enters."""
+    from app.live.subtitles import cue_list
+
+    asked = cue_list(((t, end, f"Q: {text}") for t, end, text in questions), hold, stream_end)
+    return sorted(asked + answers, key=lambda cue: cue.start)  # stable: at the same start, the question first
 
 
 def _run(
@@ -367,15 +420,21 @@ def _run(
     meta = SessionMeta(source=str(spec), model=label, task=args.task, fps=args.fps)
     session = SessionLog.create(meta, mirror=Path(args.jsonl) if args.jsonl else None)
     hold = args.subtitle_seconds or HOLD_SECONDS
-    printer = Printer(sys.stdout, sys.stderr, total, args.quiet)
+
+    def question_due(t: float) -> bool:  # may one of ours enter on the step at t?
+        return any(q.t is None or q.t < t + 1.0 / args.fps for q in runner.pending_questions)
+
+    printer = Printer(sys.stdout, sys.stderr, total, args.quiet, question_due)
     stop = StopOnInterrupt(external=threading.Event())  # external: --seconds reached
     started = time.perf_counter()
     srt, vtt = (Path(p) if p else None for p in (args.srt, args.vtt))
     speaker = _speaker(args)
+    track_problem: str | None = None  # why --speak-to was not written
     spoken: list[tuple[float, str]] = []  # (stream second, answer) for --speak-to
+    asked: list[tuple[float, float, str]] = []  # (step start, step end, question) for the subtitles
 
     def write_subtitles() -> None:
-        cues = runner.subtitles.cues
+        cues = subtitle_cues(runner.subtitles.cues, asked, hold, runner.subtitles.stream_end)
         if srt:
             write_text_atomic(srt, to_srt(cues))
         if vtt:
@@ -385,9 +444,14 @@ def _run(
         printer.end_line()
         if record.text.strip() and not printer.streamed:
             printer.line(record.t, record.text)
-        printer.streamed = False
-        if record.text.strip():
+        printer.step_done()
+        q = record.question
+        entered = q is not None and q.origin != "preset" and bool(q.text.strip())
+        if entered:
+            asked.append((record.t, record.end, q.text))
+        if entered or record.text.strip():
             write_subtitles()
+        if record.text.strip():
             spoken.append((record.t, record.text.strip()))
             if speaker is not None:
                 try:
@@ -428,7 +492,7 @@ def _run(
             speaker.wait(timeout=30)  # the last answer finishes speaking
             speaker.close()
         if args.speak_to:
-            _write_spoken_track(args.speak_to, spoken, runner.subtitles.stream_end)
+            track_problem = _write_spoken_track(args.speak_to, spoken, runner.subtitles.stream_end)
         if saver is not None:
             saver.close()
     if reason == "stopped" and not stop.requested:  # --seconds reached, not Ctrl-C
@@ -436,9 +500,12 @@ def _run(
     for q in runner.pending_questions:
         print(f"warning: '{q.text}' (at {q.t:g} s) was never asked: the stream ended first", file=sys.stderr)
     last = runner.subtitles.stream_end
-    written = [p for p in (args.srt, args.vtt, args.jsonl, args.speak_to) if p] + [str(session.path)]
+    track = args.speak_to if args.speak_to and not track_problem else None
+    written = [p for p in (args.srt, args.vtt, args.jsonl, track) if p] + [str(session.path)]
     if saver is not None:
         written.append(f"{saver.saved} frames in {args.save_frames}")
+    if track_problem and reason != "ended":
+        print(f"warning: --speak-to {args.speak_to} was not written: {track_problem}", file=sys.stderr)
     if reason == "stopped":
         print(f"\ninterrupted at {_clock(last)}; kept {runner.steps} steps in {', '.join(written)}", file=sys.stderr)
         return 130
@@ -447,6 +514,8 @@ def _run(
         raise CliError(f"{error}; kept {runner.steps} steps in {', '.join(written)}")
     print(f"done: {runner.steps} steps, {len(runner.subtitles.cues)} responses; wrote {', '.join(written)}",
           file=sys.stderr)  # fmt: skip
+    if track_problem:  # everything else is kept; the one missing file fails the command
+        raise CliError(f"the spoken track {args.speak_to} was not written: {track_problem}")
     return 0
 
 

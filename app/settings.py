@@ -143,6 +143,9 @@ class VoiceOptions:
     hands_free: bool = False  # listen all the time (voice activity decides); else push-to-talk
     ptt_toggle: bool = False  # the talk key toggles instead of being held
     headphones: bool = False  # the mic cannot hear the answers: listen while they play (and let speech interrupt them)
+    # Take the answers' echo out of the microphone (app/voice/echo.py), so talking over them interrupts them
+    # without headphones; off (or livekit missing): the microphone is muted while an answer plays.
+    echo_cancellation: bool = True
     speak_answers: bool = True  # answers to your questions
     speak_narration: bool = False  # the narration of the task's instruction too
     tts_voice: str = ""  # "" = the engine's default voice

@@ -35,7 +35,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     y = vs.add_parser("say", help="speak TEXT with the answer voice into a WAV file", formatter_class=fmt)
     y.add_argument("text")
     y.add_argument("--to", required=True, metavar="OUT.wav")
-    y.add_argument("--voice", default=None, help="a voice id or name (see Settings > Voice)")
+    y.add_argument("--voice", default=None, help="a voice id or name (see Voice > Voice settings)")
     y.add_argument("--rate", type=int, default=None, help="words per minute")
     y.set_defaults(func=run_say)
 
@@ -88,10 +88,12 @@ def _voice_error(fn):  # noqa: ANN001, ANN202 - a decorator for the subcommands
 @_voice_error
 def run_segment(args: argparse.Namespace) -> int:
     from app.voice.vad import VadSettings, segment
-    from app.voice.wav import read_wav
+    from app.voice.wav import open_audio
 
-    samples, rate = read_wav(args.file)
-    utterances = segment(samples, rate, VadSettings(threshold=args.threshold, min_silence_ms=args.min_silence_ms))
+    with open_audio(args.file) as f:  # in blocks: an hour-long recording stays in bounded memory
+        utterances = segment(
+            f.blocks(), f.rate, VadSettings(threshold=args.threshold, min_silence_ms=args.min_silence_ms)
+        )
     if args.json:
         print(json.dumps([{"start": round(u.start, 3), "end": round(u.end, 3)} for u in utterances]))
     else:
@@ -107,7 +109,9 @@ def run_say(args: argparse.Namespace) -> int:
     from app.voice.tts import synthesize
     from app.voice.wav import write_wav
 
-    samples, rate = synthesize(args.text, voice=args.voice, rate=args.rate)
+    if not args.text.strip():
+        raise CliError("nothing to say: TEXT is empty")
+    samples, rate = synthesize(args.text, voice=args.voice, rate=args.rate)  # returns once all of it is written
     out = write_wav(Path(args.to), samples, rate)
     print(f"wrote {out} ({len(samples) / rate:.2f} s)", file=sys.stderr)
     return 0

@@ -53,10 +53,15 @@ class VoiceControl(QObject):
         self.host.download.connect(panel.on_download)
         self.host.question.connect(self.on_heard)
         self.host.error.connect(lambda text: window.show_message("warning", text, "voice"))
+        self.host.partial.connect(panel.on_partial)
+        self.host.notice.connect(lambda text: window.show_message("info", text, "voice"))
+        self.host.microphone.connect(self.on_microphone)
         c = window.controller
         c.step_finished.connect(self.on_step)
         if self.options.hands_free:
-            self.host.start_listening()
+            self.host.start_listening()  # checks the microphone first
+        else:
+            self.host.check_microphone()
 
     # -- the Voice menu
     def build_menu(self, menu: QMenu) -> None:
@@ -90,8 +95,21 @@ class VoiceControl(QObject):
         elif self.host.listening:
             self.host.stop_listening()
 
+    def on_microphone(self, problem: str) -> None:
+        """What the microphone check found: the voice row says it (its controls off, their tooltips saying
+        why), and hands-free is off without one (not ticked beside "voice off"). The notice itself comes when
+        the user reaches for voice, not at every start of a computer that has no microphone."""
+        self.panel.set_microphone(problem)
+        if problem and hasattr(self, "hands_free_action"):
+            self.hands_free_action.setChecked(False)
+        if not problem:
+            self.window.banner.clear_topic("voice")
+
     def key_pressed(self) -> None:
         """The talk key went down (held, or toggled on/off per the setting)."""
+        if self.panel.microphone_problem:  # one notice (folded when repeated), no attempt to listen
+            self.window.show_message("warning", self.panel.microphone_problem, "voice")
+            return
         if self.options.ptt_toggle and self.host.input is not None and self.host.input.ptt.pressed:
             self.host.release()
         else:
@@ -108,6 +126,7 @@ class VoiceControl(QObject):
         dialog.test_requested.connect(self._test_with)
         if dialog.exec() == QDialog.DialogCode.Accepted:
             self.update(dialog.options())
+            self.host.check_microphone()  # another device, or one plugged in since
             self.panel.set_toggle(self.options.ptt_toggle)
             self.panel.set_speak(self.options.speak_answers)
 

@@ -60,6 +60,7 @@ class VoicePanel(QWidget):
         grid.addWidget(self.settings, 1, 3, Qt.AlignmentFlag.AlignRight)
         grid.setColumnStretch(3, 1)
         self._toggle = False
+        self.microphone_problem = ""  # why there is no microphone ("" when there is one)
         self.talk.pressed.connect(self._on_pressed)
         self.talk.released.connect(self._on_released)
         self.hands_free.toggled.connect(self.hands_free_toggled)
@@ -85,10 +86,34 @@ class VoicePanel(QWidget):
     def on_level(self, level: float) -> None:
         self.meter.setValue(int(round(100 * max(0.0, min(1.0, level)))))
 
+    def set_microphone(self, problem: str) -> None:
+        """No microphone (``problem`` says why): the talk button and hands-free are off, and say why."""
+        self.microphone_problem = problem
+        for w, tip in (
+            (
+                self.talk,
+                f"Hold (or press {TALK_KEY}) while you ask a question out loud; it enters the stream when you let go",
+            ),
+            (self.hands_free, "Listen all the time: a question is taken when you stop speaking"),
+        ):
+            w.setToolTip(problem or tip)
+        self.hands_free.setEnabled(not problem)
+        if problem:
+            self.set_hands_free(False)
+            self.talk.setEnabled(False)
+            self.status.setText("no microphone")
+            self.status.setToolTip(problem)
+        else:
+            self.talk.setEnabled(not self.hands_free.isChecked())
+            if self.status.text() == "no microphone":
+                self.status.setText(STATE_WORDS["off"])
+
     def on_state(self, state: str) -> None:
+        if self.microphone_problem and state == "off":
+            return  # "no microphone" stays, with its reason
         self.status.setText(STATE_WORDS.get(state, state))
         self.status.setToolTip("What voice input is doing")
-        self.talk.setEnabled(not self.hands_free.isChecked() or state == "off")
+        self.talk.setEnabled(not self.microphone_problem and (not self.hands_free.isChecked() or state == "off"))
         if state == "off":
             self.meter.setValue(0)
         if state in ("off", "listening"):
@@ -117,7 +142,7 @@ class VoicePanel(QWidget):
         self.hands_free.blockSignals(True)
         self.hands_free.setChecked(on)
         self.hands_free.blockSignals(False)
-        self.talk.setEnabled(not on)
+        self.talk.setEnabled(not on and not self.microphone_problem)
 
     def set_speak(self, on: bool) -> None:
         self.speak.blockSignals(True)

@@ -1,5 +1,5 @@
 """Voice settings: the microphone, the recognition model and language, how readily speech is heard,
-push-to-talk as hold or toggle, headphones, and the voice, speed and volume of spoken answers."""
+push-to-talk as hold or toggle, echo cancellation or headphones, and the voice, speed and volume of spoken answers."""
 
 from __future__ import annotations
 
@@ -82,7 +82,9 @@ class VoiceSettingsDialog(QDialog):
         self.sensitivity.setToolTip("Right: quieter speech counts; left: only clear speech (fewer false starts)")
         self.toggle = QCheckBox("the talk key toggles (press to start, press to stop)")
         self.toggle.setChecked(options.ptt_toggle)
-        self.headphones = QCheckBox("I use headphones (listen while answers play; talking interrupts them)")
+        self.echo = QCheckBox("Cancel the echo of spoken answers (talk over them without headphones)")
+        self.echo.setChecked(options.echo_cancellation)
+        self.headphones = QCheckBox("Or: I use headphones (the microphone cannot hear the answers; no echo to cancel)")
         self.headphones.setChecked(options.headphones)
         self.voice = QComboBox()
         self.voice.addItem("Default voice", "")
@@ -117,6 +119,7 @@ class VoiceSettingsDialog(QDialog):
         form.addRow("Language", self.language)
         form.addRow("Sensitivity", self.sensitivity)
         form.addRow("Push to talk", self.toggle)
+        form.addRow("Talking over", self.echo)
         form.addRow("", self.headphones)
         form.addRow("Voice", self.voice)
         form.addRow("Speed", self.rate)
@@ -136,6 +139,7 @@ class VoiceSettingsDialog(QDialog):
             sensitivity=self.sensitivity.value(),
             ptt_toggle=self.toggle.isChecked(),
             headphones=self.headphones.isChecked(),
+            echo_cancellation=self.echo.isChecked(),
             tts_voice=self.voice.currentData() or "",
             tts_rate=self.rate.value(),
             tts_volume=self.volume.value() / 100,

@@ -12,9 +12,24 @@ an audio block).
 So listening may start long before a run, go on across pauses and from one run to the next: the
 stream clock alone says which second an instant was.
 
-While the assistant speaks (``speaker.speaking``) the microphone's audio is ignored, so it does not
-hear itself, unless ``headphones`` is set; then the user starting to talk interrupts the speech
-(barge-in). Pressing push-to-talk always interrupts it.
+While the assistant speaks (``speaker.speaking``) it must not hear itself as a question. With an
+``echo`` canceller (``app.voice.echo``, on by default in the app) the microphone stays open: its
+audio is cleaned of the answer's echo, and the user talking over the answer for ``ECHO_GUARD_S``
+interrupts it (barge-in) and is recognised (after the canceller's first ``LEARN_S`` of the
+speaker, while it learns the room, the microphone is muted as below). With ``headphones`` there is no echo, and speech
+interrupts at once. With neither, the microphone's audio is ignored while the answer plays.
+Pressing push-to-talk always interrupts it.
+
+Turn-taking. Recognition has a bounded queue (``max_queue``); an utterance still waiting ``stale_s``
+after it was spoken (the recogniser fell behind) is merged into the one queued after it, or dropped
+with a notice when none is. While someone talks, the audio so far is transcribed on the recognition
+thread whenever it is idle (``on_partial``: what the voice row shows); once their silence has lasted the
+post-roll, that audio is what the utterance will hold if they stay silent, so its transcript is ready
+when the hangover ends and the question is entered without waiting for recognition. Transcripts
+without words, Whisper's stock phrases for silence and noise, and no-speech or low-confidence output
+(``Recognizer.unheard``) are not questions: ``on_notice`` says "I didn't catch that". Listening
+loads and warms up the recogniser and the VAD before the microphone opens (:meth:`VoiceInput.start`),
+so the first question is as quick as the next.
 
 :func:`questions_from_file` does the same for a recorded question (``narrate --ask-audio``).
 """
@@ -23,9 +38,9 @@ from __future__ import annotations
 
 import bisect
 import logging
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,6 +51,7 @@ import numpy as np
 from app.live.clock import Spoken
 from app.live.records import Question
 from app.voice import VoiceError
+from app.voice.asr import WHISPER_WINDOW_S, Transcript, unheard
 from app.voice.vad import PushToTalk, Segmenter, Utterance, VadSettings, segment
 
 log = logging.getLogger(__name__)
@@ -44,6 +60,10 @@ HANDS_FREE, PUSH_TO_TALK = "hands-free", "push-to-talk"
 MODES = (HANDS_FREE, PUSH_TO_TALK)
 # What a listening indicator shows.
 OFF, LISTENING, HEARING, RECOGNISING = "off", "listening", "hearing", "recognising"
+#: With echo cancellation, speech must last this long over an answer before it interrupts: a burst of residual
+#: echo (the canceller re-adapting after the room or the delay changed) is shorter, and stopping an answer for
+#: it would be a false barge-in. The segmenter's ``min_speech_ms`` (250 ms) usually covers it already.
+ECHO_GUARD_S = 0.2
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,25 @@ class Heard:
     speech_end_wall: float  # when the utterance ended, on the wall clock (perf_counter)
     entered_wall: float  # when its question was handed on
     recognise_seconds: float
+
+
+@dataclass(frozen=True)
+class _Job:
+    """An utterance waiting for recognition: its start and end on the monotonic clock, and the
+    perf_counter instant it was cut (for :class:`Heard`)."""
+
+    utterance: Utterance
+    started_mono: float
+    ended_mono: float
+    cut_wall: float
+
+
+def _joined(a: _Job, b: _Job, gap_s: float = 0.3) -> _Job:
+    """``a`` and ``b`` as one utterance (``gap_s`` of silence between them: the pause itself is not kept)."""
+    ua, ub = a.utterance, b.utterance
+    samples = np.concatenate([ua.samples, np.zeros(int(gap_s * ua.rate), np.float32), ub.samples])
+    u = Utterance(ua.start, ub.end, samples, ua.rate, ua.audio_start)
+    return _Job(u, a.started_mono, b.ended_mono, b.cut_wall)
 
 
 def _span(u: Utterance, offset: float) -> tuple[float, float]:
@@ -103,7 +142,14 @@ class VoiceInput:
     ``on_question`` gets each :class:`Spoken` question (on the recognition thread), timed on the
     monotonic clock, for the live runtime to place in the stream; ``microphone`` is a
     started-on-demand ``app.voice.audio.Microphone`` (tests pass one over a fake sounddevice).
-    ``monotonic``: the time source (the stream clock's; tests pass one they can move on)."""
+    ``echo``: an ``app.voice.echo.EchoCanceller`` whose reference the ``speaker`` feeds; every read
+    goes through it, and the microphone stays open while the assistant speaks.
+    ``monotonic``: the time source (the stream clock's; tests pass one they can move on).
+    ``on_partial``: the words so far while someone talks ("" once their utterance is done);
+    ``on_notice``: a question not taken, and why (not an error: listening goes on). ``max_queue``:
+    utterances waiting for recognition at most (the oldest is dropped, with a notice); ``stale_s``:
+    seconds after its end an utterance may wait before it is merged or dropped; ``partial_s``: seconds
+    between partial transcripts (0: none)."""
 
     def __init__(
         self,
@@ -118,14 +164,25 @@ class VoiceInput:
         on_error: Callable[[str], None] | None = None,
         on_heard: Callable[[Heard], None] | None = None,
         segmenter: Segmenter | None = None,
+        echo: Any = None,
         poll_ms: int = 30,
         monotonic: Callable[[], float] = time.monotonic,
+        on_partial: Callable[[str], None] | None = None,
+        on_notice: Callable[[str], None] | None = None,
+        max_queue: int = 4,
+        stale_s: float = 8.0,
+        partial_s: float = 0.6,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"voice mode must be one of {MODES}, got {mode!r}")
         self.recognizer, self.on_question, self.monotonic = recognizer, on_question, monotonic
         self.microphone, self.mode, self.speaker, self.headphones = microphone, mode, speaker, headphones
+        self.echo = echo  # an app.voice.echo.EchoCanceller fed by the speaker's output, or None
         self._on_state, self._on_error, self._on_heard = on_state, on_error, on_heard
+        self._on_partial, self._on_notice = on_partial, on_notice
+        if max_queue < 1:
+            raise ValueError(f"max_queue must be at least 1, got {max_queue}")
+        self.max_queue, self.stale_s, self.partial_s = max_queue, stale_s, partial_s
         self.vad_settings = vad or VadSettings()
         self.segmenter = segmenter or Segmenter(self.vad_settings)
         self.ptt = PushToTalk(pre_roll_ms=self.vad_settings.pre_roll_ms)
@@ -135,14 +192,29 @@ class VoiceInput:
         self.ignored_seconds = 0.0  # audio dropped while the assistant spoke
         self.times = MicTimes(int(getattr(microphone, "rate", 16000)))
         self._stop = threading.Event()
-        # (utterance, its start and end on the monotonic clock, perf_counter when it was cut)
-        self._work: queue.Queue[tuple[Utterance, float, float, float] | None] = queue.Queue()
+        # The recognition thread's work, under _cv: utterances in order (at most max_queue), then the
+        # latest snapshot of the utterance in progress (a partial) when nothing else waits.
+        self._cv = threading.Condition()
+        self._jobs: deque[_Job] = deque()
+        self._snapshot: Utterance | None = None
+        self._closed = False
+        self._busy = False  # the recognition thread is transcribing something
+        self._guess: tuple[tuple[float, int], Transcript] | None = None  # the last snapshot's transcript
+        self._last_offer = 0.0  # when the last partial was offered (monotonic)
+        self._offered_from: float | None = None  # speech_started_at of the utterance offered for
+        self._silence_offered = False  # the snapshot of the current silence was offered
+        self.dropped = 0  # utterances dropped (stale or over the queue's bound)
         self._threads: list[threading.Thread] = []
         self._recognising = False
 
     # -- life cycle
     def start(self) -> VoiceInput:
-        """Open the microphone and listen. VoiceError (no microphone, ...) leaves nothing running."""
+        """Warm up the recogniser and the VAD, open the microphone and listen. VoiceError (no
+        microphone, a model that cannot load, ...) leaves nothing running."""
+        self.warm_up()
+        with self._cv:
+            self._jobs.clear()
+            self._snapshot, self._closed, self._guess = None, False, None
         self.microphone.start()
         self.times.add(0, self.monotonic())  # listening begins: position 0 is now
         self._stop.clear()
@@ -155,9 +227,23 @@ class VoiceInput:
         self._set_state(LISTENING)
         return self
 
+    def warm_up(self) -> None:
+        """Load the recogniser and run it once, and run the VAD once: both pay for loading and for their
+        first call (seconds for Silero and Whisper on a CPU), which must not fall on the first word."""
+        warm = getattr(self.recognizer, "warm_up", None) or getattr(self.recognizer, "load", None)
+        if warm is not None:
+            warm()
+        if self.mode == HANDS_FREE:
+            vad = self.segmenter.vad  # creating a SileroVad loads its model
+            if hasattr(vad, "warm_up"):
+                vad.warm_up()
+            else:
+                vad.probability(np.zeros(512, np.float32))
+                vad.reset()
+
     def stop(self) -> None:
         self._stop.set()
-        self._work.put(None)
+        self._close_work()
         for th in self._threads:
             if th is not threading.current_thread():
                 th.join(5)
@@ -192,16 +278,64 @@ class VoiceInput:
         return self.times.seconds
 
     def _queue(self, utterance: Utterance) -> None:
-        self._work.put((utterance, self.times.at(utterance.start), self.times.at(utterance.end), time.perf_counter()))
+        job = _Job(utterance, self.times.at(utterance.start), self.times.at(utterance.end), time.perf_counter())
+        with self._cv:
+            self._jobs.append(job)
+            self._snapshot = None  # the utterance covers what a waiting snapshot held
+            dropped = self._jobs.popleft() if len(self._jobs) > self.max_queue else None
+            self._cv.notify_all()
+        if dropped is not None:
+            self._drop(dropped, f"more than {self.max_queue} questions were waiting for recognition")
+
+    def _close_work(self) -> None:
+        with self._cv:
+            self._closed = True
+            self._cv.notify_all()
+
+    def _offer(self) -> None:
+        """On the listening thread, after each read: give the recognition thread the utterance in progress
+        when it is idle: every ``partial_s`` while the user talks, and once when their silence has lasted
+        the post-roll (that audio is final if they stay silent: see :meth:`Segmenter.snapshot`)."""
+        seg = self.segmenter
+        if self.mode != HANDS_FREE or not seg.in_speech:
+            self._offered_from = None
+            return
+        now = self.monotonic()
+        if seg.speech_started_at != self._offered_from:  # a new utterance: its first partial after partial_s
+            self._offered_from, self._last_offer, self._silence_offered = seg.speech_started_at, now, False
+        silent = seg.silence_seconds
+        if silent == 0.0:
+            self._silence_offered = False
+            if not self.partial_s or now - self._last_offer < self.partial_s:
+                return
+        elif self._silence_offered or silent * 1000.0 < self.vad_settings.post_roll_ms:
+            return
+        with self._cv:
+            if self._busy or self._jobs:
+                return  # not idle: a question is never kept waiting by a partial
+            snapshot = seg.snapshot()
+            if snapshot is None:
+                return
+            self._snapshot = snapshot
+            self._cv.notify_all()
+        self._last_offer = now
+        self._silence_offered = silent > 0.0
 
     # -- threads
     def _listen(self) -> None:
+        if self.echo is not None:
+            self.echo.reset()  # what the speaker played before listening began can only lag its echo now
         while not self._stop.wait(self.poll_ms / 1000):
             try:
                 samples = self.microphone.read()
                 self.times.add(len(samples), self.monotonic())  # the newest sample was heard by now
                 self.level = float(getattr(self.microphone, "level", 0.0))
+                if self.echo is not None:
+                    # The answer's echo taken out. Under 10 ms waits for the next read: the positions stay the
+                    # microphone's, so the times above still map them.
+                    samples = self._cancel_echo(samples)
                 self._take(samples)  # what arrived counts, even when the device went away after it
+                self._offer()
                 self.microphone.poll()
             except VoiceError as e:
                 if self.mode != PUSH_TO_TALK:
@@ -210,50 +344,151 @@ class VoiceInput:
                 self._fail(str(e))
                 return
 
+    def _cancel_echo(self, samples: np.ndarray) -> np.ndarray:
+        try:
+            return self.echo.process(samples, heard_at=time.monotonic())  # the devices' clock, not a test's
+        except Exception as e:  # noqa: BLE001 - the native module failing must not end listening
+            log.warning("echo cancellation failed: %s: %s", type(e).__name__, e)
+            self.echo = None
+            if self._on_error is not None:
+                self._on_error(
+                    f"Echo cancellation stopped working ({e}); the microphone is now muted while an answer is "
+                    "spoken. Tick 'headphones' in Voice > Voice settings to talk over answers."
+                )
+            return samples
+
     def _take(self, samples: np.ndarray) -> None:
         speaking = self.speaker is not None and self.speaker.speaking
         if self.mode == PUSH_TO_TALK:
             self.ptt.push(samples)
             return
-        if speaking and not self.headphones:
-            # The assistant's own voice would come back as a question: let the time pass unheard.
+        if speaking and not self.headphones and (self.echo is None or self.echo.learning):
+            # The assistant's own voice would come back as a question (no canceller, or one still learning the
+            # room in the first answer it hears): let the time pass unheard.
             self.ignored_seconds += len(samples) / 16000
             self.segmenter.push(np.zeros_like(samples))
             return
         utterances = self.segmenter.push(samples)
         for utterance in utterances:
             self._queue(utterance)
-        if speaking and (utterances or self.segmenter.in_speech):
-            self.speaker.stop()  # barge-in (headphones on): the user talks over the answer
+        if speaking and self._talked_over(utterances):
+            self.speaker.stop()  # barge-in: the user talks over the answer
         if self.segmenter.in_speech:
             self._set_state(HEARING)
         elif self.state == HEARING:
             self._set_state(LISTENING)
 
+    def _talked_over(self, utterances: list[Utterance]) -> bool:
+        """While an answer plays: has the user started talking? With headphones any speech counts; through
+        echo cancellation only speech that has lasted ``ECHO_GUARD_S`` (residual echo is shorter)."""
+        if self.headphones or self.echo is None:
+            return bool(utterances) or self.segmenter.in_speech
+        if any(u.duration >= ECHO_GUARD_S for u in utterances):
+            return True
+        started = self.segmenter.speech_started_at
+        return started is not None and self.times.seconds - started >= ECHO_GUARD_S
+
     def _recognise(self) -> None:
         while True:
-            item = self._work.get()
-            if item is None:
-                return
-            utterance, started_mono, ended_mono, ended = item
-            self._recognising = True
-            self._set_state(RECOGNISING)
-            started = time.perf_counter()
+            with self._cv:
+                while not self._jobs and self._snapshot is None and not self._closed:
+                    self._cv.wait()
+                if not self._jobs and self._closed:
+                    return  # utterances queued before stop() are still recognised
+                job, stale = self._next_job() if self._jobs else (None, [])
+                snapshot, self._snapshot = self._snapshot, None  # a newer one comes with the next read
+                self._busy = True
             try:
-                text = self.recognizer.transcribe(utterance.samples)
-            except VoiceError as e:
-                self._recognising = False
-                self._fail(str(e), stop=False)
-                continue
+                for old in stale:
+                    self._drop(old, "speech recognition fell behind")
+                if job is not None:
+                    self._final(job)
+                elif snapshot is not None:
+                    self._partial(snapshot)
+            finally:
+                with self._cv:
+                    self._busy = False
+
+    def _next_job(self) -> tuple[_Job | None, list[_Job]]:
+        """Under ``_cv``: the next utterance to recognise, and those dropped as stale. One that waited more
+        than ``stale_s`` after it ended is merged into the next one queued (one recognition instead of
+        two, so a backlog shrinks, and nothing said is lost: people who were not answered say more), or
+        dropped when nothing follows it (a question about a moment long gone, answered late and out of
+        the blue, confuses more than it helps) or when the two together exceed Whisper's 30 s window."""
+        job, dropped = self._jobs.popleft(), []
+        while self.monotonic() - job.ended_mono > self.stale_s:
+            if not self._jobs:
+                return None, [*dropped, job]
+            after = self._jobs.popleft()
+            together = len(job.utterance.samples) + len(after.utterance.samples)
+            if together > WHISPER_WINDOW_S * job.utterance.rate:
+                dropped.append(job)
+                job = after
+            else:
+                job = _joined(job, after)
+        return job, dropped
+
+    def _drop(self, job: _Job, why: str) -> None:
+        self.dropped += 1
+        age = self.monotonic() - job.ended_mono
+        self._notice(
+            f"A question you asked {age:.0f} s ago was dropped: {why}. Ask it again; if this keeps happening, "
+            "choose a smaller recognition model in Voice > Voice settings."
+        )
+
+    def _notice(self, message: str) -> None:
+        log.info("%s", message)
+        if self._on_notice is not None:
+            self._on_notice(message)
+
+    def _transcript(self, samples: np.ndarray) -> Transcript:
+        recognise = getattr(self.recognizer, "recognise", None)
+        if recognise is not None:
+            return recognise(samples)
+        return Transcript((self.recognizer.transcribe(samples) or "").strip())
+
+    def _unheard(self, t: Transcript) -> str | None:
+        rule = getattr(self.recognizer, "unheard", None)
+        return rule(t) if rule is not None else unheard(t)
+
+    def _partial(self, snapshot: Utterance) -> None:
+        try:
+            t = self._transcript(snapshot.samples)
+        except VoiceError as e:  # the final recognition will say it, if it fails too
+            log.debug("partial transcript failed: %s", e)
+            return
+        self._guess = ((snapshot.audio_start, len(snapshot.samples)), t)
+        if self._on_partial is not None and self._unheard(t) is None and not self._stop.is_set():
+            self._on_partial(t.text)
+
+    def _final(self, job: _Job) -> None:
+        utterance = job.utterance
+        self._recognising = True
+        self._set_state(RECOGNISING)
+        started = time.perf_counter()
+        guess, self._guess = self._guess, None
+        try:
+            if guess is not None and guess[0] == (utterance.audio_start, len(utterance.samples)):
+                t = guess[1]  # recognised during the hangover: exactly this audio
+            else:
+                t = self._transcript(utterance.samples)
+        except VoiceError as e:
             self._recognising = False
-            self._set_state(HEARING if self.segmenter.in_speech else LISTENING)
-            text = (text or "").strip()
-            if not text:
-                continue
-            question = Spoken(text, started_mono, ended_mono)
-            self.on_question(question)
-            if self._on_heard is not None:
-                self._on_heard(Heard(question, ended, time.perf_counter(), time.perf_counter() - started))
+            self._fail(str(e), stop=False)
+            return
+        finally:
+            self._recognising = False
+        self._set_state(HEARING if self.segmenter.in_speech else LISTENING)
+        if self._on_partial is not None:
+            self._on_partial("")
+        why = self._unheard(t)
+        if why is not None:
+            self._notice(f"I didn't catch that ({why}); please say it again.")
+            return
+        question = Spoken(t.text.strip(), job.started_mono, job.ended_mono)
+        self.on_question(question)
+        if self._on_heard is not None:
+            self._on_heard(Heard(question, job.cut_wall, time.perf_counter(), time.perf_counter() - started))
 
     def _set_state(self, state: str) -> None:
         if self._recognising and state != RECOGNISING:
@@ -269,7 +504,7 @@ class VoiceInput:
             self._on_error(message)
         if stop:
             self._stop.set()
-            self._work.put(None)
+            self._close_work()
             self._set_state(OFF)
 
 
@@ -277,17 +512,24 @@ def questions_from_file(recognizer: Any, path: str | Path, at: float, vad: VadSe
     """A recorded question (a WAV file) through voice activity and recognition: one Question per
     utterance, the first utterance's speech starting at stream second ``at``. VoiceError for a file
     that is not audio or holds no speech."""
-    from app.voice.wav import read_wav
+    from app.voice.wav import open_audio
 
-    samples, rate = read_wav(path)
-    utterances = segment(samples, rate, vad)
+    with open_audio(path) as f:  # in blocks: an hour-long recording stays in bounded memory
+        utterances = segment(f.blocks(), f.rate, vad)
     if not utterances:
         raise VoiceError(f"{path}: no speech found in the recording (is it silent, or not a voice?)")
     offset = at - utterances[0].start
     out = []
+    rule = getattr(recognizer, "unheard", None) or unheard
     for u in utterances:
-        text = (recognizer.transcribe(u.samples) or "").strip()
-        if text:
+        recognise = getattr(recognizer, "recognise", None)
+        t = (
+            recognise(u.samples)
+            if recognise is not None
+            else Transcript((recognizer.transcribe(u.samples) or "").strip())
+        )
+        text = t.text.strip()
+        if rule(t) is None:
             start, end = _span(u, offset)
             out.append(Question(text, end, "voice", (start, end)))
     return out

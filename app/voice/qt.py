@@ -2,8 +2,10 @@
 signals, so no widget waits on a microphone, a recognizer or a speech engine.
 
 :class:`VoiceHost` lives on the GUI thread. The recognizer loads on a worker thread the first
-time listening starts; ``VoiceInput`` and ``Speaker`` run threads of their own; their callbacks
-emit this object's signals, which Qt queues to the GUI thread. A level meter is polled by a timer.
+time listening starts, and ``VoiceInput.start`` warms it and the VAD up there before the microphone
+opens (so the first question is as quick as the next); ``VoiceInput`` and ``Speaker`` run threads
+of their own; their callbacks emit this object's signals, which Qt queues to the GUI thread. A
+level meter is polled by a timer.
 
 Listening knows nothing of the stream: a heard question is a ``Spoken`` value timed on the monotonic
 clock, and the live runtime places it (``LiveController.ask_spoken``: the one stream clock), so voice
@@ -36,7 +38,10 @@ class VoiceHost(QObject):
     question = Signal(object)  # app.live.clock.Spoken: text, speech start and end (monotonic)
     error = Signal(str)  # user-facing: what failed and what to do
     speaking = Signal(bool)  # the assistant started / stopped speaking
+    partial = Signal(str)  # the words so far while the user talks ("" when the utterance is done)
+    notice = Signal(str)  # a question not taken (not heard clearly, recognition behind), and what to do
     download = Signal(object, object, str)  # bytes done, bytes total, file: the recognizer's first download
+    microphone = Signal(str)  # "" when the chosen microphone is there, else why not (from check_microphone)
     _opened = Signal()  # listening started (from the voice-start thread): the meter's timer starts here
 
     def __init__(
@@ -76,7 +81,31 @@ class VoiceHost(QObject):
         self.state.emit(LOADING_ASR)
         threading.Thread(target=self._load_and_listen, name="voice-start", daemon=True).start()
 
+    def check_microphone(self) -> None:
+        """Look for the chosen microphone off the GUI thread (PortAudio's first query can take a while);
+        ``microphone`` says what was found."""
+        threading.Thread(target=lambda: self.microphone.emit(self.microphone_problem()), daemon=True).start()
+
+    def microphone_problem(self) -> str:
+        """Why there is no microphone to listen to ("" when there is one): asked before anything loads, so a
+        missing microphone is what the user hears of, not a recognition model it never got to."""
+        from app.voice.audio import Microphone, find_input
+
+        try:
+            find_input(Microphone(self.options.input_device, self._sd).sd, self.options.input_device)
+        except VoiceError as e:
+            return str(e)
+        except Exception as e:  # noqa: BLE001 - PortAudio failing to list devices is the same for the user
+            return f"No microphone could be found ({type(e).__name__}: {e}); typed questions still work."
+        return ""
+
     def _load_and_listen(self) -> None:
+        problem = self.microphone_problem()
+        if problem:
+            self.state.emit(OFF)
+            self.microphone.emit(problem)
+            self.error.emit(problem)
+            return
         try:
             recognizer = self._recognizer_for(self.options)
             recognizer.load()
@@ -106,6 +135,7 @@ class VoiceHost(QObject):
 
         o = self.options
         microphone = Microphone(device=o.input_device or None, sd=self._sd)
+        echo = self._echo_canceller()
         voice = VoiceInput(
             recognizer,
             self.question.emit,
@@ -114,14 +144,46 @@ class VoiceHost(QObject):
             vad=VadSettings(threshold=o.vad_threshold()),
             speaker=self._speaker,
             headphones=o.headphones,
+            echo=echo,
             on_state=self.state.emit,
             on_error=self._on_input_error,
+            on_partial=self.partial.emit,
+            on_notice=self.notice.emit,
         )
         voice.start()  # VoiceError (no microphone) goes to the caller
         self.input = voice
         if self._press_when_ready and voice.mode == PUSH_TO_TALK:
             voice.press()
         self._opened.emit()
+
+    def _echo_reference(self) -> Any:
+        """What the speaker plays, for echo cancellation: None when that is off or headphones are on (no echo)."""
+        if not self.options.echo_cancellation or self.options.headphones:
+            return None
+        if getattr(self, "_reference", None) is None:
+            from app.voice.echo import EchoReference
+
+            self._reference = EchoReference()
+        return self._reference
+
+    def _echo_canceller(self) -> Any:
+        """A canceller for the listening about to start, fed by the speaker; None (the microphone is muted while
+        an answer plays) when echo cancellation is off or cannot load, which is said once."""
+        reference = self._echo_reference()
+        if reference is None:
+            return None
+        from app.voice.echo import EchoCanceller
+
+        try:
+            echo = EchoCanceller(reference)
+        except VoiceError as e:
+            if not getattr(self, "_echo_failed", False):
+                self._echo_failed = True
+                self.notice.emit(str(e))
+            return None
+        if self._speaker is not None:
+            self._speaker.reference = reference
+        return echo
 
     def _on_input_error(self, message: str) -> None:
         self.error.emit(message)
@@ -195,6 +257,7 @@ class VoiceHost(QObject):
                 volume=o.tts_volume,
                 on_state=lambda s: self.speaking.emit(s == "started"),
                 on_error=lambda e: self.error.emit(str(e)),
+                reference=self._echo_reference(),
             )
             if self.input is not None:
                 self.input.speaker = self._speaker
@@ -203,7 +266,7 @@ class VoiceHost(QObject):
     # -- settings
     def apply(self, options: VoiceOptions) -> None:
         """New settings: the speaker takes voice, rate and volume at once; listening restarts with the
-        new microphone, model or mode when it was on."""
+        new microphone, model, mode or echo cancellation when it was on."""
         old, self.options = self.options, options
         self._speaker_failed = False
         if self._speaker is not None:
@@ -213,9 +276,11 @@ class VoiceHost(QObject):
                 self._speaker.set_volume(options.tts_volume)
             except VoiceError as e:
                 self.error.emit(str(e))
+            self._speaker.reference = self._echo_reference()  # None: nothing to cancel any more
         listening_changed = (old.input_device, old.asr_model, old.language, old.hands_free, old.sensitivity,
-                             old.headphones) != (options.input_device, options.asr_model, options.language,
-                                                 options.hands_free, options.sensitivity, options.headphones)  # fmt: skip
+                             old.headphones, old.echo_cancellation) != (
+                                options.input_device, options.asr_model, options.language, options.hands_free,
+                                options.sensitivity, options.headphones, options.echo_cancellation)  # fmt: skip
         if listening_changed and self.listening:
             self.stop_listening()
             self.start_listening()

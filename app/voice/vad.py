@@ -10,15 +10,17 @@ a key press and its release. :func:`segment` cuts a whole recording (the ``voice
 
 from __future__ import annotations
 
+import importlib.util
 import threading
-import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 
 from app.voice import VoiceError
-from app.voice.audio import RECOGNITION_RATE, Resampler, resample
+from app.voice.audio import RECOGNITION_RATE, Resampler
 
 __all__ = [
     "WINDOW",
@@ -40,40 +42,57 @@ HYSTERESIS = 0.15
 
 # --- the model ----------------------------------------------------------------------------------------------
 
-_MODEL: Any = None
-_MODEL_LOCK = threading.Lock()
+_SESSION: Any = None
+_SESSION_LOCK = threading.Lock()
+#: Samples of the previous window the model sees in front of each new one (at 16 kHz).
+CONTEXT = 64
+_STATE_SHAPE = (2, 1, 128)  # the model's recurrent state: (layers, batch, units)
+
+
+def _model_path() -> Path:
+    """The ONNX model the ``silero-vad`` package ships, found without importing the package: its ``__init__``
+    imports torch and its loader calls ``torch.set_num_threads(1)`` for the whole process."""
+    spec = importlib.util.find_spec("silero_vad")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the silero-vad package is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / "data" / "silero_vad.onnx"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} is missing")
+    return path
 
 
 def _load_model() -> Any:
-    """The Silero VAD TorchScript model, loaded once per process (about 2 MB, 60 ms)."""
-    global _MODEL
-    with _MODEL_LOCK:
-        if _MODEL is None:
-            try:
-                import torch
-            except ImportError as e:
-                raise VoiceError(f"Voice activity detection needs PyTorch, which is not installed ({e}).") from None
-            threads = torch.get_num_threads()
-            try:
-                with warnings.catch_warnings():
-                    # torch.jit.load's and importlib.resources' deprecation warnings (raised inside silero_vad) say
-                    # nothing the user can act on.
-                    warnings.simplefilter("ignore", FutureWarning)
-                    warnings.simplefilter("ignore", DeprecationWarning)
-                    from silero_vad import load_silero_vad
+    """The Silero VAD network as an onnxruntime session, created once per process (2 MB, tens of ms).
 
-                    model = load_silero_vad()
+    onnxruntime, not the TorchScript model: torch runs every op on its process-wide thread pool, which the
+    video engine sizes and keeps busy, so under load the VAD fell behind real time (120 s of audio took 201 s
+    to segment with 2 threads). This session computes on the calling thread alone (one intra-op thread, no
+    inter-op pool), whatever torch does; one 32 ms window costs well under a millisecond."""
+    global _SESSION
+    with _SESSION_LOCK:
+        if _SESSION is None:
+            try:
+                import onnxruntime as ort
+            except ImportError as e:
+                raise VoiceError(
+                    f"Voice activity detection needs onnxruntime, which is not installed ({e}). Install it "
+                    "(pip install onnxruntime); push-to-talk and typed questions still work."
+                ) from None
+            try:
+                opts = ort.SessionOptions()
+                opts.intra_op_num_threads = 1
+                opts.inter_op_num_threads = 1
+                opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+                opts.log_severity_level = 3  # errors only: its warnings say nothing a user can act on
+                _SESSION = ort.InferenceSession(
+                    str(_model_path()), sess_options=opts, providers=["CPUExecutionProvider"]
+                )
             except Exception as e:  # noqa: BLE001 - a missing or broken package: one actionable message
                 raise VoiceError(
                     f"The Silero voice activity model could not be loaded ({e}). Reinstall the silero-vad package "
                     "(pip install 'silero-vad>=5.1'); push-to-talk and typed questions still work."
                 ) from None
-            finally:
-                # Importing silero_vad calls torch.set_num_threads(1) for the whole process; the video engine
-                # shares this process and must keep its own setting.
-                torch.set_num_threads(threads)
-            _MODEL = model
-        return _MODEL
+        return _SESSION
 
 
 class SpeechProbability(Protocol):
@@ -87,39 +106,40 @@ class SileroVad:
     """Speech probability per :data:`WINDOW` (512-sample, 16 kHz) window with the Silero VAD model.
 
     The model is recurrent: each window's probability depends on the windows before it (an RNN state and the
-    last 64 samples as context). The network is shared by the whole process, so each ``SileroVad`` keeps its
-    own state and swaps it in around each call, under one lock: two streams never mix their histories.
-    :meth:`reset` starts a new stream (what ``get_speech_timestamps`` and ``VADIterator`` do with
-    ``model.reset_states()``)."""
+    last :data:`CONTEXT` samples). The network (an onnxruntime session, see :func:`_load_model`) is shared by
+    the process and holds no state; each ``SileroVad`` owns its stream's state as two arrays it passes in and
+    gets back, so streams never mix their histories and need no lock. :meth:`reset` starts a new stream."""
 
     rate = RECOGNITION_RATE
     window = WINDOW
 
     def __init__(self) -> None:
-        self._model = _load_model()
-        self._state: Any = None  # None: a fresh stream
-        self._context: Any = None
+        self._session = _load_model()
+        self._sr = np.array(self.rate, dtype=np.int64)
+        self.reset()
 
     def reset(self) -> None:
-        self._state = self._context = None
+        """Start a new stream: zero state, silence as the context."""
+        self._state = np.zeros(_STATE_SHAPE, dtype=np.float32)
+        self._context = np.zeros((1, CONTEXT), dtype=np.float32)
+
+    def warm_up(self) -> SileroVad:
+        """Run one window through the network (onnxruntime allocates and plans on its first run: tens of ms)
+        and start afresh. Call it when listening is armed, so the first word does not pay for it."""
+        self.probability(np.zeros(WINDOW, dtype=np.float32))
+        self.reset()
+        return self
 
     def probability(self, window: np.ndarray) -> float:
         """The probability (0..1) that this window, following the ones before it, is speech."""
-        import torch
-
-        x = np.asarray(window, dtype=np.float32).reshape(-1)
-        if len(x) != WINDOW:
-            raise ValueError(f"the Silero VAD takes windows of {WINDOW} samples at 16 kHz, not {len(x)}")
-        m = self._model
-        with _MODEL_LOCK, torch.no_grad():
-            if self._state is None:
-                m.reset_states()
-            else:
-                m._state, m._context = self._state, self._context
-                m._last_sr, m._last_batch_size = self.rate, 1
-            p = float(m(torch.from_numpy(x.copy()).unsqueeze(0), self.rate).item())
-            self._state, self._context = m._state, m._context
-        return p
+        x = np.asarray(window, dtype=np.float32).reshape(1, -1)
+        if x.shape[1] != WINDOW:
+            raise ValueError(f"the Silero VAD takes windows of {WINDOW} samples at 16 kHz, not {x.shape[1]}")
+        # input: [1, CONTEXT + WINDOW]; state: [2, 1, 128]; output: [1, 1]
+        frame = np.concatenate([self._context, x], axis=1)
+        out, self._state = self._session.run(None, {"input": frame, "state": self._state, "sr": self._sr})
+        self._context = frame[:, -CONTEXT:]
+        return float(out[0, 0])
 
     def probabilities(self, samples: np.ndarray) -> np.ndarray:
         """Probabilities of consecutive windows of 16 kHz ``samples`` (a partial last window is zero padded)."""
@@ -140,6 +160,11 @@ class VadSettings:
     threshold: float = 0.5  # speech probability at which speech starts
     min_speech_ms: int = 250  # shorter bursts (a cough, a click) are ignored
     min_silence_ms: int = 500  # the hangover: silence this long ends an utterance
+    # ... unless less than fragment_s of speech came before the silence: then fragment_silence_ms. A pause after
+    # a few words ("what is the person ... holding?") is rarely the end of a question, and Silero hears a 0.5 s
+    # pause as ~0.55 s of silence; a whole question keeps the short hangover, so it is answered sooner.
+    fragment_s: float = 1.5
+    fragment_silence_ms: int = 800
     max_utterance_s: float = 15.0  # longer speech is cut (at a pause when there is one)
     pre_roll_ms: int = 300  # audio kept from before the detected start, so the first syllable is whole
     post_roll_ms: int = 200  # audio kept after the detected end (at most min_silence_ms), for the last syllable
@@ -147,7 +172,8 @@ class VadSettings:
     def __post_init__(self) -> None:
         if not 0.0 < self.threshold < 1.0:
             raise ValueError(f"threshold must be between 0 and 1, not {self.threshold}")
-        if min(self.min_speech_ms, self.min_silence_ms, self.pre_roll_ms, self.post_roll_ms) < 0:
+        durations = (self.min_speech_ms, self.min_silence_ms, self.fragment_silence_ms, self.pre_roll_ms)
+        if min(*durations, self.post_roll_ms) < 0:
             raise ValueError("VAD durations must not be negative")
         if self.max_utterance_s <= (self.min_speech_ms / 1000.0):
             raise ValueError(f"max_utterance_s ({self.max_utterance_s}) must exceed min_speech_ms")
@@ -222,6 +248,24 @@ class Segmenter:
     def speech_started_at(self) -> float | None:
         """Stream seconds where the utterance in progress began (when :attr:`in_speech`)."""
         return self._time(self._seg_start) if self.in_speech else None
+
+    @property
+    def silence_seconds(self) -> float:
+        """How long the utterance in progress has been silent (0 while talking or outside speech)."""
+        if not self.in_speech or self._silence_since is None:
+            return 0.0
+        return (self._pos - self._silence_since) / RECOGNITION_RATE
+
+    def snapshot(self) -> Utterance | None:
+        """The utterance in progress so far (None outside confirmed speech), for a partial transcript or for
+        recognising it during the hangover. In a silence its audio stops where ending there would stop it (the
+        post-roll), so when the speech does end there the final utterance holds exactly the same samples."""
+        if not self.in_speech:
+            return None
+        if self._silence_since is None:
+            return self._utterance(self._pos, self._pos)
+        post = min(self._ms(self.settings.post_roll_ms), self._ms(self.settings.min_silence_ms))
+        return self._utterance(self._silence_since, self._silence_since + post)
 
     # feeding -----------------------------------------------------------------------------------------------
     def push(self, samples: np.ndarray, t0: float | None = None) -> list[Utterance]:
@@ -301,7 +345,7 @@ class Segmenter:
                 self._confirmed = True
         elif silence and self._silence_since is None:
             self._silence_since = start
-        if self._silence_since is not None and end - self._silence_since >= self._ms(s.min_silence_ms):
+        if self._silence_since is not None and end - self._silence_since >= self._hangover():
             post = min(self._ms(s.post_roll_ms), self._ms(s.min_silence_ms))
             u = self._finish(self._silence_since, audio_to=self._silence_since + post)
             if u is not None:
@@ -337,6 +381,18 @@ class Segmenter:
         confirmed, self._confirmed = self._confirmed, False
         if not confirmed and end - self._seg_start < self._ms(self.settings.min_speech_ms):
             return None
+        return self._utterance(end, audio_to)
+
+    def _hangover(self) -> int:
+        """Samples of silence that end the utterance in progress: longer after a fragment (see VadSettings)."""
+        s = self.settings
+        spoken = (self._silence_since if self._silence_since is not None else self._pos) - self._seg_start
+        if spoken < self._ms(s.fragment_s * 1000.0):
+            return self._ms(max(s.min_silence_ms, s.fragment_silence_ms))
+        return self._ms(s.min_silence_ms)
+
+    def _utterance(self, end: int, audio_to: int) -> Utterance:
+        """The utterance in progress, speech ending at ``end`` and its audio at ``audio_to`` (state unchanged)."""
         audio = np.concatenate(self._chunks) if self._chunks else np.zeros(0, dtype=np.float32)
         a = max(self._audio_from, self._chunks_start)
         b = max(a, min(audio_to, self._chunks_start + len(audio)))
@@ -351,12 +407,20 @@ class Segmenter:
 
 
 def segment(
-    samples: np.ndarray, rate: int, settings: VadSettings | None = None, vad: SpeechProbability | None = None
+    samples: np.ndarray | Iterable[np.ndarray],
+    rate: int,
+    settings: VadSettings | None = None,
+    vad: SpeechProbability | None = None,
 ) -> list[Utterance]:
-    """The utterances of a whole recording (resampled to 16 kHz first); times are seconds into it."""
-    x = resample(samples, rate, RECOGNITION_RATE) if int(rate) != RECOGNITION_RATE else np.asarray(samples, np.float32)
-    seg = Segmenter(settings, vad=vad)
-    return seg.push(x) + seg.flush()
+    """The utterances of a whole recording at ``rate``; times are seconds into it. ``samples``: the recording as
+    one array, or as consecutive blocks (``open_audio(path).blocks()``), which keeps an hour-long file out of
+    memory: the blocks go through the same streaming resampler and segmenter as the microphone's audio."""
+    blocks = [samples] if isinstance(samples, np.ndarray) else samples
+    seg = Segmenter(settings, vad=vad, rate=rate)
+    out: list[Utterance] = []
+    for block in blocks:
+        out += seg.push(block)
+    return out + seg.flush()
 
 
 # --- push-to-talk -------------------------------------------------------------------------------------------

@@ -5,9 +5,10 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
-from fakes import read_until, write_video
+from fakes import FakeEngine, read_until, write_video
 
 from app.cli import main as cli_main
 from app.exports import read_jsonl
@@ -45,11 +46,12 @@ def test_narrate_file_writes_jsonl_srt_vtt(tiny_ckpt, tmp_path, capsys):
     assert records[2]["question"] == {"text": "what moves?", "t": 2.0, "origin": "typed"}
     texts = [r["text"] for r in records if r["text"].strip()]
     cues = SRT_CUE.findall((out / "s.srt").read_text())
-    assert [int(c[0]) for c in cues] == list(range(1, len(texts) + 1)) and len(texts) >= 1
+    assert [int(c[0]) for c in cues] == list(range(1, len(texts) + 2)) and len(texts) >= 1  # + the question
     assert cues[0][1] == "00:00:00,000"  # a response shows from the start of its second
-    assert cues[-1][2] <= "00:00:05,000"  # and never past the end of the stream
+    assert all(c[2] <= "00:00:05,000" for c in cues)  # and never past the end of the stream
+    assert [c[1:] for c in cues if c[3].startswith("Q: ")] == [("00:00:02,000", "00:00:05,000", "Q: what moves?")]
     vtt = (out / "s.vtt").read_text()
-    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(texts)
+    assert vtt.startswith("WEBVTT") and vtt.count(" --> ") == len(texts) + 1 and "\nQ: what moves?\n" in vtt
     # The same records are in the session store, where File > Open session finds them.
     from app.session import list_sessions, load_session
 
@@ -181,3 +183,87 @@ def test_terminal_text_is_cleaned(tiny_ckpt, tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "\x07" not in out and "\ufffd" not in out and "\x1b" not in out and "badbytes" in out
     assert "A[31m red ball" in srt.read_text() and "\ufffd" not in srt.read_text()
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    """narrate with the test fake engine (every second answers "answer at T", token by token) instead of
+    a model."""
+    from model.protocol import RESPONSE
+
+    loaded = SimpleNamespace(adapter=None, is_demo=False, source="stand-in", device="cpu", precision="fp32")
+    monkeypatch.setattr("app.narrate.load_cli_model", lambda args: loaded)
+    monkeypatch.setattr("app.live.runner.make_engine", lambda loaded, options: FakeEngine([RESPONSE], options.fps))
+
+
+VTT_CUE = re.compile(r"(\d+)\n(\d\d:\d\d:\d\d\.\d\d\d) --> (\d\d:\d\d:\d\d\.\d\d\d)\n(.+?)(?:\n\n|\n?$)", re.S)
+
+
+def test_an_asked_question_is_in_the_record_before_its_answer(stand_in, tmp_path, capsys):
+    """The question asked at 2.5 s enters the second 2-3: the terminal prints it before that second's
+    answer (which streams token by token), and SRT / WebVTT carry it as its own cue at 2 s, listed
+    before the answer; in WebVTT its markup-like characters are escaped."""
+    video = make_video(tmp_path / "clip.mp4", seconds=5)
+    srt, vtt = tmp_path / "s.srt", tmp_path / "s.vtt"
+    question = "Is the <b>box</b> & the ball red?"
+    args = ["narrate", "--source", str(video), "--model", "stand-in", "--quiet", "--question", question,
+            "--at", "2.5", "--srt", str(srt), "--vtt", str(vtt)]  # fmt: skip
+    assert cli_main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines == [
+        "[00:00:00] answer at 0",
+        "[00:00:01] answer at 1",
+        f"[00:00:02] Q: {question}",
+        "[00:00:02] answer at 2",
+        "[00:00:03] answer at 3",
+        "[00:00:04] answer at 4",
+    ]
+    srt_cues = [c[1:] for c in SRT_CUE.findall(srt.read_text())]
+    assert srt_cues == [
+        ("00:00:00,000", "00:00:01,000", "answer at 0"),
+        ("00:00:01,000", "00:00:02,000", "answer at 1"),
+        ("00:00:02,000", "00:00:05,000", f"Q: {question}"),  # on screen with the answers that follow it
+        ("00:00:02,000", "00:00:03,000", "answer at 2"),
+        ("00:00:03,000", "00:00:04,000", "answer at 3"),
+        ("00:00:04,000", "00:00:05,000", "answer at 4"),
+    ]
+    vtt_cues = [c[1:] for c in VTT_CUE.findall(vtt.read_text())]
+    assert [(a.replace(",", "."), b.replace(",", "."), text) for a, b, text in srt_cues[:2]] == vtt_cues[:2]
+    assert vtt_cues[2] == ("00:00:02.000", "00:00:05.000", "Q: Is the &lt;b&gt;box&lt;/b&gt; &amp; the ball red?")
+    assert vtt_cues[3][2] == "answer at 2" and "<b>" not in vtt.read_text()
+
+
+def test_questions_keep_their_own_cues_until_the_next_question(stand_in, tmp_path):
+    video = make_video(tmp_path / "clip.mp4", seconds=6)
+    srt = tmp_path / "s.srt"
+    args = ["narrate", "--source", str(video), "--model", "stand-in", "--quiet", "--subtitle-seconds", "2",
+            "--question", "first?", "--at", "0", "--question", "second?", "--at", "1", "--srt", str(srt)]  # fmt: skip
+    assert cli_main(args) == 0
+    asked = [c[1:] for c in SRT_CUE.findall(srt.read_text()) if c[3].startswith("Q: ")]
+    assert asked == [("00:00:00,000", "00:00:01,000", "Q: first?"), ("00:00:01,000", "00:00:03,000", "Q: second?")]
+
+
+@pytest.mark.skipif(sys.platform in ("win32", "darwin"), reason="espeak-ng is the engine on Linux")
+def test_a_spoken_track_that_could_not_be_made_is_never_reported(stand_in, tmp_path, capsys, monkeypatch):
+    """--speak-to with a speech engine that fails: the track is not claimed, the command fails with the
+    engine's own words, and the subtitles and the session are kept."""
+    from app.voice import tts
+
+    program = tmp_path / "espeak-ng"
+    program.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('Error: no voice data\\n')\nsys.exit(1)\n")
+    program.chmod(0o755)
+    monkeypatch.setattr(tts, "ESPEAK", str(program))
+    video = make_video(tmp_path / "clip.mp4", seconds=3)
+    srt, track = tmp_path / "s.srt", tmp_path / "answers.wav"
+    args = ["narrate", "--source", str(video), "--model", "stand-in", "--quiet", "--srt", str(srt),
+            "--speak-to", str(track)]  # fmt: skip
+    assert cli_main(args) == 2
+    err = capsys.readouterr().err
+    assert not track.exists()
+    assert len(SRT_CUE.findall(srt.read_text())) == 3  # the subtitles are all there
+    done = next(line for line in err.splitlines() if line.startswith("done: "))
+    assert str(srt) in done and str(track) not in done
+    assert (
+        f"the spoken track {track} was not written: espeak-ng could not speak the answer (exit status 1): "
+        "Error: no voice data" in err
+    )

@@ -72,7 +72,9 @@ def test_the_library_buttons_ask_then_rename_delete_and_undo(qtbot, tmp_path: Pa
     dialog = SessionsDialog(root=tmp_path)
     qtbot.addWidget(dialog)
     asked: list[str] = []
-    monkeypatch.setattr(QInputDialog, "getText", lambda *a, **k: (asked.append(k.get("text", "")), ("Kitchen", True))[1])
+    monkeypatch.setattr(
+        QInputDialog, "getText", lambda *a, **k: (asked.append(k.get("text", "")), ("Kitchen", True))[1]
+    )
     qtbot.mouseClick(dialog.rename_button, Qt.MouseButton.LeftButton)
     assert asked and asked[0] in ("a.mp4", "b.mp4")  # the current name filled in
     assert "Kitchen" in dialog.list.currentItem().text()

@@ -238,3 +238,40 @@ def test_the_recognition_model_downloads_with_progress_in_the_voice_row(make_har
     assert len(seen) >= 3
     assert panel.status.text() == "listening"
     panel.hands_free.setChecked(False)
+
+
+def test_the_voice_row_shows_the_words_so_far_and_a_question_not_caught(make_harness, spoken_clip, demo_asr):
+    """While you talk the voice row shows what was understood so far (partial transcripts), cleared once the
+    question is entered; a transcript that is only Whisper's phrase for noise is not a question: the banner
+    says "I didn't catch that"."""
+    from app.voice.asr import Transcript
+
+    audio, _, _ = spoken_clip
+    h = voice_harness(make_harness, FakeSoundDevice(audio, rate=16000, speed=1.0), demo_asr)
+    panel, host = h.window.live_tab.voice, h.window.voice.host
+    shown = []
+    host.partial.connect(lambda text: shown.append(panel.heard.text()) if text else None)
+    with h.qtbot.waitSignal(host.question, timeout=30_000):
+        panel.hands_free.setChecked(True)
+    h.qtbot.waitUntil(lambda: panel.status.text() == "listening", timeout=10_000)
+    assert shown and all(s.startswith("\u201c") and len(s) > 2 for s in shown)  # the words, quoted
+    assert panel.heard.text() == ""  # entered: the words so far are gone
+    panel.hands_free.setChecked(False)
+
+    class Noise:
+        """The demo model, hearing only Whisper's sign-off."""
+
+        def load(self) -> None:
+            pass
+
+        warm_up = load
+
+        def recognise(self, samples) -> Transcript:
+            return Transcript("Thanks for watching!")
+
+    h2 = voice_harness(make_harness, FakeSoundDevice(audio, rate=16000), lambda options: Noise())
+    with h2.qtbot.waitSignal(h2.window.voice.host.notice, timeout=30_000):
+        h2.window.live_tab.voice.hands_free.setChecked(True)
+    notes = [m.text for m in h2.window.banner.history if m.topic == "voice"]
+    assert notes and notes[-1].startswith("I didn't catch that") and "say it again" in notes[-1]
+    h2.window.live_tab.voice.hands_free.setChecked(False)

@@ -88,7 +88,7 @@ def test_empty_audio_does_not_load_the_model():
 def test_unknown_language_names_the_model_and_the_language():
     with pytest.raises(VoiceError) as err:
         Recognizer("demo", device="cpu", language="sw").load()
-    assert "'demo'" in str(err.value) and "'sw'" in str(err.value) and "Settings > Voice" in str(err.value)
+    assert "'demo'" in str(err.value) and "'sw'" in str(err.value) and "Voice > Voice settings" in str(err.value)
 
 
 def test_a_folder_that_is_not_a_model(tmp_path):
@@ -99,7 +99,7 @@ def test_a_folder_that_is_not_a_model(tmp_path):
         Recognizer(str(folder), device="cpu").load()
     text = str(err.value)
     assert text.startswith(f"Speech recognition model '{folder}' could not be loaded: ")
-    assert "config.json" in text and "Settings > Voice" in text and "--asr-model demo" in text
+    assert "config.json" in text and "Voice > Voice settings" in text and "--" not in text  # a menu, no flags
     # A config.json alone is not enough either: transformers' own error is wrapped, naming the model.
     (folder / "config.json").write_text('{"model_type": "whisper"}')
     with pytest.raises(VoiceError, match="not-a-model"):
@@ -126,7 +126,7 @@ def test_a_bogus_hub_id_offline(monkeypatch):
     with pytest.raises(VoiceError) as err:
         Recognizer("nobody-here/no-such-whisper", device="cpu").load()
     text = str(err.value)
-    assert "'nobody-here/no-such-whisper'" in text and "HF_HUB_OFFLINE" in text and "--asr-model demo" in text
+    assert "'nobody-here/no-such-whisper'" in text and "HF_HUB_OFFLINE" in text and "'demo'" in text
 
 
 def test_default_model_by_free_gpu_memory():
@@ -146,3 +146,37 @@ def test_default_model_reads_the_gpu(monkeypatch):
     assert default_asr_model() == DEFAULT_CPU_MODEL
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     assert default_asr_model() == DEFAULT_CPU_MODEL
+
+
+def test_whisper_says_how_sure_it_was(demo, utterance):
+    """recognise() keeps what the pipeline drops: the no-speech probability (the <|nospeech|> token's share of
+    the first decoding step, computed here again from the model) and the written tokens' mean log-probability;
+    the text is the pipeline's."""
+    import torch
+
+    t = demo.recognise(utterance)
+    assert t.text == demo.transcribe(utterance) and t.text
+    assert demo.pipeline({"raw": utterance, "sampling_rate": RATE})["text"].strip() == t.text
+    model, gen = demo.pipeline.model, demo.pipeline.model.generation_config
+    features = demo.pipeline.feature_extractor(utterance, sampling_rate=RATE, return_tensors="pt").input_features
+    with torch.inference_mode():
+        logits = model(input_features=features, decoder_input_ids=torch.tensor([[gen.decoder_start_token_id]])).logits
+    nospeech = demo.pipeline.tokenizer.convert_tokens_to_ids("<|nocaptions|>")
+    assert t.no_speech_prob == pytest.approx(float(torch.softmax(logits[0, -1], -1)[nospeech]), rel=1e-4)
+    assert t.avg_logprob is not None and t.avg_logprob < 0 and 0 < t.confidence < 1
+
+
+def test_what_is_not_a_question():
+    from app.voice.asr import Transcript, unheard
+
+    assert unheard(Transcript("")) == "no words" and unheard(Transcript(" ?! ... ")) == "no words"
+    assert "noise" in unheard(Transcript("Thanks for watching!")) and "noise" in unheard(Transcript("you"))
+    assert unheard(Transcript("Thank you, what is he holding?")) is None  # only the whole text is a stock phrase
+    assert unheard(Transcript("what is that", 0.9, -1.2)) == "no speech"  # Whisper's rule: both at once
+    assert unheard(Transcript("what is that", 0.9, -0.2)) is None  # a clear question that began late
+    assert unheard(Transcript("what is that", 0.1, -2.3)).startswith("unclear speech (10% sure)")
+    assert unheard(Transcript("what is that", 0.1, -2.3), min_logprob=None) is None
+    # The demo model's scores mean nothing: only its empty text is filtered.
+    demo = Recognizer("demo", device="cpu")
+    assert demo.unheard(Transcript("two two", 0.99, -9.0)) is None and demo.unheard(Transcript("")) == "no words"
+    assert Recognizer("openai/whisper-base").unheard(Transcript("two two", 0.99, -9.0)) == "no speech"

@@ -69,13 +69,15 @@ def test_a_spoken_question_enters_the_stream_where_the_speaker_stopped(recording
     rec = recording(48000)
     sd = FakeSoundDevice(rec.samples, rate=48000, accept_rates={48000}, speed=1.0)  # refuses 16 kHz: resampled
     clock = StreamClock()
-    clock.start(at=time.monotonic() - 10.0)  # the run began 10 s before the microphone opened
-    heard, errors, _ = listen(recognizer, sd)
+    began = time.monotonic() - 10.0
+    clock.start(at=began)  # the run began 10 s before listening was armed
+    heard, errors, voice = listen(recognizer, sd)
     assert "stopped delivering audio" in errors[0]  # the fake device ends with its recording
     assert len(heard) == 1, heard
     q = clock.question(heard[0])  # the runtime places it: the second the speaker stopped
     start, end = q.span
-    assert abs(start - (10.0 + rec.speech_start)) <= 0.3 and abs(end - (10.0 + rec.speech_end)) <= 0.3
+    opened = voice.times.at(0.0) - began  # the stream second the microphone opened (after the warm-up)
+    assert abs(start - (opened + rec.speech_start)) <= 0.3 and abs(end - (opened + rec.speech_end)) <= 0.3
     assert q.origin == "voice" and q.t == end and isinstance(q.text, str) and q.text
 
     log = SessionLog.create(SessionMeta(source="webcam:0"), tmp_path)
@@ -167,3 +169,242 @@ def test_a_recorded_question_starts_at_its_second(recording, recognizer, tmp_pat
     text.write_text("not audio at all")
     with pytest.raises(VoiceError, match="notes.wav"):
         questions_from_file(recognizer, text, at=0.0)
+
+
+# --- turn-taking -------------------------------------------------------------------------------------------------
+
+
+class StubMicrophone:
+    """A microphone that opens and delivers nothing (the tests queue utterances themselves)."""
+
+    rate, level = 16000, 0.0
+
+    def __init__(self, order: list[str] | None = None) -> None:
+        self.order = order if order is not None else []
+
+    def start(self):
+        self.order.append("microphone")
+        return self
+
+    def read(self) -> np.ndarray:
+        return np.zeros(0, np.float32)
+
+    def poll(self) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
+class Scripted:
+    """A recogniser answering each call with the next of ``answers`` (a Transcript or text); calls wait while
+    ``hold`` is clear, so a test can let utterances pile up behind one."""
+
+    def __init__(self, *answers, order: list[str] | None = None) -> None:
+        from app.voice.asr import Transcript
+
+        self.answers = [a if isinstance(a, Transcript) else Transcript(a) for a in answers]
+        self.heard: list[int] = []  # samples of each call
+        self.order = order if order is not None else []
+        self.hold = threading.Event()
+        self.hold.set()
+        self.waiting = threading.Event()
+
+    def warm_up(self) -> None:
+        self.order.append("recogniser")
+
+    def recognise(self, samples):
+        self.waiting.set()
+        assert self.hold.wait(10)
+        from app.voice.asr import Transcript
+
+        self.heard.append(len(samples))
+        answer = self.answers.pop(0)
+        return answer if isinstance(answer, Transcript) else Transcript(answer)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def utterance(start: float, end: float):
+    from app.voice.vad import Utterance
+
+    return Utterance(start, end, np.full(int((end - start) * 16000), 0.1, np.float32), 16000, start)
+
+
+def armed(recognizer, clock=None, **kwargs):
+    """A started VoiceInput over a stub microphone whose position p (seconds) was heard at the clock's now + p."""
+    from app.voice.vad import Segmenter
+
+    heard, notices = [], []
+    clock = clock or Clock()
+    voice = VoiceInput(
+        recognizer, heard.append, StubMicrophone(), segmenter=Segmenter(vad=CountingVad()), monotonic=clock,
+        on_notice=notices.append, **kwargs,
+    )  # fmt: skip
+    voice.start()
+    voice.times.add(100 * 16000, clock.now + 100)
+    return voice, heard, notices
+
+
+class CountingVad:
+    def __init__(self) -> None:
+        self.warmed = self.windows = 0
+
+    def warm_up(self):
+        self.warmed += 1
+        return self
+
+    def probability(self, window) -> float:
+        self.windows += 1
+        return 0.0
+
+    def reset(self) -> None:
+        pass
+
+
+def wait_until(predicate, timeout: float = 10.0) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+def test_listening_warms_up_the_recogniser_and_the_vad_before_the_microphone_opens():
+    from app.voice.vad import Segmenter
+
+    order: list[str] = []
+    vad = CountingVad()
+    voice = VoiceInput(Scripted(order=order), print, StubMicrophone(order), segmenter=Segmenter(vad=vad))
+    voice.start()
+    voice.stop()
+    assert order == ["recogniser", "microphone"] and vad.warmed == 1 and vad.windows == 0
+    # The real recogniser: loaded and run once at start, not on the first word.
+    from app.voice.asr import Recognizer
+
+    r = Recognizer("demo", device="cpu")
+    calls = []
+    real = r.recognise
+    r.recognise = lambda samples: calls.append(len(samples)) or real(samples)
+    voice = VoiceInput(r, print, StubMicrophone(), segmenter=Segmenter(vad=CountingVad()))
+    voice.start()
+    voice.stop()
+    assert r.loaded and calls == [16000]
+    voice.start()  # listening again: warm already
+    voice.stop()
+    assert calls == [16000]
+
+
+def test_the_recognition_queue_is_bounded_and_says_what_it_dropped():
+    r = Scripted()
+    r.hold.clear()
+    voice, heard, notices = armed(r, max_queue=2)
+    try:
+        voice._queue(utterance(1.0, 2.0))
+        assert r.waiting.wait(5)  # the first is being recognised (held): the next ones wait
+        for k in range(4):
+            voice._queue(utterance(3.0 + k, 3.5 + k))
+        assert len(voice._jobs) == 2 and voice.dropped == 2
+        assert len(notices) == 2 and "more than 2 questions were waiting" in notices[0] and "Ask it again" in notices[0]
+    finally:
+        r.answers = ["one", "two", "three"]
+        r.hold.set()
+        voice.stop()
+
+
+def test_a_stale_question_is_merged_with_the_next_or_dropped_with_a_notice():
+    clock = Clock()
+    r = Scripted("first", "the stale one and the next", "late")
+    r.hold.clear()
+    voice, heard, notices = armed(r, clock=clock, stale_s=8.0)
+    try:
+        voice._queue(utterance(10.0, 11.0))  # being recognised while the next two wait
+        assert r.waiting.wait(5)
+        a, b = utterance(12.0, 13.0), utterance(14.0, 20.0)
+        voice._queue(a)
+        voice._queue(b)
+        clock.now += 25.0  # a ended 12 s ago, b 5 s ago when recognition gets to them
+        r.hold.set()
+        assert wait_until(lambda: len(heard) == 2)
+        merged = heard[1]
+        assert merged.text == "the stale one and the next"
+        assert r.heard[1] == len(a.samples) + int(0.3 * 16000) + len(b.samples)  # one recognition for both
+        assert merged.started == pytest.approx(voice.times.at(12.0)) and merged.ended == pytest.approx(
+            voice.times.at(20.0)
+        )
+        # Stale with nothing after it: dropped, and said.
+        r.hold.clear()
+        r.waiting.clear()
+        r.answers.insert(0, "busy")
+        voice._queue(utterance(90.0, 91.0))
+        assert r.waiting.wait(5)
+        voice._queue(utterance(92.0, 93.0))
+        clock.now += 80.0  # the second ended 12 s ago; nothing follows it
+        r.hold.set()
+        assert wait_until(lambda: voice.dropped == 1)
+        assert wait_until(lambda: len(heard) == 3)
+        assert [q.text for q in heard] == ["first", "the stale one and the next", "busy"]
+        assert len(notices) == 1 and "asked 12 s ago was dropped" in notices[0]
+        assert "recognition fell behind" in notices[0] and "Voice > Voice settings" in notices[0]
+    finally:
+        r.hold.set()
+        voice.stop()
+
+
+def test_no_speech_and_whisper_phrases_for_silence_are_not_questions():
+    from app.voice.asr import Transcript
+
+    r = Scripted(
+        Transcript("the door opens", 0.9, -1.4),  # Whisper's rule: no-speech likely AND unsure words
+        "Thanks for watching!",
+        " ... ",
+        Transcript("what is that", 0.02, -2.5),  # speech, but guessed words
+        Transcript("what colour is the ball", 0.7, -0.3),  # sure words: a question
+    )
+    voice, heard, notices = armed(r, max_queue=8)
+    try:
+        for k in range(5):
+            voice._queue(utterance(2.0 * k, 2.0 * k + 1.0))
+        assert wait_until(lambda: len(notices) == 4 and len(heard) == 1)
+    finally:
+        voice.stop()
+    assert [q.text for q in heard] == ["what colour is the ball"]
+    assert all(n.startswith("I didn't catch that (") and "say it again" in n for n in notices)
+    assert "no speech" in notices[0] and "noise" in notices[1] and "no words" in notices[2]
+    assert "unclear speech (8% sure)" in notices[3]
+
+
+def _gapped(speech, compose, gap: float):
+    """The spoken question cut at its quietest 10 ms near the middle (between words), ``gap`` s of quiet
+    inserted there; with 1.5 s before and 2 s after."""
+    from app.voice.audio import level_dbfs, resample
+
+    s = resample(speech.samples, speech.rate, 16000)
+    hop = 160
+    mid = len(s) // hop // 2
+    levels = [level_dbfs(s[i * hop : (i + 1) * hop]) for i in range(mid - 30, mid + 30)]
+    cut = (mid - 30 + int(np.argmin(levels))) * hop
+    return compose([1.5, s[:cut], gap, s[cut:], 2.0], 16000), 1.5 + (len(s) + gap * 16000) / 16000
+
+
+def test_a_short_pause_inside_a_question_does_not_split_it_and_partials_show_the_words_so_far(
+    speech, compose, recognizer
+):
+    audio, end = _gapped(speech, compose, 0.5)
+    partials: list[str] = []
+    heard, errors, _ = listen(
+        recognizer, FakeSoundDevice(audio, rate=16000, speed=1.0), on_partial=partials.append, partial_s=0.3
+    )
+    assert len(heard) == 1, heard  # one question, not two
+    assert any(p for p in partials) and partials[-1] == ""  # words while talking, cleared once it was entered
+    opened_to_end = heard[0].ended - heard[0].started
+    assert opened_to_end == pytest.approx(end - 1.5, abs=0.3)  # the span covers both halves

@@ -1,17 +1,35 @@
-"""Spoken answers: real espeak-ng synthesis through pyttsx3, playback through a fake output device that
-consumes audio in real time (this machine has no sound card), interruption timing, the narration track."""
+"""Spoken answers: real espeak-ng synthesis (the program, run synchronously; pyttsx3 with its completion check
+for Windows and macOS), errors that name their cause, playback through a fake output device that consumes audio
+in real time (this machine has no sound card), interruption timing, the narration track."""
 
 from __future__ import annotations
 
+import io
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
+import soundfile
 
-from app.voice import VoiceError
-from app.voice.tts import ENGINE_MISSING, Speaker, synthesize, synthesize_track, voices
+from app.voice import VoiceError, tts
+from app.voice.audio import resample
+from app.voice.tts import (
+    ENGINE_MISSING,
+    PYTTSX3_MISSING,
+    Speaker,
+    engine_installed,
+    synthesize,
+    synthesize_track,
+    voices,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+espeak_only = pytest.mark.skipif(not tts._uses_espeak(), reason="espeak-ng is the engine on Linux only")
 
 LONG_ANSWER = (
     "A red circle appears on the left side of the screen. It moves slowly to the right. "
@@ -166,19 +184,24 @@ def rms(x: np.ndarray) -> float:
 def synthesized(monkeypatch) -> list[np.ndarray]:
     """Every clip the engine thread synthesises, in order. espeak-ng's output varies by a few samples from
     one call to the next, so playback is compared with what was synthesised for it, not with a second run."""
-    from app.voice import tts
-
     clips: list[np.ndarray] = []
-    read = tts._read_wav
+    real = tts._synthesize_now
 
-    def recording(path):
-        audio, rate = read(path)
-        if audio.size:  # an empty read is espeak-ng's race, synthesised again (tts._synth_job): not a clip
-            clips.append(audio)
+    def recording(*args):
+        audio, rate = real(*args)
+        clips.append(audio)
         return audio, rate
 
-    monkeypatch.setattr(tts, "_read_wav", recording)
+    monkeypatch.setattr(tts, "_synthesize_now", recording)
     return clips
+
+
+def fake_espeak(folder: Path, code: str) -> str:
+    """A stand-in ``espeak-ng`` program: Python ``code`` with ``out`` (its ``-w`` file) and ``sys``/``wave``."""
+    program = folder / "espeak-ng"
+    program.write_text(f"#!{sys.executable}\nimport sys, wave\nout = sys.argv[sys.argv.index('-w') + 1]\n{code}\n")
+    program.chmod(0o755)
+    return str(program)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -223,6 +246,7 @@ def test_voices_and_choosing_one(sd):
     try:
         assert sp.voices() == available
         sp.set_voice(other)
+        sp.set_voice(other.upper())  # matched in any case, as synthesis matches it
         with pytest.raises(VoiceError, match="Unknown voice"):
             sp.set_voice("no-such-voice")
         with pytest.raises(VoiceError):
@@ -233,17 +257,16 @@ def test_voices_and_choosing_one(sd):
         sp.close()
 
 
-def test_a_broken_engine_gives_the_install_hint(monkeypatch, sd):
-    import pyttsx3
-
-    def broken(*a, **k):
-        raise RuntimeError("could not initialize espeak")
-
-    monkeypatch.setattr(pyttsx3, "init", broken)
+@espeak_only
+def test_a_missing_espeak_ng_says_to_install_it(monkeypatch, tmp_path, sd):
+    monkeypatch.setattr(tts, "ESPEAK", str(tmp_path / "espeak-ng"))  # no such program
+    assert not engine_installed()
     with pytest.raises(VoiceError) as err:
         synthesize("Hello")
     assert str(err.value) == ENGINE_MISSING
     assert "sudo apt-get install espeak-ng" in str(err.value) and "subtitles" in str(err.value)
+    with pytest.raises(VoiceError, match="sudo apt-get install espeak-ng"):
+        voices()
     # The Speaker reports it from its thread; the caller is never blocked.
     errors: list[VoiceError] = []
     sp = Speaker(sd=sd, on_error=errors.append)
@@ -256,15 +279,147 @@ def test_a_broken_engine_gives_the_install_hint(monkeypatch, sd):
     finally:
         sp.close()
     monkeypatch.undo()
-    assert synthesize("Hello")[0].size > 0  # the engine works again once it can start
+    assert engine_installed() and synthesize("Hello")[0].size > 0  # the real program works
+
+
+WAV_WITHOUT_SAMPLES = "w = wave.open(out, 'wb'); w.setnchannels(1); w.setsampwidth(2); w.setframerate(22050); w.close()"
+
+
+@espeak_only
+@pytest.mark.parametrize(
+    ("code", "message"),
+    [
+        (
+            "sys.stderr.write('Error: voice data is damaged\\n'); sys.exit(1)",
+            "espeak-ng could not speak the answer (exit status 1): Error: voice data is damaged. Check that "
+            "`espeak-ng hello` speaks in a terminal",
+        ),
+        ("sys.exit(0)", "espeak-ng wrote no audio file (exit status 0): it printed nothing."),
+        (WAV_WITHOUT_SAMPLES, "espeak-ng wrote no audio for 'Hello there' (a WAV file without samples)"),
+    ],
+    ids=["fails", "writes-nothing", "writes-no-samples"],
+)
+def test_a_failing_espeak_ng_is_named_with_its_own_words(monkeypatch, tmp_path, sd, code, message):
+    """Installed but failing is not "install espeak-ng": the message carries the program's own error."""
+    monkeypatch.setattr(tts, "ESPEAK", fake_espeak(tmp_path, code))
+    assert engine_installed()
+    with pytest.raises(VoiceError) as err:
+        synthesize("Hello there")
+    assert str(err.value).startswith(message) and "install" not in str(err.value)
+    errors: list[VoiceError] = []
+    sp = Speaker(sd=sd, on_error=errors.append)
+    try:
+        sp.say("Hello there")
+        assert sp.wait(10)
+        assert [str(e) for e in errors] == [str(err.value)] and not sd.streams
+    finally:
+        sp.close()
+
+
+@espeak_only
+def test_a_hung_espeak_ng_times_out(monkeypatch, tmp_path):
+    monkeypatch.setattr(tts, "ESPEAK", fake_espeak(tmp_path, "import time; time.sleep(30)"))
+    monkeypatch.setattr(tts, "_timeout_for", lambda text: 1.0)
+    start = time.monotonic()
+    with pytest.raises(VoiceError, match="espeak-ng did not finish within 1 s"):
+        synthesize("Hello")
+    assert time.monotonic() - start < 5
+
+
+@espeak_only
+def test_voice_ids_from_pyttsx3_and_names_still_choose_the_voice():
+    """Settings saved when pyttsx3 listed espeak-ng's voices (ids in lower case) keep working."""
+    american = synthesize("Hello there, how are you today?", voice="gmw/en-US")[0].size
+    assert abs(synthesize("Hello there, how are you today?", voice="gmw/en-us")[0].size - american) < 0.04 * american
+    assert abs(synthesize("Hello there, how are you today?", voice="English (America)")[0].size - american) < (
+        0.04 * american
+    )
+    assert ("gmw/en-US", "English (America)") in voices()
+
+
+def test_text_that_looks_like_options_is_spoken():
+    audio, rate = synthesize("-v xx --help")
+    assert audio.size / rate > 0.5
+
+
+# pyttsx3: the engine on Windows (SAPI5) and macOS (NSSpeechSynthesizer)
 
 
 def test_pyttsx3_missing(monkeypatch):
-    import sys
-
+    monkeypatch.setattr(tts, "_uses_espeak", lambda: False)
     monkeypatch.setitem(sys.modules, "pyttsx3", None)  # "import pyttsx3" raises ImportError
-    with pytest.raises(VoiceError, match="install espeak-ng"):
+    assert not engine_installed()
+    with pytest.raises(VoiceError) as err:
         synthesize("Hello")
+    assert str(err.value) == PYTTSX3_MISSING
+
+
+def test_a_system_engine_that_cannot_start_is_named(monkeypatch):
+    pyttsx3 = pytest.importorskip("pyttsx3")
+
+    def broken(*a, **k):
+        raise RuntimeError("SAPI5 is not registered")
+
+    monkeypatch.setattr(tts, "_uses_espeak", lambda: False)
+    monkeypatch.setattr(pyttsx3, "init", broken)
+    with pytest.raises(VoiceError) as err:
+        synthesize("Hello")
+    assert "could not start (RuntimeError: SAPI5 is not registered)" in str(err.value)
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="pyttsx3's espeak driver stands in for SAPI5 / NSSpeech")
+def test_pyttsx3_output_is_read_only_once_written_in_a_fresh_process():
+    """pyttsx3 2.99's espeak driver returns from runAndWait ~10 ms into asynchronous synthesis on the first
+    synthesis of a process: the race the completion check is for (NSSpeechSynthesizer always writes
+    asynchronously). A fresh process with a long first text must still get all of it."""
+    code = (
+        "import app.voice.tts as t; t._uses_espeak = lambda: False; "
+        f"a, r = t.synthesize({LONG_ANSWER!r}); print(a.size / r)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.split()[-1]) > 6.0  # the whole answer (~7.4 s), not a header or a first word
+
+
+def wav_bytes(fmt: str, seconds: float = 0.5) -> bytes:
+    buffer = io.BytesIO()
+    tone = 0.3 * np.sin(np.arange(int(22050 * seconds)) * 0.1).astype(np.float32)
+    soundfile.write(buffer, tone, 22050, format=fmt, subtype="PCM_16")
+    return buffer.getvalue()
+
+
+@pytest.mark.parametrize("fmt", ["WAV", "AIFF"])
+def test_a_file_being_written_is_read_only_once_whole(tmp_path, fmt):
+    data = wav_bytes(fmt)
+    path = tmp_path / "answer.wav"
+    path.write_bytes(b"")  # as mkstemp leaves it
+
+    def engine() -> None:  # writes the header and half the samples, pauses, then the rest
+        time.sleep(0.1)
+        with open(path, "wb") as f:
+            f.write(data[: len(data) // 2])
+            f.flush()
+            time.sleep(0.2)
+            f.write(data[len(data) // 2 :])
+
+    writer = threading.Thread(target=engine)
+    start = time.monotonic()
+    writer.start()
+    tts._wait_for_complete_file(str(path), timeout=5)
+    assert time.monotonic() - start >= 0.3 and path.stat().st_size == len(data)
+    writer.join()
+    audio, rate = tts._read_audio(str(path))
+    assert rate == 22050 and audio.size == int(22050 * 0.5)
+
+
+def test_an_unfinished_file_is_an_error_that_says_so(tmp_path):
+    path = tmp_path / "answer.wav"
+    path.write_bytes(wav_bytes("WAV")[:1000])  # the header counts more than is there
+    with pytest.raises(VoiceError, match=r"left its audio file unfinished \(1000 bytes\) within 1 s"):
+        tts._wait_for_complete_file(str(path), timeout=1)
+    path.write_bytes(b"")
+    with pytest.raises(VoiceError, match="wrote no audio within 1 s"):
+        tts._wait_for_complete_file(str(path), timeout=1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -408,8 +563,8 @@ def test_track_cuts_an_answer_at_the_next_and_at_the_end(synthesized):
     cut = int(1.0 * rate)
     # The long answer is heard up to the next one (resampled to 16 kHz), fading out over the last 5 ms.
     n = cut - int(0.2 * rate)
-    expected = np.interp(np.arange(n) * src / rate, np.arange(long_audio.size), long_audio)
-    assert np.allclose(track[int(0.2 * rate) : cut - 80], expected[:-80], atol=1e-5)
+    expected = resample(long_audio, src, rate)[:n]  # the app's one resampler
+    assert np.allclose(track[int(0.2 * rate) : cut - 80], expected[:-80], atol=1e-6)
     assert abs(track[cut - 1]) < 1e-3
     assert rms(track[cut : cut + int(0.2 * rate)]) > 0.01  # "Cut." starts on time
     assert rms(track[int(1.6 * rate) :]) > 0.01  # the last answer runs to the end of the stream

@@ -1,13 +1,17 @@
-"""Voice activity: the Silero model's state handling, the streaming segmenter (hangover, minimum speech,
-maximum length, pre-roll, stream time), whole-recording segmentation and push-to-talk."""
+"""Voice activity: the Silero model on its own onnxruntime thread (against the torch model it replaced) and its
+state handling, the streaming segmenter (hangover, minimum speech, maximum length, pre-roll, stream time),
+whole-recording segmentation (one array or blocks) and push-to-talk."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 
+from app.voice import vad as vad_module
 from app.voice.audio import resample
-from app.voice.vad import WINDOW, PushToTalk, Segmenter, SileroVad, Utterance, VadSettings, segment
+from app.voice.vad import WINDOW, PushToTalk, Segmenter, SileroVad, Utterance, VadSettings, _model_path, segment
 
 RATE = 16000
 
@@ -66,6 +70,73 @@ def test_silero_state_is_per_instance_and_reset(speech, compose):
         va.probability(np.zeros(100, np.float32))
 
 
+class JitVad:
+    """The Silero TorchScript model (what the app ran before) behind the SpeechProbability interface: the
+    reference the ONNX runtime is compared with."""
+
+    def __init__(self) -> None:
+        import torch
+
+        self.torch = torch
+        with warnings.catch_warnings():  # torch.jit.load's deprecation notice
+            warnings.simplefilter("ignore", FutureWarning)
+            self.model = torch.jit.load(str(_model_path().with_name("silero_vad.jit")))
+        self.model.eval()
+
+    def probability(self, window: np.ndarray) -> float:
+        with self.torch.no_grad():
+            return float(self.model(self.torch.from_numpy(np.array(window, np.float32))[None], RATE).item())
+
+    def reset(self) -> None:
+        self.model.reset_states()
+
+
+@pytest.fixture(scope="module")
+def jit_vad():
+    return JitVad()
+
+
+def test_onnx_runtime_matches_the_torch_model(speech, compose, jit_vad):
+    x = compose([1.0, speech16(speech), 0.5, speech16(speech), 1.0], RATE)
+    jit_vad.reset()
+    reference = np.array([jit_vad.probability(x[i : i + WINDOW]) for i in range(0, len(x) - WINDOW + 1, WINDOW)])
+    onnx = SileroVad().probabilities(x)[: len(reference)]
+    assert np.max(np.abs(onnx - reference)) < 1e-4  # 8e-7 measured
+    assert reference.max() > 0.9 and reference.min() < 0.1  # the comparison covered speech and silence
+
+
+def test_onnx_runtime_segments_like_the_torch_model(speech, compose, jit_vad):
+    s = speech16(speech)
+    x = compose([1.0, s, 1.5, s, 0.25, s, 1.0], RATE, seed=3)
+    with_onnx = segment(x, RATE, VadSettings())
+    with_jit = segment(x, RATE, VadSettings(), vad=jit_vad)
+    assert len(with_onnx) == 2
+    assert [(u.start, u.end, u.audio_start, len(u.samples)) for u in with_onnx] == [
+        (u.start, u.end, u.audio_start, len(u.samples)) for u in with_jit
+    ]
+
+
+def test_model_runs_on_its_own_single_thread_and_leaves_torch_alone(monkeypatch):
+    """The VAD must not share (or change) torch's process-wide thread pool, which the video engine uses."""
+    import torch
+
+    monkeypatch.setattr(vad_module, "_SESSION", None)  # load afresh, as on first use in a process
+    before = torch.get_num_threads()
+    session = vad_module._load_model()
+    assert torch.get_num_threads() == before
+    opts = session.get_session_options()
+    assert (opts.intra_op_num_threads, opts.inter_op_num_threads) == (1, 1)
+    assert session.get_providers() == ["CPUExecutionProvider"]
+
+
+def test_warm_up_runs_the_model_and_starts_afresh(speech, compose):
+    x = compose([0.2, speech16(speech)], RATE, seed=4)[: 20 * WINDOW]
+    fresh = SileroVad().probabilities(x)
+    vad = SileroVad()
+    assert vad.warm_up() is vad
+    assert np.array_equal(vad.probabilities(x), fresh)  # the warm-up window left no trace in the state
+
+
 # --- the segmenter, with real speech ------------------------------------------------------------------------
 
 
@@ -121,6 +192,21 @@ def test_whole_recording_at_another_rate(recording):
     utterances = segment(rec.samples, 48000)
     assert len(utterances) == 1 and utterances[0].rate == RATE
     assert abs(utterances[0].start - rec.speech_start) < 0.3 and abs(utterances[0].end - rec.speech_end) < 0.3
+
+
+def test_recording_file_segmented_in_blocks_like_whole(recording, tmp_path):
+    """``voice segment`` and ``--ask-audio`` can stream a file's blocks through segment(): the same utterances
+    as the whole array, without the whole file in memory."""
+    from app.voice.wav import open_audio, write_wav
+
+    rec = recording(48000)
+    path = write_wav(tmp_path / "question.wav", rec.samples, 48000)
+    with open_audio(path) as f:
+        whole = segment(f.read(), f.rate)
+        blocks = segment(f.blocks(4000), f.rate)
+    assert len(whole) == 1
+    assert [(u.start, u.end) for u in blocks] == [(u.start, u.end) for u in whole]
+    assert np.array_equal(blocks[0].samples, whole[0].samples)
 
 
 def test_segmenter_resamples_its_input(recording):
