@@ -11,9 +11,10 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+import weakref
 from collections.abc import Callable
 from dataclasses import replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.settings import ModelOptions
 
@@ -73,13 +74,30 @@ class ModelHolder:
     def _replace(self, new: LoadedModel | None, options: ModelOptions | None) -> None:
         old, self.loaded, self.options = self.loaded, new, options
         if old is not None:
-            del old
-            gc.unfreeze()  # the old model's objects go back to the collector ...
-            gc.collect()  # ... which returns their memory (one pass, while loading anyway)
+            weights = _weights(old)
+            del old  # reference counting frees the old model's weights at once, unless they sit in a cycle
+            if any(w() is not None for w in weights):
+                # Held in reference cycles (hooks that point back at their module): only the collector frees
+                # them. A full pass holds the GIL, so the window stalls for it (0.3 s with the tiny model);
+                # hence only when it is needed, not at every reload.
+                gc.unfreeze()
+                gc.collect()
             from model.device import free_cuda_memory
 
             free_cuda_memory()
         gc.freeze()  # the new model lives until replaced: later passes skip its objects
+
+
+def _weights(loaded: Any) -> list[weakref.ref]:
+    """Weak references to a loaded model and its parameters: if any outlives ``del``, something holds it in a
+    reference cycle (the model itself, or one module of it)."""
+    refs = []
+    try:
+        refs.append(weakref.ref(loaded))
+    except TypeError:  # an object without weak references: its parameters still tell
+        pass
+    parameters = getattr(getattr(loaded, "model", None), "parameters", None)
+    return refs + ([weakref.ref(p) for p in parameters()] if callable(parameters) else [])
 
 
 def _ignore(done: int, total: int, what: str) -> None:
