@@ -12,7 +12,7 @@ import threading
 
 import numpy as np
 import pytest
-from fakes import FakeSoundDevice
+from fakes import FakeSoundDevice, wait_until
 
 from app.live.clock import Spoken, StreamClock
 from app.live.records import Question
@@ -266,17 +266,6 @@ class CountingVad:
 
     def reset(self) -> None:
         pass
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def test_listening_warms_up_the_recogniser_and_the_vad_before_the_microphone_opens():
