@@ -179,7 +179,7 @@ class LiveRunner:
         self._error(
             "oom",
             f"Out of memory at {t:.0f} s. The context was cleared and now keeps {smaller} turns. If this "
-            "repeats, choose 4-bit precision or a smaller model (Model > Manage models, or --precision).",
+            "repeats, choose 4-bit precision or a smaller model (Model > Manage models; narrate: its precision option).",
             False,
         )
 
