@@ -58,7 +58,7 @@ def test_resolve_device_and_its_errors(monkeypatch):
     assert D.resolve_device("auto") == torch.device("cpu")
     assert D.resolve_device("cpu") == torch.device("cpu")
     with pytest.raises(
-        ModelLoadError, match=r"device cuda was asked for but no CUDA GPU is available; use --device cpu"
+        ModelLoadError, match=r"device cuda was asked for but no CUDA GPU is available; choose the device cpu"
     ):
         D.resolve_device("cuda")
     with pytest.raises(ModelLoadError, match=r"unknown device 'gpu'; choose auto, cpu, cuda or cuda:N"):
