@@ -62,6 +62,8 @@ class TransportBar(QWidget):
         self.pause_button.blockSignals(True)
         self.pause_button.setChecked(state == RunState.PAUSED)
         self.pause_button.setText("Resume" if state == RunState.PAUSED else "Pause")
+        icon = QStyle.StandardPixmap.SP_MediaPlay if state == RunState.PAUSED else QStyle.StandardPixmap.SP_MediaPause
+        self.pause_button.setIcon(self.style().standardIcon(icon))
         self.pause_button.blockSignals(False)
 
 

@@ -184,6 +184,7 @@ class LiveTab(QWidget):
     def on_state_changed(self, state: RunState) -> None:
         self._outline_region(state)
         self._offer_sample()
+        self.preview.set_paused(state == RunState.PAUSED)
         if state == RunState.RUNNING:
             self.message_cleared.emit("question")  # the waiting question has entered the stream
         self.transport.set_state(state)

@@ -102,6 +102,7 @@ class MainWindow(QMainWindow):
         from ui.controls import ASK_KEY, PAUSE_KEY, START_KEY, STOP_KEY
 
         file_menu = self.menuBar().addMenu("&File")
+        self._action(file_menu, "Open &video...", self.live_tab.picker.browse, QKeySequence("Ctrl+Shift+O"))
         self._action(file_menu, "&Open session...", self.open_session_dialog, QKeySequence.StandardKey.Open)
         export = file_menu.addMenu("&Export transcript")
         for fmt, label in (("srt", "SubRip (.srt)"), ("vtt", "WebVTT (.vtt)"), ("json", "JSON (.json)")):
@@ -479,7 +480,7 @@ class MainWindow(QMainWindow):
             self.show_message(
                 "info",
                 "Demo shapes model loaded: a toy trained on synthetic clips. It narrates a red ball, a blue square "
-                "and a green triangle (try the video file assets/sample.mp4: Browse..., then Start) and knows nothing else.",
+                "and a green triangle (press Try the sample clip under Source, or choose assets/sample.mp4) and knows nothing else.",
             )
         elif getattr(info, "is_demo", False):
             self.show_message(

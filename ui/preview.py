@@ -35,6 +35,7 @@ class PreviewWidget(QWidget):
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
         self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
         self.placeholder = "Choose a source and press Start, or drop a video file here."
+        self.paused = False  # a "Paused" mark over the picture
         self.frames_shown = 0
         self.painted_texts: deque[str] = deque(maxlen=64)  # subtitles actually drawn, newest last
         self._array: np.ndarray | None = None  # keeps the QImage's memory alive
@@ -123,7 +124,20 @@ class PreviewWidget(QWidget):
         if self.feed.standby:
             r = max(3.0, target.height() / 110)
             paint_standby(p, target.right() - 6 * r, target.top() + 4 * r, r, time.monotonic())
+        if self.paused:
+            mark = QRectF(target.left() + 10, target.top() + 10, 110, 32)
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            p.setPen(Qt.PenStyle.NoPen)
+            p.setBrush(QColor(0, 0, 0, 170))
+            p.drawRoundedRect(mark, 6, 6)
+            p.setPen(QColor("white"))
+            p.drawText(mark, Qt.AlignmentFlag.AlignCenter, "\u23f8 Paused")
         p.end()
+
+    def set_paused(self, paused: bool) -> None:
+        if paused != self.paused:
+            self.paused = paused
+            self.update()
 
     # -- drag and drop
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802

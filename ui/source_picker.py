@@ -111,6 +111,7 @@ class SourcePicker(QWidget):
         for combo in (self.camera, self.resolution, self.monitor):
             combo.currentIndexChanged.connect(self.changed)
         self._cameras_scanned = self._monitors_listed = False
+        self.no_camera = False  # the last scan found none
         self.monitors: dict[int, tuple[int, int, int, int]] = {}  # index -> left, top, width, height (pixels)
         self._scan: CameraScan | None = None
 
@@ -160,7 +161,11 @@ class SourcePicker(QWidget):
             self.realtime.setChecked(options.realtime)
 
     def problem_text(self) -> str | None:
-        """Why the chosen source cannot start, or None: today a typed screen region that is not one."""
+        """Why the chosen source cannot start, or None: no camera found, or a typed screen region that is not one."""
+        if self.kind.currentIndex() == WEBCAM and self.no_camera:
+            return (
+                "No camera was found. Connect one and press Refresh beside the camera list, or choose another source."
+            )
         if self.kind.currentIndex() != SCREEN or not self.region.text().strip():
             return None
         try:
@@ -223,9 +228,14 @@ class SourcePicker(QWidget):
         self.camera.clear()
         for c in cameras:
             self.camera.addItem(f"{c.name} ({c.width}x{c.height})" if c.width else c.name, c.index)
+        self.no_camera = not cameras
         if not cameras:
-            self.camera.addItem("Camera 0 (none found)", 0)
+            self.camera.addItem("No camera found", 0)
+            self.camera.setToolTip("Connect a camera and press Refresh")
+        else:
+            self.camera.setToolTip("")
         self._select(self.camera, wanted, None)
+        self.changed.emit()
 
     def list_monitors(self) -> None:
         from app.sources import list_monitors

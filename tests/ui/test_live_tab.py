@@ -186,3 +186,25 @@ def test_a_first_run_tries_the_sample_clip_in_one_click(make_harness, shared_loa
     assert loads == [1] and tab.source_options().spec == str(SAMPLE_CLIP)
     assert h.controller.session.entries or h.controller.session.states  # it ran on the sample
     assert tab.try_sample.isHidden()  # a source is chosen now
+
+
+def test_pause_shows_on_the_preview_and_resume_has_a_play_icon(make_harness):
+    from app.live.qt import RunState
+
+    h = make_harness()
+    tab = h.window.live_tab
+    pause = tab.transport.pause_button
+    running_icon = pause.icon().cacheKey()
+    tab.on_state_changed(RunState.PAUSED)
+    assert tab.preview.paused and pause.text() == "Resume" and pause.icon().cacheKey() != running_icon
+    tab.on_state_changed(RunState.RUNNING)
+    assert not tab.preview.paused and pause.text() == "Pause"
+
+
+def test_no_camera_found_refuses_to_start_and_says_why(make_harness):
+    h = make_harness()
+    picker = h.window.live_tab.picker
+    picker.kind.setCurrentIndex(WEBCAM)
+    picker._on_cameras([])  # what the scan found
+    assert picker.camera.currentText() == "No camera found"
+    assert not h.window.live_tab.start() and "No camera was found" in h.window.banner.text()
