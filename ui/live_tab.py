@@ -218,6 +218,8 @@ class LiveTab(QWidget):
             self.left.addWidget(self.bottom_tabs)
             self.bottom_tabs.show()
             self.boxes.setDirection(QBoxLayout.Direction.TopToBottom)
+            height = self.left.height()
+            self.left.setSizes([height * 11 // 20, height - height * 11 // 20])  # the picture first
         else:
             self.source_layout.addWidget(self.transport)
             self.left.insertWidget(1, self.controls_area)

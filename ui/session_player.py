@@ -18,9 +18,20 @@ from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout, QWidget
 
+from app.live.subtitles import HOLD_SECONDS
 from app.session import QUESTION, Session, format_clock
 from ui.subtitles import display_text
 from ui.timeline import StateTimeline
+
+
+def _cues(session: Session) -> list:
+    """What was on screen: the model's words, and the questions people asked (typed or spoken) as "Q:" lines;
+    not the task's own standing instruction, which the live window never showed as a subtitle."""
+    from app.live.subtitles import cue_list
+
+    shown = [e for e in session.entries if e.kind != QUESTION or e.origin in ("typed", "voice")]
+    items = ((e.t, e.end, f"Q: {e.text}" if e.kind == QUESTION else e.text) for e in shown)
+    return cue_list(items, HOLD_SECONDS, session.duration if session.states else None)
 
 
 def session_video(session: Session) -> Path | None:
@@ -59,7 +70,7 @@ class SessionPlayer(QDialog):
         self.setWindowTitle(f"Play back: {name}")
         self.resize(1100, 680)
         self.session = session
-        self.cues = session.subtitles(questions=True)
+        self.cues = _cues(session)
         self._starts = [c.start for c in self.cues]
         self.fps = 0.0  # the video's, once probed; 0: no video to show
         self._pending = max(0.0, at)  # where to go once the video is open

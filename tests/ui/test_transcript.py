@@ -160,8 +160,14 @@ def test_a_session_whose_video_is_gone_still_plays_its_words(qtbot, tmp_path):
     from ui.session_player import SessionPlayer
 
     session = Session(meta=SessionMeta(source=str(tmp_path / "gone.mp4")))
+    session.add(StepRecord(0.0, 1.0, SILENCE, 0.0, question=Question("Narrate everything.", 0.0, "preset")))
+    session.add(StepRecord(1.0, 2.0, SILENCE, 0.5, question=Question("Where is it?", 1.0, "typed")))
     session.add(StepRecord(3.0, 4.0, RESPONSE, 1.0, text="Hello."))
-    player = SessionPlayer(session, at=3.2)
+    player = SessionPlayer(session, at=0.5)
+    assert player.subtitle.text() == ""  # the task's standing instruction was never a subtitle
+    player.seek_to(1.5)
+    assert player.subtitle.text() == "Q: Where is it?"  # a question someone asked was
+    player.seek_to(3.2)
     qtbot.addWidget(player)
     assert "not there any more" in player.note.text() and player.subtitle.text() == "Hello."
     player.seek_to(30.0)
