@@ -218,8 +218,7 @@ class LiveTab(QWidget):
             self.left.addWidget(self.bottom_tabs)
             self.bottom_tabs.show()
             self.boxes.setDirection(QBoxLayout.Direction.TopToBottom)
-            height = self.left.height()
-            self.left.setSizes([height * 11 // 20, height - height * 11 // 20])  # the picture first
+            QTimer.singleShot(0, self._share_height)  # once the splitter has its new height
         else:
             self.source_layout.addWidget(self.transport)
             self.left.insertWidget(1, self.controls_area)
@@ -230,6 +229,12 @@ class LiveTab(QWidget):
         for moved in (self.transport, self.controls_area, self.transcript):
             moved.show()  # a widget moved to another parent is hidden until shown
         self._fit_controls()
+
+    def _share_height(self) -> None:
+        """Compact: the picture first (55% of the height), the tabs below the rest."""
+        if self.compact:
+            height = self.left.height()
+            self.left.setSizes([height * 11 // 20, height - height * 11 // 20])
 
     def _share_width(self) -> None:
         if self.compact:
