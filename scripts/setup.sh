@@ -9,7 +9,8 @@ cd "$(dirname "$0")/.."
 SYSTEM_PACKAGES=(
   espeak-ng libespeak-ng1 libportaudio2        # text-to-speech (pyttsx3) and microphones (sounddevice)
   xvfb xauth                                   # a virtual X screen for screen-capture tests and screenshots
-  openbox xdotool                              # a window manager and real clicks: the overlay's click-through test
+  openbox xdotool x11-utils                    # a window manager and real clicks (the overlay and window-picker
+                                               # tests); xwininfo for Pick a window...
   libgl1 libegl1 libglib2.0-0 libfontconfig1 libdbus-1-3 libxkbcommon0 libxkbcommon-x11-0
   libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 libxcb-shape0 libxcb-xinerama0 libxcb-randr0
   libxcb-render-util0 libxcb-image0 libxcb-xfixes0 libx11-xcb1 fonts-dejavu-core  # Qt's xcb platform

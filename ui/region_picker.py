@@ -11,7 +11,10 @@ so it never appears in the frames it marks.
 
 from __future__ import annotations
 
-from PySide6.QtCore import QPoint, QRect, Qt, Signal
+import re
+import shutil
+
+from PySide6.QtCore import QObject, QPoint, QProcess, QRect, Qt, Signal
 from PySide6.QtGui import QColor, QGuiApplication, QKeyEvent, QMouseEvent, QPainter, QPaintEvent, QPen, QPixmap, QRegion
 from PySide6.QtWidgets import QWidget
 
@@ -175,3 +178,60 @@ class RegionOutline(QWidget):
         inner = QRect(OUTLINE, OUTLINE, self.area.width(), self.area.height())
         self.setMask(QRegion(QRect(0, 0, outer.width(), outer.height())).subtracted(QRegion(inner)))
         return self.area
+
+
+# -- a window, where the platform lets us ask for one
+
+
+def window_picking_available() -> bool:
+    """On X11 with ``xwininfo`` (Debian x11-utils): the user clicks a window and its area is shared. Wayland,
+    macOS and Windows: not here (drag the region instead)."""
+    return QGuiApplication.platformName().lower() == "xcb" and shutil.which("xwininfo") is not None
+
+
+_XWININFO = {
+    "x": r"Absolute upper-left X:\s*(-?\d+)",
+    "y": r"Absolute upper-left Y:\s*(-?\d+)",
+    "w": r"Width:\s*(\d+)",
+    "h": r"Height:\s*(\d+)",
+}
+
+
+def parse_xwininfo(text: str) -> Region | None:
+    """The clicked window's area (desktop pixels) from ``xwininfo``'s report, or None."""
+    found = {k: re.search(pattern, text) for k, pattern in _XWININFO.items()}
+    if not all(found.values()):
+        return None
+    x, y, w, h = (int(found[k].group(1)) for k in ("x", "y", "w", "h"))  # type: ignore[union-attr]
+    return (x, y, w, h) if w > 0 and h > 0 else None
+
+
+class WindowPick(QObject):
+    """Ask the user to click a window (``xwininfo`` waits for the click in a process of its own, so the GUI
+    never waits); ``chosen`` gives its area in desktop pixels, ``failed`` why there is none. The area is the
+    window's at the moment it was clicked: if the window moves, pick it again."""
+
+    chosen = Signal(object)  # Region, desktop pixels
+    failed = Signal(str)
+
+    def __init__(self, parent: QObject | None = None) -> None:
+        super().__init__(parent)
+        self.process = QProcess(self)
+        self.process.finished.connect(self._finished)
+        self.process.errorOccurred.connect(
+            lambda _error: self.failed.emit(f"xwininfo could not run: {self.process.errorString()}")
+        )
+
+    def start(self) -> None:
+        self.process.start("xwininfo", ["-frame"])
+
+    def cancel(self) -> None:
+        self.process.kill()
+
+    def _finished(self, code: int, _status: object) -> None:
+        text = bytes(self.process.readAllStandardOutput()).decode(errors="replace")
+        area = parse_xwininfo(text) if code == 0 else None
+        if area is None:
+            self.failed.emit("No window was picked (the click found no window, or it was cancelled).")
+        else:
+            self.chosen.emit(area)

@@ -91,9 +91,17 @@ class SourcePicker(QWidget):
         self.pick_button.setToolTip("Drag the area to share over a still of the monitor")
         self.pick_button.clicked.connect(lambda _checked=False: self.pick_region())
         self._region_picker = None  # the open ui.region_picker.RegionPicker, if any
+        self.window_button = QPushButton("Pick a window...")
+        self.window_button.setToolTip("Click the window to share: its area becomes the region (X11)")
+        self.window_button.clicked.connect(lambda _checked=False: self.pick_window())
+        self._window_pick = None  # the running ui.region_picker.WindowPick, if any
+        from ui.region_picker import window_picking_available
+
+        self.window_button.setVisible(window_picking_available())
         region_row = QHBoxLayout()
         region_row.addWidget(self.region, 1)
         region_row.addWidget(self.pick_button)
+        region_row.addWidget(self.window_button)
         screen_form.addRow("Region", region_row)
         screen_form.addRow("", self.region_note)
 
@@ -193,6 +201,44 @@ class SourcePicker(QWidget):
         picker.chosen.connect(lambda region: self.region.setText(SourceSpec.format_region(region)))
         picker.destroyed.connect(lambda _obj=None: setattr(self, "_region_picker", None))
         return True
+
+    def pick_window(self) -> bool:
+        """X11: the user clicks a window; its area on the chosen monitor becomes the region."""
+        from ui.region_picker import WindowPick, window_picking_available
+
+        if not window_picking_available():
+            self.problem.emit("Picking a window needs X11 and xwininfo (Debian: x11-utils); drag the region instead.")
+            return False
+        if not self._monitors_listed:
+            self.list_monitors()
+        self._window_pick = pick = WindowPick(self)
+        pick.chosen.connect(self._on_window)
+        pick.failed.connect(self._on_window_failed)
+        self.region_note.setStyleSheet("")
+        self.region_note.setText("Click the window to share (Esc in the window cancels)...")
+        self.region_note.show()
+        pick.start()
+        return True
+
+    def _on_window(self, area: tuple[int, int, int, int]) -> None:
+        """A window's desktop area -> the monitor it is on, and the region of it on that monitor."""
+        x, y, w, h = area
+        for index, (left, top, width, height) in self.monitors.items():
+            if index == 0:  # mss's monitor 0 is all of them together
+                continue
+            if left <= x < left + width and top <= y < top + height:
+                right, bottom = min(x + w, left + width), min(y + h, top + height)
+                self._select(self.monitor, index, f"Monitor {index}")
+                self.region_note.setStyleSheet("color: #b00020;")
+                self.region.setText(SourceSpec.format_region((x - left, y - top, right - x, bottom - y)))
+                self._check_region()
+                return
+        self._on_window_failed("The window is not on a monitor that can be captured.")
+
+    def _on_window_failed(self, why: str) -> None:
+        self.region_note.setStyleSheet("color: #b00020;")
+        self.region_note.setText(why)
+        self.region_note.show()
 
     def _check_region(self) -> None:
         problem = self.problem_text()

@@ -208,3 +208,19 @@ def test_no_camera_found_refuses_to_start_and_says_why(make_harness):
     picker._on_cameras([])  # what the scan found
     assert picker.camera.currentText() == "No camera found"
     assert not h.window.live_tab.start() and "No camera was found" in h.window.banner.text()
+
+
+def test_xwininfos_report_gives_the_windows_area():
+    from ui.region_picker import parse_xwininfo
+
+    report = """
+xwininfo: Window id: 0x1a00003 "notes"
+  Absolute upper-left X:  298
+  Absolute upper-left Y:  177
+  Relative upper-left X:  0
+  Relative upper-left Y:  0
+  Width: 404
+  Height: 285
+"""
+    assert parse_xwininfo(report) == (298, 177, 404, 285)
+    assert parse_xwininfo("xwininfo: error: no window") is None
