@@ -11,11 +11,15 @@ QSettings' user scope at a temporary folder) before creating a :class:`Settings`
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 import typing
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from PySide6.QtCore import QByteArray, QSettings
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from model.engine_types import EngineOptions
@@ -121,6 +125,13 @@ class LiveOptions:
     """The live tab's choices: task, pace and how answers show."""
 
     GROUP: ClassVar[str] = "live"
+    # What a settings file may hold (Settings.load clamps to these: a damaged file never stops the window).
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "fps": (1.0, 2.0),
+        "talkativeness": (0, 100),
+        "subtitle_seconds": (1.0, 60.0),
+        "max_answer_tokens": (1, 512),
+    }
     task: str = "narrate"  # a key of model.presets.TASK_PRESETS
     task_target: str = ""  # what "tell me when ..." waits for
     fps: float = 1.0  # model steps per second: 1 or 2
@@ -136,6 +147,11 @@ class VoiceOptions:
     """Voice input and spoken answers (Voice > Voice settings)."""
 
     GROUP: ClassVar[str] = "voice"
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "sensitivity": (0, 100),
+        "tts_rate": (0, 600),
+        "tts_volume": (0.0, 1.0),
+    }
     input_device: str = ""  # a microphone's name; "" = the default one
     asr_model: str = ""  # a Whisper id or folder, "demo"; "" = by free memory (small on a GPU with room, else base)
     language: str = ""  # of the spoken questions; "" = detected
@@ -161,6 +177,12 @@ class OverlayOptions:
     """The always-on-top subtitle window."""
 
     GROUP: ClassVar[str] = "overlay"
+    RANGES: ClassVar[dict[str, tuple[float, float]]] = {
+        "font_size": (8, 200),
+        "x": (-1, 100_000),
+        "y": (-1, 100_000),
+        "width": (200, 100_000),
+    }
     visible: bool = False
     click_through: bool = False
     font_family: str = ""  # "" = the application font
@@ -229,15 +251,30 @@ class Settings:
 
     # -- option dataclasses
     def load(self, cls: type[T]) -> T:
-        """An instance of the option dataclass ``cls`` from ``GROUP/field`` keys (defaults where unset
-        or unreadable)."""
+        """An instance of the option dataclass ``cls`` from ``GROUP/field`` keys: defaults where unset or
+        unreadable, numbers clamped to ``cls.RANGES``, and the defaults altogether (with a log line) when the
+        values together are refused. A damaged settings file never stops the window."""
         hints = typing.get_type_hints(cls)
+        ranges = getattr(cls, "RANGES", {})
         values = {}
         for f in dataclasses.fields(cls):  # type: ignore[arg-type]
             default = f.default
             raw = self._q.value(f"{cls.GROUP}/{f.name}", None)  # type: ignore[attr-defined]
-            values[f.name] = default if raw is None else _coerce(raw, _base_type(hints[f.name]), default)
-        return cls(**values)
+            value = default if raw is None else _coerce(raw, _base_type(hints[f.name]), default)
+            if f.name in ranges and isinstance(value, (int, float)) and not isinstance(value, bool):
+                low, high = ranges[f.name]
+                clamped = type(value)(min(high, max(low, value)))
+                if clamped != value:
+                    log.warning(
+                        "settings: %s/%s=%r is outside %s..%s; using %r", cls.GROUP, f.name, value, low, high, clamped
+                    )  # type: ignore[attr-defined]
+                value = clamped
+            values[f.name] = value
+        try:
+            return cls(**values)
+        except (TypeError, ValueError) as e:
+            log.warning("settings: the saved %s options are refused (%s); using the defaults", cls.GROUP, e)  # type: ignore[attr-defined]
+            return cls()
 
     def save(self, options: Any) -> None:
         for f in dataclasses.fields(options):
@@ -259,11 +296,13 @@ def _coerce(raw: Any, kind: type, default: Any) -> Any:
                 return raw.strip().lower() in ("1", "true", "yes", "on")
             return bool(raw)
         if kind is int:
-            return int(float(raw))
+            number = float(raw)
+            return int(number) if math.isfinite(number) else default
         if kind is float:
-            return float(raw)
+            number = float(raw)
+            return number if math.isfinite(number) else default
         if kind is str:
             return "" if raw is None else str(raw)
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         return default
     return raw

@@ -98,3 +98,22 @@ def test_command_line_overrides_the_saved_model_choice():
     got = model_options_from(args, saved)
     assert got == ModelOptions(source="Qwen/Qwen2.5-VL-3B-Instruct", precision="bf16", kernels="off")
     assert model_options_from(argparse.Namespace(demo=True), saved).source == "demo"
+
+
+def test_a_damaged_settings_file_never_stops_the_window(make_harness, settings: Settings):
+    """talkativeness=1e309 once aborted the window at every start (rc 134) until the file was edited."""
+    from app.settings import LiveOptions, OverlayOptions, VoiceOptions
+
+    q = settings._q
+    for key, value in {
+        "live/talkativeness": "1e309", "live/fps": "nan", "live/subtitle_seconds": "-Infinity",
+        "live/max_answer_tokens": "99999999", "voice/tts_volume": "7", "overlay/font_size": "2",
+        "overlay/width": "not a number",
+    }.items():  # fmt: skip
+        q.setValue(key, value)
+    live, voice, overlay = settings.load(LiveOptions), settings.load(VoiceOptions), settings.load(OverlayOptions)
+    assert live.talkativeness == 50 and live.fps == 1.0 and live.subtitle_seconds == 6.0  # unreadable: defaults
+    assert live.max_answer_tokens == 512 and voice.tts_volume == 1.0 and overlay.font_size == 8  # clamped
+    assert overlay.width == OverlayOptions().width
+    h = make_harness()  # the window starts on that file
+    assert h.window.live_tab.live_options().talkativeness == 50
