@@ -191,10 +191,11 @@ class JsonlWriter:
         self.close()
 
 
-def read_jsonl(path: StrPath) -> list[Any]:
+def read_jsonl(path: StrPath, skip_bad: bool = False, skipped: list[int] | None = None) -> list[Any]:
     """All records of a JSONL file. Blank lines are skipped; an unparsable *last* line (a write
     cut short by a crash) is dropped with a warning; an unparsable line elsewhere raises
-    ValueError naming the file and line number."""
+    ValueError naming the file and line number, or with ``skip_bad`` is skipped with a warning (its
+    line number added to ``skipped``): one damaged record then costs that record, not the file."""
     path = Path(path)
     with open(path, encoding="utf-8", errors="replace", newline="\n") as f:
         lines = f.read().split("\n")
@@ -210,5 +211,9 @@ def read_jsonl(path: StrPath) -> list[Any]:
             if i == last:
                 log.warning("%s: ignoring incomplete last line %d", path, i + 1)
                 break
-            raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e.msg})") from None
+            if not skip_bad:
+                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e.msg})") from None
+            log.warning("%s: skipping line %d, which is not valid JSON (%s)", path, i + 1, e.msg)
+            if skipped is not None:
+                skipped.append(i + 1)
     return records

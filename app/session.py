@@ -262,11 +262,17 @@ def _meta_from(record: dict[str, Any]) -> SessionMeta:
 def load_session(path: str | os.PathLike[str]) -> Session:
     """Reopen a session file of either schema (tolerates the torn last line a crash leaves)."""
     path = Path(path)
-    records = read_jsonl(path)
-    if not records or records[0].get("type") != "session":
+    skipped: list[int] = []
+    records = read_jsonl(path, skip_bad=True, skipped=skipped)  # one garbled line costs that line only
+    if not records or not isinstance(records[0], dict) or records[0].get("type") != "session":
         raise ValueError(f"{path} is not a Streamo Live session (no session header)")
     session = Session(meta=_meta_from(records[0]), path=path)
+    if skipped:
+        lines = ", ".join(str(n) for n in skipped[:5]) + (" ..." if len(skipped) > 5 else "")
+        session.notes.append(f"{len(skipped)} damaged line(s) of {path.name} were skipped (line {lines}).")
     for r in records[1:]:
+        if not isinstance(r, dict):
+            continue
         kind = r.get("type")
         if kind == "step" and "t" in r:
             try:

@@ -182,3 +182,14 @@ def test_sessions_are_found_by_any_word_of_their_record(tmp_path: Path):
     assert s.matches("kitchen") and s.matches("DEMO narrate") and s.matches("opens door")
     assert not s.matches("garden") and not s.matches("kitchen garden")
     assert "Task: narrate" in s.details() and "Responses: 2" in s.details() and "Model: demo" in s.details()
+
+
+def test_one_garbled_line_costs_that_line_not_the_session(tmp_path: Path):
+    path = write_session(tmp_path, STEPS)
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    lines[2] = '{"type": "step", "t": 1.0, garbled by a bad disk\n'  # the middle, not a torn last line
+    path.write_text("".join(lines), encoding="utf-8")
+    session = load_session(path)
+    assert [s.t for s in session.states] == [0.0, 2.0, 3.0]  # the others are all there
+    assert any("damaged line" in n and "line 3" in n for n in session.notes)
+    assert [s.path for s in list_sessions(tmp_path)] == [path]  # still listed
