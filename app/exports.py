@@ -154,13 +154,15 @@ class JsonlWriter:
     Thread-safe. Opening an existing file first removes a torn last line a crash may have left.
     """
 
-    def __init__(self, path: StrPath, append: bool = True, fsync: bool = True) -> None:
+    def __init__(self, path: StrPath, append: bool = True, fsync: bool = True, private: bool = False) -> None:
         self.path = Path(path)
         self.fsync = fsync
         self.path.parent.mkdir(parents=True, exist_ok=True)
         if append and self.path.exists():
             _drop_torn_tail(self.path)
-        self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="\n")  # noqa: SIM115
+        # ``private``: a file this makes is owner-only (0600): sessions record the camera, the screen, the voice.
+        opener = (lambda p, flags: os.open(p, flags, 0o600)) if private else None
+        self._file = open(self.path, "a" if append else "w", encoding="utf-8", newline="\n", opener=opener)  # noqa: SIM115
         self._lock = threading.Lock()
 
     def write(self, record: Any) -> None:

@@ -436,9 +436,9 @@ def _run(
     def write_subtitles() -> None:
         cues = subtitle_cues(runner.subtitles.cues, asked, hold, runner.subtitles.stream_end)
         if srt:
-            write_text_atomic(srt, to_srt(cues))
+            write_text_atomic(srt, to_srt(cues), private=True)
         if vtt:
-            write_text_atomic(vtt, to_vtt(cues))
+            write_text_atomic(vtt, to_vtt(cues), private=True)
 
     def on_step(record: StepRecord) -> None:
         printer.end_line()

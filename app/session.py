@@ -33,6 +33,7 @@ from typing import Any
 from app.exports import JsonlWriter, Subtitle, read_jsonl, to_srt, to_vtt, write_text_atomic
 from app.live.records import SCHEMA, StepRecord, clean_text
 from app.live.subtitles import HOLD_SECONDS, cue_list
+from model.atomic import private_folder
 from model.paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ class Session:
         """Write the transcript as SRT, WebVTT or JSON (by ``fmt`` or the file's suffix)."""
         path = Path(path)
         fmt = fmt or path.suffix.lstrip(".").lower()
-        write_text_atomic(path, self.export_text(fmt, hold))
+        write_text_atomic(path, self.export_text(fmt, hold), private=True)
         return path
 
     def plain_text(self, entries: Iterable[TranscriptEntry] | None = None) -> str:
@@ -176,13 +177,14 @@ class SessionLog:
         self.path = Path(path)
         self.meta = meta
         # The mirror starts afresh: a second run to the same --jsonl path replaces the first.
-        self._writers = [JsonlWriter(self.path)] + ([JsonlWriter(Path(mirror), append=False)] if mirror else [])
+        self._writers = [JsonlWriter(self.path, private=True)] + (
+            [JsonlWriter(Path(mirror), append=False, private=True)] if mirror else []
+        )
         self._write(header(meta))
 
     @classmethod
     def create(cls, meta: SessionMeta, root: Path | None = None, mirror: Path | None = None) -> SessionLog:
-        folder = sessions_dir(root)
-        folder.mkdir(parents=True, exist_ok=True)
+        folder = private_folder(sessions_dir(root))  # owner-only: what the camera, screen and voice recorded
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(meta.started))
         return cls(folder / f"{stamp}-{meta.id}.jsonl", meta, mirror)
 

@@ -17,7 +17,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-__all__ = ["atomic_path", "write_bytes_atomic", "write_text_atomic"]
+__all__ = ["atomic_path", "private_folder", "write_bytes_atomic", "write_text_atomic"]
+
+PRIVATE_FILE, PRIVATE_FOLDER = 0o600, 0o700  # what the camera, the screen and the voice leave behind: the owner's
 
 StrPath = str | os.PathLike[str]
 
@@ -65,19 +67,34 @@ def _keep_backup(path: Path, backup: Path) -> None:
         raise
 
 
+def private_folder(folder: StrPath) -> Path:
+    """Make ``folder`` (and its missing parents) if needed; a folder this call makes is owner-only (0700)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(folder, PRIVATE_FOLDER)
+        except OSError:  # a file system without permissions (FAT, some network shares)
+            pass
+    return folder
+
+
 @contextmanager
 def atomic_path(
-    path: StrPath, backup: StrPath | None = None, fsync: bool = True, keep_suffix: bool = False
+    path: StrPath, backup: StrPath | None = None, fsync: bool = True, keep_suffix: bool = False, private: bool = False
 ) -> Iterator[Path]:
     """A temporary path to write ``path``'s new content to, for writers that take a file name
     (``safetensors.save_file``, ``wave.open``, ``cv2.VideoWriter`` with ``keep_suffix``). When the
     block ends without an error the file is fsynced and renamed over ``path`` (the old one copied to
-    ``backup`` first, if given); on an error it is removed and ``path`` is untouched."""
+    ``backup`` first, if given); on an error it is removed and ``path`` is untouched. ``private``: the
+    file is owner-only (0600), for what the camera, the screen or the voice recorded."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_beside(path, keep_suffix)
     try:
         yield tmp
+        if private:
+            os.chmod(tmp, PRIVATE_FILE)
         if fsync:
             _fsync_file(tmp)
         if backup is not None:
@@ -90,14 +107,21 @@ def atomic_path(
         _fsync_folder(path.parent)
 
 
-def write_bytes_atomic(path: StrPath, data: bytes, backup: StrPath | None = None, fsync: bool = True) -> None:
+def write_bytes_atomic(
+    path: StrPath, data: bytes, backup: StrPath | None = None, fsync: bool = True, private: bool = False
+) -> None:
     """Write ``data`` as the whole of ``path``, atomically (see the module docstring)."""
-    with atomic_path(path, backup, fsync) as tmp, open(tmp, "wb") as f:
+    with atomic_path(path, backup, fsync, private=private) as tmp, open(tmp, "wb") as f:
         f.write(data)
 
 
 def write_text_atomic(
-    path: StrPath, text: str, backup: StrPath | None = None, encoding: str = "utf-8", fsync: bool = True
+    path: StrPath,
+    text: str,
+    backup: StrPath | None = None,
+    encoding: str = "utf-8",
+    fsync: bool = True,
+    private: bool = False,
 ) -> None:
     """Write ``text`` (newlines kept as ``\\n``) as the whole of ``path``, atomically."""
-    write_bytes_atomic(path, text.encode(encoding), backup, fsync)
+    write_bytes_atomic(path, text.encode(encoding), backup, fsync, private)

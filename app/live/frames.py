@@ -12,6 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from model.atomic import private_folder
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -46,7 +48,7 @@ class FrameSaver:
         on_error: Callable[[str], None] | None = None,
     ) -> None:
         self.folder = Path(folder)
-        self.folder.mkdir(parents=True, exist_ok=True)
+        private_folder(self.folder)  # owner-only: frames of the camera or the screen
         self.saved = 0
         self.error: str | None = None
         self._label = label
@@ -80,7 +82,7 @@ class FrameSaver:
                 ok, png = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
                 if not ok:
                     raise OSError("PNG encoding failed")
-                write_bytes_atomic(path, png.tobytes(), fsync=False)
+                write_bytes_atomic(path, png.tobytes(), fsync=False, private=True)
                 self.saved += 1
             except (OSError, cv2.error) as e:
                 self.error = f"{self._label}: could not write {path} ({e}); no more frames are saved"

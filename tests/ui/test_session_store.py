@@ -193,3 +193,31 @@ def test_one_garbled_line_costs_that_line_not_the_session(tmp_path: Path):
     assert [s.t for s in session.states] == [0.0, 2.0, 3.0]  # the others are all there
     assert any("damaged line" in n and "line 3" in n for n in session.notes)
     assert [s.path for s in list_sessions(tmp_path)] == [path]  # still listed
+
+
+def test_what_the_camera_screen_and_voice_left_is_the_owners_alone(tmp_path: Path):
+    import stat
+
+    from app.live.frames import FrameSaver
+    from app.session import frames_dir
+
+    path = write_session(tmp_path, STEPS)
+    mode = lambda p: stat.S_IMODE(p.stat().st_mode)  # noqa: E731
+    assert mode(path) == 0o600 and mode(path.parent) == 0o700  # the session log and its folder
+    out = load_session(path).export(tmp_path / "out" / "talk.srt")
+    assert mode(out) == 0o600  # an export of it
+    import numpy as np
+
+    from app.live.frames import frame_name
+
+    saver = FrameSaver(frames_dir(path))
+
+    class Engine:
+        def step(self, image, t=None, **kwargs):
+            return None
+
+    engine = Engine()
+    saver.wrap(engine)
+    engine.step(np.zeros((8, 8, 3), np.uint8), t=1.0)
+    saver.close()
+    assert mode(frames_dir(path)) == 0o700 and mode(frames_dir(path) / frame_name(1.0)) == 0o600  # a frame
