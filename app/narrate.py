@@ -199,18 +199,29 @@ def check_args(
         spec = SourceSpec.parse(args.source)
     except SourceError as e:
         raise CliError(str(e)) from None
-    for flag, path in (
-        ("--srt", args.srt),
-        ("--vtt", args.vtt),
-        ("--jsonl", args.jsonl),
-        ("--speak-to", args.speak_to),
-    ):
-        if path and Path(path).is_dir():
-            raise CliError(f"{flag} {path} is a folder; give a file name")
-    if args.save_frames and Path(args.save_frames).exists() and not Path(args.save_frames).is_dir():
-        raise CliError(f"--save-frames {args.save_frames} is a file; give a folder (it is created if missing)")
     typed, audio = _questions(args)
+    _check_outputs(args, spec, [path for path, _ in audio])
     return spec, typed, audio, options
+
+
+def _check_outputs(args: argparse.Namespace, spec: SourceSpec, recordings: list[Path]) -> None:
+    """Every file the run writes, through the one output guard (model/outputs.py), before the model loads:
+    never an input of the run, a model's file, a device; writable, with room. A symlink's target is written."""
+    from app.errors import CliError
+    from model.outputs import OutputRefused, check_output
+
+    inputs = [*recordings, *(p for p in (args.model, getattr(args, "adapter", None)) if p)]
+    if spec.kind == "file" and spec.path:
+        inputs.append(spec.path)
+    try:
+        for name in ("srt", "vtt", "jsonl", "speak_to"):
+            if getattr(args, name, None):
+                label = "--" + name.replace("_", "-")
+                setattr(args, name, str(check_output(getattr(args, name), label, inputs)))
+        if args.save_frames:
+            args.save_frames = str(check_output(args.save_frames, "--save-frames", inputs, folder=True))
+    except OutputRefused as e:
+        raise CliError(str(e)) from None
 
 
 def _clock(seconds: float) -> str:

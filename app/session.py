@@ -138,9 +138,14 @@ class Session:
 
     def export(self, path: str | os.PathLike[str], fmt: str | None = None, hold: float = HOLD_SECONDS) -> Path:
         """Write the transcript as SRT, WebVTT or JSON (by ``fmt`` or the file's suffix)."""
+        from model.outputs import check_output
+
         path = Path(path)
         fmt = fmt or path.suffix.lstrip(".").lower()
-        write_text_atomic(path, self.export_text(fmt, hold), private=True)
+        text = self.export_text(fmt, hold)
+        # The one output guard: never the video itself, a model's file or a device (OutputRefused, a ValueError).
+        target = check_output(path, "Export", [self.meta.source] if Path(self.meta.source).is_file() else [])
+        write_text_atomic(target, text, private=True)
         return path
 
     def plain_text(self, entries: Iterable[TranscriptEntry] | None = None) -> str:

@@ -332,3 +332,5 @@ class TranscriptPanel(QWidget):
                 self.export_to(path, fmt)
             except OSError as e:
                 self.export_failed.emit(f"Could not write {path}: {e.strerror or e}. Choose another folder.")
+            except ValueError as e:  # the output guard refused it (the video itself, a model's file, a device)
+                self.export_failed.emit(str(e))

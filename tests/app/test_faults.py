@@ -1,0 +1,106 @@
+"""Fault injection (issue 23): outputs that would overwrite inputs, weights or devices, outputs that cannot be
+written, damaged settings and session files. Each case names what used to happen; each must now end in a
+one-line error before anything loads, or go on with a warning, and lose nothing."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import pytest
+from fakes import write_video
+
+from app.cli import main as cli_main
+from model.outputs import OutputRefused, check_output
+
+
+def narrate(tmp_path: Path, *extra: str) -> list[str]:
+    video = tmp_path / "v.mp4"
+    if not video.exists():
+        write_video(video, 4, 4)
+    return ["narrate", "--source", str(video), "--model", str(tmp_path / "no-model"), "--quiet", *extra]
+
+
+@pytest.mark.parametrize("flag", ["--srt", "--vtt", "--jsonl", "--speak-to"])
+def test_an_output_that_is_the_video_is_refused_and_the_video_kept(tmp_path, capsys, flag):
+    """`narrate --source v.mp4 --srt v.mp4` destroyed the video."""
+    args = narrate(tmp_path)
+    video = tmp_path / "v.mp4"
+    before = video.read_bytes()
+    assert cli_main([*args, flag, str(video)]) == 2
+    err = capsys.readouterr().err
+    assert "is an input of this run" in err and err.count("\n") == 1  # one line, before the model loads
+    assert video.read_bytes() == before
+
+
+def test_weights_and_devices_are_not_outputs(tmp_path, capsys):
+    """`--srt ADAPTER/adapter_model.safetensors` destroyed adapter weights; as root `--srt /dev/full`
+    replaced the device node with a file."""
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    weights = adapter / "adapter_model.safetensors"
+    weights.write_bytes(b"weights")
+    (adapter / "adapter_config.json").write_text("{}")
+    assert cli_main([*narrate(tmp_path), "--srt", str(weights)]) == 2
+    assert "model or adapter folder" in capsys.readouterr().err and weights.read_bytes() == b"weights"
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    assert cli_main([*narrate(tmp_path), "--vtt", str(fifo)]) == 2
+    assert "device or special file" in capsys.readouterr().err and stat.S_ISFIFO(fifo.stat().st_mode)
+    if Path("/dev/null").exists():
+        with pytest.raises(OutputRefused, match="device or special file"):
+            check_output("/dev/null", "--srt")
+
+
+def test_a_symlinked_output_writes_its_target_and_stays_a_link(tmp_path):
+    """Exports once turned a symlink into a plain file."""
+    from app.exports import write_text_atomic
+
+    real = tmp_path / "real" / "talk.srt"
+    real.parent.mkdir()
+    real.write_text("old")
+    link = tmp_path / "talk.srt"
+    link.symlink_to(real)
+    target = check_output(link, "--srt")
+    assert target == real.resolve()
+    write_text_atomic(target, "new")
+    assert link.is_symlink() and link.read_text() == "new" and real.read_text() == "new"
+
+
+def test_unwritable_places_are_said_before_the_model_loads(tmp_path, capsys):
+    """--srt under a file, or on a full disk, were found only at the first response."""
+    a_file = tmp_path / "notes.txt"
+    a_file.write_text("x")
+    assert cli_main([*narrate(tmp_path), "--srt", str(a_file / "sub" / "a.srt")]) == 2
+    assert "is a file, so the folder cannot be made" in capsys.readouterr().err
+    with pytest.raises(OutputRefused, match="MB free"):
+        check_output(tmp_path / "a.srt", "--srt", min_free_bytes=1 << 62)  # a disk that is "full"
+
+
+def test_a_read_only_folder_is_said_before_the_model_loads(tmp_path, capsys):
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    try:
+        if os.access(locked, os.W_OK):  # root ignores permissions: nothing to test here
+            pytest.skip("running as root: permissions do not stop writes")
+        assert cli_main([*narrate(tmp_path), "--srt", str(locked / "a.srt")]) == 2
+        assert "cannot be written" in capsys.readouterr().err
+    finally:
+        locked.chmod(0o700)
+
+
+def test_an_export_never_replaces_the_sessions_video(tmp_path):
+    from app.session import Session, SessionMeta, StepRecord
+    from model.protocol import RESPONSE
+
+    video = tmp_path / "v.mp4"
+    write_video(video, 4, 4)
+    before = video.read_bytes()
+    session = Session(meta=SessionMeta(source=str(video)))
+    session.add(StepRecord(1.0, 2.0, RESPONSE, 0.0, text="Hello."))
+    with pytest.raises(OutputRefused, match="input of this run"):
+        session.export(video, "srt")
+    assert video.read_bytes() == before
+    assert session.export(tmp_path / "v.srt").read_text().count("Hello.") == 1
