@@ -186,6 +186,7 @@ class SessionLog:
             [JsonlWriter(Path(mirror), append=False, private=True)] if mirror else []
         )
         self._write(header(meta))
+        self._lock()
 
     @classmethod
     def create(cls, meta: SessionMeta, root: Path | None = None, mirror: Path | None = None) -> SessionLog:
@@ -196,6 +197,11 @@ class SessionLog:
     def write_step(self, step: StepRecord) -> None:
         self._write(step.to_json())
 
+    def _lock(self) -> None:
+        """Hold a lock on the log while it is written: the window's rename and delete ask for it and refuse a
+        session another process (a ``narrate``) is still writing (a rename replaced the file under it)."""
+        self._lock_file = _try_lock(self.path)
+
     def write_note(self, text: str, level: str = "error") -> None:
         self._write({"type": "note", "wall": round(time.time(), 3), "level": level, "text": text})
 
@@ -204,6 +210,9 @@ class SessionLog:
             self._write({"type": "end", "wall": round(time.time(), 3)})
             for writer in self._writers:
                 writer.close()
+        lock, self._lock_file = getattr(self, "_lock_file", None), None
+        if lock is not None:
+            lock.close()  # closing the descriptor releases the lock
 
     @property
     def closed(self) -> bool:
@@ -324,12 +333,41 @@ class Trashed:
     path: Path  # the log in the trash (its frames, when kept, beside it: :func:`frames_dir`)
 
 
+class SessionBusy(ValueError):
+    """The session is still being written (a run in this or another process)."""
+
+
+def _try_lock(path: Path) -> Any:
+    """An exclusive advisory lock on ``path`` (POSIX ``flock``), as an open file to close to release it; None
+    where the platform has no ``fcntl``. SessionBusy when another holder has it."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; the rename stays as safe as before
+        return None
+    f = open(path, "rb")  # noqa: SIM115 - held for the lock's lifetime
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.close()
+        raise SessionBusy(
+            f"{path.name} is still being written (a live run or a narrate); rename or delete it when it ends."
+        ) from None
+    return f
+
+
+def _unless_busy(path: Path) -> None:
+    lock = _try_lock(path)
+    if lock is not None:
+        lock.close()
+
+
 def delete_session(path: str | os.PathLike[str]) -> Trashed:
     """Move a session file and its kept frames to the trash beside it, whence :func:`restore_session`
     brings them back (only a Streamo Live session: the header is checked first). The trash keeps them
     :data:`TRASH_DAYS` days (:func:`empty_trash`)."""
     path = Path(path)
     load_session(path)  # raises ValueError for anything else
+    _unless_busy(path)  # SessionBusy (a ValueError) while a run writes it
     trash = trash_dir(path)
     trash.mkdir(parents=True, exist_ok=True)
     target = trash / path.name
@@ -379,8 +417,10 @@ def empty_trash(root: Path | None = None, older_than_days: float = TRASH_DAYS) -
 
 def rename_session(path: str | os.PathLike[str], title: str) -> None:
     """Give a session a title: the header line is rewritten, the records are kept byte for byte,
-    through a temporary file renamed into place."""
+    through a temporary file renamed into place. SessionBusy while a run still writes it (the rename would
+    replace the file under the writer, whose later records would go nowhere)."""
     path = Path(path)
+    _unless_busy(path)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     try:
         record = json.loads(lines[0]) if lines else {}

@@ -104,3 +104,30 @@ def test_an_export_never_replaces_the_sessions_video(tmp_path):
         session.export(video, "srt")
     assert video.read_bytes() == before
     assert session.export(tmp_path / "v.srt").read_text().count("Hello.") == 1
+
+
+def test_a_session_still_being_written_is_not_renamed_or_deleted_under_its_writer(tmp_path):
+    """Renaming a session in the window while narrate still wrote it lost 30 of 40 steps and the end record."""
+    from app.session import (
+        SessionBusy,
+        SessionLog,
+        SessionMeta,
+        StepRecord,
+        delete_session,
+        load_session,
+        rename_session,
+    )
+    from model.protocol import SILENCE
+
+    log = SessionLog.create(SessionMeta(source="/v/a.mp4"), tmp_path)
+    log.write_step(StepRecord(0.0, 1.0, SILENCE, 0.0))
+    with pytest.raises(SessionBusy, match="still being written"):
+        rename_session(log.path, "Kitchen")
+    with pytest.raises(SessionBusy):
+        delete_session(log.path)
+    for t in range(1, 40):
+        log.write_step(StepRecord(float(t), t + 1.0, SILENCE, 0.0))
+    log.close()
+    rename_session(log.path, "Kitchen")  # done writing: now it may
+    session = load_session(log.path)
+    assert len(session.states) == 40 and session.ended and session.meta.title == "Kitchen"
