@@ -38,6 +38,9 @@ log = logging.getLogger(__name__)
 EngineFactory = Callable[["LoadedModel", EngineOptions], Engine]  # make_engine, or a test's stand-in
 
 
+MAX_QUESTION_CHARS = 2000  # about 500 tokens: far above a spoken or typed question, far below the window
+
+
 @dataclass(frozen=True)
 class LiveError:
     where: str  # "engine" | "capture" | "oom"
@@ -89,7 +92,18 @@ class LiveRunner:
     # -- requests (on the stepping thread)
     def ask(self, question: Question) -> Question:
         """Queue ``question`` for the turn that covers ``question.t`` (or the next turn). Returns it
-        with the text as it will enter the stream (user text is neutralised by the protocol layer)."""
+        with the text as it will enter the stream (user text is neutralised by the protocol layer). A
+        question longer than :data:`MAX_QUESTION_CHARS` goes in cut there, with a warning: 100 KB of text
+        was once 46,446 tokens, past the model's positions, and the stream never answered again."""
+        if len(question.text) > MAX_QUESTION_CHARS:
+            kept = question.text[:MAX_QUESTION_CHARS].rsplit(" ", 1)[0] or question.text[:MAX_QUESTION_CHARS]
+            self._error(
+                "question",
+                f"Your question was {len(question.text):,} characters; its first {len(kept):,} went in (a question "
+                "must leave the model room to see the video and answer).",
+                False,
+            )
+            question = Question(kept, question.t, question.origin, question.span)
         text = self.engine.ask(question.text, question.t, tag=question)
         self._asked.append(question)
         return Question(text, question.t, question.origin, question.span)

@@ -131,3 +131,18 @@ def test_a_session_still_being_written_is_not_renamed_or_deleted_under_its_write
     rename_session(log.path, "Kitchen")  # done writing: now it may
     session = load_session(log.path)
     assert len(session.states) == 40 and session.ended and session.meta.title == "Kitchen"
+
+
+def test_a_huge_question_goes_in_cut_with_a_warning():
+    """A 100 KB question was accepted at 46,446 tokens, past the model's positions; the stream never answered again."""
+    from fakes import FakeEngine
+
+    from app.live.records import Question
+    from app.live.runner import MAX_QUESTION_CHARS, LiveRunner, RunEvents
+
+    errors = []
+    runner = LiveRunner(FakeEngine(), events=RunEvents(error=errors.append))
+    asked = runner.ask(Question("why " * 25_000, None, "typed"))
+    assert len(asked.text) <= MAX_QUESTION_CHARS and asked.text.startswith("why why")
+    assert len(errors) == 1 and not errors[0].fatal and "100,000 characters" in errors[0].message
+    assert runner.ask(Question("Short one?", None, "typed")).text == "Short one?" and len(errors) == 1
