@@ -74,7 +74,9 @@ def test_narrate_errors_are_clear(tiny_ckpt, tmp_path, capsys):
 
 @pytest.mark.slow
 @pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals")
-def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
+@pytest.mark.parametrize("stop", ["SIGINT", "SIGTERM", "SIGHUP"])
+def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path, stop):
+    """Ctrl-C, and SIGTERM and SIGHUP like it (they once ended narrate with no end record and no subtitles)."""
     video = make_video(tmp_path / "long.mp4", seconds=60)
     jsonl, srt = tmp_path / "s.jsonl", tmp_path / "s.srt"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
@@ -87,7 +89,7 @@ def test_ctrl_c_keeps_what_was_written(tiny_ckpt, tmp_path):
     try:
         seen = []  # every second answers (threshold 0): wait for the second subtitle line
         read_until(proc.stdout, lambda line: seen.append(line) or len(seen) >= 2)
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(getattr(signal, stop))
         _, err = proc.communicate(timeout=60)
     finally:
         proc.kill()
