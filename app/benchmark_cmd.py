@@ -6,13 +6,21 @@ per finished query with the ETA, warnings for unusable videos, and at the end th
 beside the paper's rows, saved beside the results folder (DIR.RESULTS.scores.json). Ctrl-C stops after the query in progress
 (a second Ctrl-C at once); everything finished is on disk and --resume continues.
 ovo-score: the same scorer on any results file in OVO-Bench's layout.
+
+Under ``accelerate launch`` with several processes, each process runs its share of the videos and
+records into its own part file; once all are done (the waits are one at start, before the model
+loads, and one after the work: none while a video decodes) the main process merges the parts into the files a single process writes and
+prints the scores (docs/benchmark.md, "Many GPUs").
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import secrets
 import sys
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -109,8 +117,44 @@ def _missing(parser: argparse.ArgumentParser) -> int:
     raise CliError("choose a benchmark command: ovo or ovo-score")
 
 
-def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any], Any]:
-    """Everything the command line can get wrong, before a model loads: (entries, queries, store)."""
+# The long collective of a multi-process run is the wait after every process's share: it lasts as
+# long as the slowest process takes beyond the fastest (up to one long video's queries plus the
+# spread of speeds), far past NCCL's 10-minute default on a real run.
+WAIT_TIMEOUT = timedelta(hours=6)
+
+
+def launched_share() -> tuple[int, int]:
+    """(this process, processes) as ``accelerate launch`` (torchrun's variables, or MPI's for a
+    multi-CPU launch) set them; (0, 1) when run directly. Read before torch is imported."""
+
+    def first(names: tuple[str, ...], default: int) -> int:
+        return next((int(os.environ[n]) for n in names if os.environ.get(n)), default)
+
+    processes = first(("WORLD_SIZE", "PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MV2_COMM_WORLD_SIZE"), 1)
+    process = first(("RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MV2_COMM_WORLD_RANK"), 0)
+    return process, processes
+
+
+def _process_group(args: argparse.Namespace, share: tuple[int, int]) -> Any:
+    """accelerate's PartialState over the launched processes (no Accelerator: nothing is trained),
+    and each process's device: its own GPU (``--device auto``/``cuda``) or the CPU."""
+    from accelerate import PartialState
+
+    if args.device.startswith("cuda:"):
+        raise CliError(f"--device {args.device} with {share[1]} processes: each process takes its own GPU; "
+                       "give --device auto (or cuda), or --device cpu")  # fmt: skip
+    state = PartialState(cpu=args.device == "cpu", timeout=WAIT_TIMEOUT)
+    if (state.process_index, state.num_processes) != share:
+        raise CliError(f"accelerate sees process {state.process_index} of {state.num_processes}, the launcher's "
+                       f"variables say {share[0]} of {share[1]}; launch with accelerate launch")  # fmt: skip
+    if state.device.type == "cuda":
+        args.device = str(state.device)  # cuda:LOCAL_RANK
+    return state
+
+
+def check_args(args: argparse.Namespace, part: str | None = None) -> tuple[list[dict[str, Any]], list[Any], Any]:
+    """Everything the command line can get wrong, before a model loads: (entries, queries, store).
+    ``part``: this process's part tag when several share the run (``RunStore``)."""
     from app.benchmark.ovo_data import (
         OvoDataError,
         file_digest,
@@ -164,7 +208,7 @@ def check_args(args: argparse.Namespace) -> tuple[list[dict[str, Any]], list[Any
         "threshold": args.threshold,
     }
     try:
-        store = RunStore(args.out, entries, settings, resume=args.resume)
+        store = RunStore(args.out, entries, settings, resume=args.resume, part=part)
     except StoreError as e:
         raise CliError(str(e)) from None
     return entries, queries, store
@@ -184,17 +228,22 @@ def _clock(seconds: float | None) -> str:
 class _Progress:
     """One line per finished query on stderr: count, key, response, seconds, ETA; warnings between."""
 
+    def __init__(self, share: tuple[int, int] = (0, 1)) -> None:
+        self.tag = f"process {share[0]}/{share[1]}: " if share[1] > 1 else ""  # whose line, with several
+
     def __call__(self, event: dict[str, Any]) -> None:
         kind = event["event"]
         if kind == "start":
-            skipped = event["queries"] - event["todo"]
+            skipped = event["finished"]
             resumed = f"; {skipped} finished before, skipped" if skipped else ""
-            print(f"{event['todo']} queries on {event['videos']} videos to run{resumed}", file=sys.stderr)
+            share = f" (its share of {event['processes']})" if event["processes"] > 1 else ""
+            print(f"{self.tag}{event['todo']} queries on {event['videos']} videos to run{share}{resumed}",
+                  file=sys.stderr)  # fmt: skip
         elif kind == "warning":
-            print(f"warning: {event['message']}", file=sys.stderr)
+            print(f"{self.tag}warning: {event['message']}", file=sys.stderr)
         elif kind == "query":
             response = "null" if event["response"] is None else repr(_short(event["response"]))
-            print(f"[{event['done']}/{event['todo']}] {event['key']}: {response}  {event['seconds']:.2f} s  "
+            print(f"{self.tag}[{event['done']}/{event['todo']}] {event['key']}: {response}  {event['seconds']:.2f} s  "
                   f"ETA {_clock(event['eta_s'])}", file=sys.stderr, flush=True)  # fmt: skip
 
 
@@ -203,7 +252,9 @@ def _short(text: str, n: int = 40) -> str:
 
 
 def run_ovo(args: argparse.Namespace) -> int:
-    entries, queries, store = check_args(args)  # before anything imports torch: a bad file fails at once
+    share = launched_share()
+    part = f"{share[0]}of{share[1]}-{secrets.token_hex(4)}" if share[1] > 1 else None
+    entries, queries, store = check_args(args, part)  # before anything imports torch: a bad file fails at once
 
     from app.benchmark.ovo_run import run_benchmark
     from app.benchmark.ovo_store import StoreError
@@ -211,6 +262,11 @@ def run_ovo(args: argparse.Namespace) -> int:
     from model.engine_types import EngineOptions
     from model.interrupt import StopOnInterrupt
 
+    state = None
+    if share[1] > 1:
+        state = _process_group(args, share)
+        state.wait_for_everyone()  # every process has read the run's files before any writes its part
+    main = share[0] == 0
     loaded = load_cli_model(args)
     store.info.update({"device": str(loaded.device), "precision": loaded.precision, "kernels": loaded.kernel_path})
     options = EngineOptions(
@@ -228,18 +284,30 @@ def run_ovo(args: argparse.Namespace) -> int:
         else f"{args.max_turns} turns, "
         + ("sliding one turn at a time" if keep == args.max_turns else f"dropping to {keep} when full")
     )
-    print(f"OVO-Bench, {args.protocol} protocol, {args.fps:g} fps, window {window}: {loaded.source} on "
-          f"{loaded.device} ({loaded.precision}); results -> {store.out}, run file -> {store.run_path}",
-          file=sys.stderr)  # fmt: skip
-    progress = _Progress()
+    processes = f", {share[1]} processes, each its share of the videos" if share[1] > 1 else ""
+    if main:
+        print(f"OVO-Bench, {args.protocol} protocol, {args.fps:g} fps, window {window}: {loaded.source} on "
+              f"{loaded.device} ({loaded.precision}){processes}; results -> {store.out}, run file -> {store.run_path}",
+              file=sys.stderr)  # fmt: skip
+    progress = _Progress(share)
     stop = StopOnInterrupt(notice="stopping after the query in progress (Ctrl-C again to stop at once)")
     try:
         status = run_benchmark(loaded, queries, store, Path(args.videos), args.protocol, options, args.shared,
-                               progress, stop, args.limits if args.protocol == "streaming" else None)  # fmt: skip
+                               progress, stop, args.limits if args.protocol == "streaming" else None,
+                               share)  # fmt: skip
     except StoreError as e:
         raise CliError(str(e)) from None
     finally:
         stop.restore()
+    if state is not None:
+        state.wait_for_everyone()  # after each process's share: no process waits while another decodes
+        if not main:
+            return 130 if status == "stopped" else 0
+        try:
+            store.merge_parts()
+        except StoreError as e:
+            raise CliError(f"{e}; the parts stay beside the run file and --resume merges them") from None
+        status = "done" if all(q.key in store.responses for q in queries) else "stopped"
     unfinished = sum(not store.finished(q.key) for q in queries)
     if status == "stopped":
         print(f"stopped: {len(queries) - unfinished} of {len(queries)} queries finished and kept in {store.out}; "

@@ -320,6 +320,24 @@ def estimated_work(queries: list[Query]) -> dict[str, float]:
     return work
 
 
+def share_of(queries: list[Query], process: int, processes: int) -> list[Query]:
+    """The queries process ``process`` of ``processes`` runs: whole videos (each decoded by one
+    process), balanced by number of queries (the most queried video first, to the least loaded
+    process). Every process computes the same split from the same list, so none needs to be told."""
+    if not 0 <= process < processes:
+        raise ValueError(f"process {process} of {processes}: expected 0 <= process < processes")
+    by_video: dict[str, int] = {}
+    for q in queries:
+        by_video[q.video] = by_video.get(q.video, 0) + 1
+    load = [0] * processes
+    owner: dict[str, int] = {}
+    for video in sorted(by_video, key=lambda v: (-by_video[v], v)):
+        r = min(range(processes), key=lambda i: (load[i], i))
+        owner[video] = r
+        load[r] += by_video[video]
+    return [q for q in queries if owner[q.video] == process]
+
+
 def run_benchmark(
     loaded: LoadedModel,
     queries: list[Query],
@@ -331,18 +349,33 @@ def run_benchmark(
     on_event: Callable[[dict[str, Any]], None] | None = None,
     stop: threading.Event | StopOnInterrupt | None = None,
     limits: dict[str, float | None] | None = None,
+    share: tuple[int, int] = (0, 1),
 ) -> str:
     """Run the ``queries`` the store has not finished, video by video, recording each as it is
     answered (with its turn, delay and the window it saw). A missing or unreadable video, a query
     past the end of its video, or a failure inside a pass gives the queries concerned a null
     response and a warning, and the run goes on. Returns "done", or "stopped" when ``stop.is_set()``
-    between two queries. ``limits``: streaming answer limits per task (``plan_asks``). Events
+    between two queries. ``limits``: streaming answer limits per task (``plan_asks``). ``share``:
+    (process, processes): this process runs its ``share_of`` the unfinished queries. Events
     (dicts): start, query (with the ETA), warning."""
-    return _Run(loaded, queries, store, videos, protocol, options, shared, on_event, stop, limits).run()
+    return _Run(loaded, queries, store, videos, protocol, options, shared, on_event, stop, limits, share).run()
 
 
 class _Run:
-    def __init__(self, loaded, queries, store, videos, protocol, options, shared, on_event, stop, limits=None) -> None:  # noqa: ANN001
+    def __init__(
+        self,
+        loaded,
+        queries,
+        store,
+        videos,
+        protocol,
+        options,
+        shared,
+        on_event,
+        stop,
+        limits,
+        share,  # noqa: ANN001
+    ) -> None:
         from app.live.runner import make_engine
         from model.frames import resize_to_budget
 
@@ -355,7 +388,10 @@ class _Run:
         self.engine = make_engine(loaded, options)
         self.resize = lambda image: resize_to_budget(loaded.processor, image)  # what the engine's processor does
         self.queries = queries
-        self.todo = [q for q in queries if not store.finished(q.key)]
+        unfinished = [q for q in queries if not store.finished(q.key)]
+        self.finished_before = len(queries) - len(unfinished)
+        self.share = share
+        self.todo = share_of(unfinished, *share)
         self.work = estimated_work(queries)
         self.total_work = sum(self.work[q.key] for q in self.todo) or 1.0
         self.done, self.done_work = 0, 0.0
@@ -369,7 +405,8 @@ class _Run:
         by_video: dict[str, list[Query]] = {}
         for q in self.todo:
             by_video.setdefault(q.video, []).append(q)
-        self.emit({"event": "start", "queries": len(self.queries), "todo": len(self.todo), "videos": len(by_video)})
+        self.emit({"event": "start", "queries": len(self.queries), "todo": len(self.todo), "videos": len(by_video),
+                   "finished": self.finished_before, "process": self.share[0], "processes": self.share[1]})  # fmt: skip
         self.started = time.perf_counter()
         status = "interrupted"
         try:
@@ -382,6 +419,7 @@ class _Run:
         finally:
             self.store.info.setdefault("runs", []).append(
                 {"protocol": self.protocol, "shared_pass": self.shared, "status": status, "queries": self.done,
+                 "process": self.share[0], "processes": self.share[1],
                  "engine_steps": self.stats.steps, "window_rebuilds": self.stats.rebuilds,
                  "restarts": self.stats.restarts, "seconds": round(time.perf_counter() - self.started, 3)}
             )  # fmt: skip
