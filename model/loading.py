@@ -180,6 +180,23 @@ def state_token_ids(tokenizer: Any) -> dict[str, int]:
 # Loading
 
 
+def _check_complete(path: Path | str, info: dict[str, Any]) -> None:
+    """Weights complete or refused: transformers fills a tensor the checkpoint lacks (or holds in another
+    shape) with random numbers and only logs it; a model half random answers nonsense without an error."""
+    missing = list(info.get("missing_keys") or [])
+    mismatched = [str(m[0]) if isinstance(m, (tuple, list)) else str(m) for m in info.get("mismatched_keys") or []]
+    if missing or mismatched:
+        what = []
+        if missing:
+            what.append(f"{len(missing)} weight(s) missing (e.g. {', '.join(missing[:3])})")
+        if mismatched:
+            what.append(f"{len(mismatched)} of another shape (e.g. {', '.join(mismatched[:3])})")
+        raise ModelLoadError(
+            f"the weights in {path} are incomplete: {'; '.join(what)}. The download or copy was cut short, or the "
+            "files belong to another model: download it again."
+        )
+
+
 def resolve_precision(precision: str, device: torch.device, warnings: list[str], cpu_4bit: bool = False) -> str:
     """What runs: on CUDA 4-bit unless asked otherwise; on the CPU fp32 (or bf16). ``cpu_4bit``
     keeps an explicit 4bit on the CPU (bitsandbytes' CPU backend: slow, used to test QLoRA)."""
@@ -367,7 +384,10 @@ def load_model(
         if random_weights:
             model = build_random_model(path, dtype=dtype, quantization=quant, device=dev)
         else:
-            model = AutoModelForImageTextToText.from_pretrained(path, **kwargs)
+            model, info = AutoModelForImageTextToText.from_pretrained(path, output_loading_info=True, **kwargs)
+            _check_complete(path, info)
+    except ModelLoadError:
+        raise
     except (OSError, ValueError, KeyError, RuntimeError) as e:  # torch.OutOfMemoryError is a RuntimeError
         if is_out_of_memory(e):
             free_cuda_memory()

@@ -261,7 +261,11 @@ class Recognizer:
 
                 quiet_whisper_generate_notice()
                 dtype = torch.float16 if device.type == "cuda" else torch.float32
-                asr = pipeline("automatic-speech-recognition", model=str(path), device=device, dtype=dtype)
+                # safetensors only, as the README says: a folder with just pytorch_model.bin (a pickle) is refused.
+                asr = pipeline(
+                    "automatic-speech-recognition", model=str(path), device=device, dtype=dtype,
+                    model_kwargs={"use_safetensors": True},
+                )  # fmt: skip
             except Exception as e:  # noqa: BLE001 - transformers raises many types for a bad folder
                 raise self._fail(_reason(e)) from None
             tokenizer, vocab = asr.tokenizer, getattr(asr.model.config, "vocab_size", 0) or 0

@@ -146,3 +146,40 @@ def test_a_huge_question_goes_in_cut_with_a_warning():
     assert len(asked.text) <= MAX_QUESTION_CHARS and asked.text.startswith("why why")
     assert len(errors) == 1 and not errors[0].fatal and "100,000 characters" in errors[0].message
     assert runner.ask(Question("Short one?", None, "typed")).text == "Short one?" and len(errors) == 1
+
+
+def test_a_checkpoint_missing_weights_is_refused_in_one_line(tiny_ckpt, tmp_path):
+    """A model.safetensors holding 5 of its 57 tensors loaded with the rest random (rc 0, meaningless answers)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from model.errors import ModelLoadError
+    from model.loading import load_model
+
+    cut = tmp_path / "cut"
+    shutil.copytree(tiny_ckpt, cut)
+    weights = load_file(cut / "model.safetensors")
+    save_file({k: weights[k] for k in list(weights)[:5]}, cut / "model.safetensors", metadata={"format": "pt"})
+    with pytest.raises(ModelLoadError, match=r"incomplete: \d+ weight\(s\) missing") as err:
+        load_model(cut, precision="fp32", device="cpu")
+    assert "\n" not in str(err.value) and "download it again" in str(err.value)
+
+
+def test_whisper_is_read_from_safetensors_only(tmp_path):
+    """A Whisper folder with only pytorch_model.bin loaded a pickle, though the README says only safetensors are read."""
+    import shutil
+
+    from app.voice import VoiceError
+    from app.voice.asr import Recognizer
+    from model.tiny_whisper import build_tiny_whisper
+
+    folder = build_tiny_whisper(tmp_path / "w")
+    import torch
+    from safetensors.torch import load_file
+
+    torch.save(load_file(folder / "model.safetensors"), folder / "pytorch_model.bin")
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(VoiceError, match="could not be loaded"):
+        Recognizer(str(folder), device="cpu").load()
+    shutil.rmtree(folder)
