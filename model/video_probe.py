@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import struct
 import threading
 from collections import OrderedDict
@@ -34,7 +35,7 @@ NO_SUCH_FILE = "no such file"  # the reason of a missing file (front ends add th
 REENCODE = "re-encode it as H.264 MP4 (e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4)"
 
 # Why a file is unusable, as a short code front ends may branch on (the reason is the words).
-MISSING, FOLDER, PERMISSION, EMPTY = "missing", "folder", "permission", "empty"
+MISSING, FOLDER, PERMISSION, EMPTY, SPECIAL = "missing", "folder", "permission", "empty", "special"
 AUDIO, NOT_VIDEO, TRUNCATED, CODEC, CORRUPT, NO_FPS, NO_FRAMES = (
     "audio-only", "not-video", "truncated", "codec", "corrupt", "no-fps", "no-frames",
 )  # fmt: skip
@@ -269,6 +270,9 @@ def inspect_video(path: str | os.PathLike[str]) -> VideoFacts:
         return _bad(path, PERMISSION, f"it cannot be read ({e.strerror or e})")
     if path.is_dir():
         return _bad(path, FOLDER, "it is a folder, not a video file")
+    if not stat.S_ISREG(st.st_mode):  # a FIFO would block the decoder forever; a device is no file to read
+        kind = "a named pipe (FIFO)" if stat.S_ISFIFO(st.st_mode) else "a device or special file"
+        return _bad(path, SPECIAL, f"it is {kind}, not a video file; save the video to a file and choose that")
     key = (str(path.absolute()), st.st_size, st.st_mtime_ns)
     with _CACHE_LOCK:
         if key in _CACHE:

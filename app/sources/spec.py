@@ -129,6 +129,11 @@ class SourceSpec:
         if not stripped:
             raise SourceError(NO_SOURCE)
         lowered = stripped.lower()
+        if re.match(r"^[a-z][a-z0-9+.-]*://", lowered):  # http://, rtsp://, file:// ...
+            raise SourceError(
+                f"'{stripped}' is a web address: streams from URLs are not read. Download the video and choose the "
+                "file, or use a webcam or the screen."
+            )
         # "screencast.mp4" reads as a bad screen spec: say how to name such a file (both keywords
         # have six letters; a ":" or "@" after one means a live spec was meant).
         hint = "" if lowered[6:7] in (":", "@") else f" (write ./{stripped} for a video file of that name)"

@@ -183,3 +183,15 @@ def test_whisper_is_read_from_safetensors_only(tmp_path):
     with pytest.raises(VoiceError, match="could not be loaded"):
         Recognizer(str(folder), device="cpu").load()
     shutil.rmtree(folder)
+
+
+def test_a_fifo_or_a_url_as_the_source_is_a_one_line_error(tmp_path, capsys):
+    """A FIFO as --source hung forever; a URL was reported as "file not found" with its // cut to /."""
+    fifo = tmp_path / "live.mp4"
+    os.mkfifo(fifo)
+    base = ["narrate", "--model", str(tmp_path / "no-model"), "--quiet", "--source"]
+    assert cli_main([*base, str(fifo)]) == 2
+    err = capsys.readouterr().err
+    assert "named pipe (FIFO), not a video file" in err and err.count("\n") == 1
+    assert cli_main([*base, "https://example.com/v.mp4"]) == 2
+    assert "is a web address" in capsys.readouterr().err

@@ -315,10 +315,13 @@ def picker(qtbot, monkeypatch: pytest.MonkeyPatch):
     ],
 )
 def test_picker_round_trips_specs(picker, spec: str):
+    import os
+
     picker.set_options(SourceOptions(spec=spec, realtime=False))
     options = picker.options()
-    assert options.spec == spec
-    assert SourceSpec.parse(options.spec) == SourceSpec.parse(spec)
+    saved = os.path.abspath(spec) if spec.startswith(".") else spec  # a relative file is saved absolute
+    assert options.spec == saved
+    assert SourceSpec.parse(options.spec) == SourceSpec.parse(saved)
 
 
 def test_picker_shows_a_spec_in_its_widgets(picker):
@@ -332,8 +335,8 @@ def test_picker_shows_a_spec_in_its_widgets(picker):
     assert (picker.monitor.currentData(), picker.region.text()) == (2, "10,20,640,360")
     picker.region.setText(" 1, 2, 30, 40 ")
     assert picker.options() == SourceOptions(spec="screen:2@1,2,30,40")
-    picker.region.setText("1,2,3")  # half typed: the whole monitor until it is a region
-    assert picker.options() == SourceOptions(spec="screen:2")
+    picker.region.setText("1,2,3")  # half typed: no source (Start says why), never the whole monitor
+    assert picker.options() == SourceOptions(spec="") and "Invalid region" in picker.problem_text()
     picker.set_options(SourceOptions(spec="/videos/a.mp4", realtime=False))
     assert picker.kind.currentIndex() == FILE and picker.path.text() == "/videos/a.mp4"
     assert not picker.realtime.isChecked()
@@ -346,7 +349,7 @@ def test_picker_builds_file_specs_through_the_spec(picker, monkeypatch: pytest.M
     picker.set_file("~/a.mp4")
     assert picker.options().spec == str(tmp_path / "a.mp4")
     picker.set_file("  screencast.mp4 ")  # a relative name that would read as a screen spec
-    assert picker.options().spec == "./screencast.mp4"
+    assert picker.options().spec == str(Path.cwd() / "screencast.mp4")  # saved absolute
     assert SourceSpec.parse(picker.options().spec).kind == "file"
 
 
