@@ -330,8 +330,34 @@ def synthesize(
     text = text.strip()
     if not text:
         return np.zeros(0, dtype=np.float32), TRACK_RATE
+    chunks = _chunks(text)
+    if len(chunks) > 1:  # long text in pieces: 25,000 characters in one run once crashed the engine
+        parts = [synthesize(chunk, voice, rate, volume) for chunk in chunks]
+        out_rate = parts[0][1]
+        return np.concatenate([resample(x, r, out_rate) for x, r in parts]).astype(np.float32), out_rate
     # The engine's own timeout (espeak-ng's run, the file's completion) fires first and says more.
     return _ENGINE.call(_synth_job(text, voice, rate, volume), timeout=_timeout_for(text) + 5.0)
+
+
+MAX_CHUNK_CHARS = 1000  # one synthesis run at most: sentences are gathered up to this, a longer one cut at spaces
+
+
+def _chunks(text: str) -> list[str]:
+    """``text`` in pieces of at most :data:`MAX_CHUNK_CHARS`, at sentence ends where it can, else at spaces."""
+    if len(text) <= MAX_CHUNK_CHARS:
+        return [text]
+    pieces: list[str] = []
+    for sentence in _split_sentences(text) or [text]:
+        while len(sentence) > MAX_CHUNK_CHARS:
+            cut = sentence.rfind(" ", 0, MAX_CHUNK_CHARS)
+            cut = cut if cut > 0 else MAX_CHUNK_CHARS
+            pieces.append(sentence[:cut])
+            sentence = sentence[cut:].lstrip()
+        if pieces and len(pieces[-1]) + 1 + len(sentence) <= MAX_CHUNK_CHARS:
+            pieces[-1] = f"{pieces[-1]} {sentence}"
+        elif sentence:
+            pieces.append(sentence)
+    return pieces
 
 
 def engine_installed() -> bool:

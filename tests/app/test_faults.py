@@ -195,3 +195,15 @@ def test_a_fifo_or_a_url_as_the_source_is_a_one_line_error(tmp_path, capsys):
     assert "named pipe (FIFO), not a video file" in err and err.count("\n") == 1
     assert cli_main([*base, "https://example.com/v.mp4"]) == 2
     assert "is a web address" in capsys.readouterr().err
+
+
+def test_long_speech_is_synthesised_in_pieces():
+    """25,000 characters of text to speech segfaulted the engine."""
+    from app.voice.tts import MAX_CHUNK_CHARS, _chunks
+
+    text = " ".join(f"Sentence number {i} says a few words." for i in range(700))  # ~25,000 characters
+    pieces = _chunks(text)
+    assert all(len(p) <= MAX_CHUNK_CHARS for p in pieces) and len(pieces) > 20
+    assert " ".join(pieces).split() == text.split()  # nothing lost, nothing doubled
+    run_on = "word " * 600  # one "sentence" longer than a piece: cut at spaces
+    assert all(len(p) <= MAX_CHUNK_CHARS for p in _chunks(run_on.strip()))
