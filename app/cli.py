@@ -65,9 +65,15 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = parser.add_subparsers(dest="command")
 
-    data = sub.add_parser("data", help="dataset tools: to-stream (convert raw annotations), shapes (a toy set)")
-    data_sub = data.add_subparsers(dest="data_command", metavar="{to-stream,shapes}")
-    data.set_defaults(func=lambda args: _missing(data, "choose a data command: to-stream or shapes"))
+    data = sub.add_parser(
+        "data",
+        help="dataset tools: to-stream (convert raw annotations), shapes (a toy set), prepare (the frame "
+        "cache, in parallel), rehearsal (a set in the release's layout)",
+    )
+    data_sub = data.add_subparsers(dest="data_command", metavar="{to-stream,shapes,prepare,rehearsal}")
+    data.set_defaults(
+        func=lambda args: _missing(data, "choose a data command: to-stream, shapes, prepare or rehearsal")
+    )
     ts = data_sub.add_parser("to-stream", help="convert raw Streamo annotations to the stream (multi-turn) format")
     ts.add_argument("--input", required=True, help="raw annotation JSON (a list of samples or one sample)")
     ts.add_argument("--output", required=True, help="output JSON in the stream format")
@@ -93,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     sh.add_argument("--max-events", type=int, default=2, help="shapes per clip, at most")
     sh.add_argument("--no-counters", action="store_true", help="leave out the frame and time counters")
     sh.set_defaults(func=_cmd_shapes)
+    from app import prepare_cmd
+
+    prepare_cmd.register(data_sub)  # data prepare, data rehearsal
 
     from app import benchmark_cmd, gui_cmd, narrate, train_cmd, voice_cmd  # each adds its subcommand(s), lazily
 
@@ -119,11 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )
+    from app.signals import stop_signals_as_interrupt
     from model.errors import ModelLoadError
     from model.protocol import AnnotationError
 
     try:
-        return int(args.func(args) or 0)
+        if args.command == "gui":  # the window handles its own ending (Qt)
+            return int(args.func(args) or 0)
+        with stop_signals_as_interrupt():  # SIGTERM and SIGHUP end a command as Ctrl-C does: nothing lost
+            return int(args.func(args) or 0)
     except (CliError, AnnotationError, ModelLoadError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -52,9 +52,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     t = sub.add_parser(
         "train",
         help="fine-tune a LoRA adapter on Streamo-format data",
-        description="Fine-tune a LoRA adapter (QLoRA on CUDA) on raw or stream-format Streamo annotations. "
-        "Without --steps or --epochs the step budget scales with the data: one epoch, and at least "
-        "800 steps, so a handful of clips is learnt. Runs data-parallel under `accelerate launch`.",
+        description="Fine-tune a LoRA adapter (QLoRA on CUDA) on raw or stream-format Streamo annotations, "
+        "or the whole language model with --recipe release. What is not given scales with the data and the "
+        "process count: the batch (--accum: about 900 steps an epoch, up to the release's 512 windows a step), "
+        "the budget (one epoch; a set under 800 windows at least 800 steps), the held-out split (at most 200 "
+        "videos, scored in full); the choices are printed at start with their reasons. Runs data-parallel "
+        "under `accelerate launch`.",
         formatter_class=fmt,
     )
     _add_data_args(t)
@@ -67,10 +70,20 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--dropout", type=float, default=0.05, help="LoRA dropout")
     t.add_argument("--keep-last", action="store_true",
                    help="write the last step's adapter (default: the step with the lowest held-out loss)")  # fmt: skip
-    t.add_argument("--lora-merger", action="store_true",
-                   help="LoRA on the vision merger too (the projector the release fine-tunes; the demo uses it)")  # fmt: skip
+    t.add_argument("--no-lora-merger", dest="lora_merger", action="store_false",
+                   help="LoRA on the language model only (default: on the vision merger too, the projector the "
+                        "release fine-tunes)")  # fmt: skip
+    t.add_argument("--lora-merger", dest="lora_merger", action="store_true", default=True,
+                   help=argparse.SUPPRESS)  # the default now; kept so older command lines run  # fmt: skip
+    t.add_argument("--recipe", default="lora", choices=("lora", "release"),
+                   help="release: the release's full fine-tuning of the language model and the merger, vision "
+                        "tower frozen (lr 1e-5, weight decay 0.1, betas 0.9/0.95, one epoch; bf16 autocast over "
+                        "fp32 weights, needs about 16 bytes a parameter); its output is a whole model folder")  # fmt: skip
+    t.add_argument("--weight-decay", type=float, default=None, help="AdamW weight decay (default: LoRA 0, release 0.1)")
+    t.add_argument("--beta2", type=float, default=None, help="AdamW beta2 (default: LoRA 0.999, release 0.95)")
     t.add_argument("--warmup", type=float, default=0.05, help="share of steps with linear warm-up")
-    t.add_argument("--accum", type=int, default=1, help="windows per optimiser step and process")
+    t.add_argument("--accum", type=int, default=None,
+                   help="windows per optimiser step and process (default: from the data size and process count)")  # fmt: skip
     t.add_argument("--loss", default="focal", choices=("focal", "ce"), help="stream focal loss or plain CE")
     t.add_argument("--holdout", type=float, default=0.1, help="share of videos held out (0: train on all)")
     t.add_argument("--heldout", action="append", default=[], metavar="NAME",
@@ -78,14 +91,19 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "an automatic choice; repeatable")  # fmt: skip
     t.add_argument("--min-heldout", type=int, default=1,
                    help="hold out at least this many videos when that leaves three to train on")  # fmt: skip
+    t.add_argument("--max-heldout", type=int, default=200,
+                   help="hold out at most this many videos (every window of them is scored at each evaluation)")  # fmt: skip
     t.add_argument("--early-stop", type=int, default=0, metavar="N",
                    help="stop after N held-out evaluations without a new lowest held-out loss (0: off)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     t.add_argument("--save-every", type=int, default=None, help="checkpoint interval in steps (default: ~10 a run)")
+    t.add_argument("--save-minutes", type=float, default=30.0,
+                   help="also a checkpoint after this many minutes of training since the last (0: off)")  # fmt: skip
     t.add_argument("--eval-every", type=int, default=None, help="held-out evaluation interval (default: ~10 a run)")
     gc = t.add_mutually_exclusive_group()
-    gc.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None)
+    gc.add_argument("--gradient-checkpointing", dest="gradient_checkpointing", action="store_true", default=None,
+                    help="default: on for models of 100M parameters or more")  # fmt: skip
     gc.add_argument("--no-gradient-checkpointing", dest="gradient_checkpointing", action="store_false")
     t.set_defaults(func=run_train)
 
@@ -159,6 +177,8 @@ class _TerminalEvents:
                 f"from step {event['start_step']}, lr {event['lr']:.3g}, {event['processes']} process(es) on "
                 f"{event['device']} ({event['precision']}), {event['trainable_parameters']:,} trainable parameters"
             )
+            for line in event.get("plan", []):
+                self._say("  " + line)
             if event.get("heldout_videos"):
                 self._say("held out: " + ", ".join(event["heldout_videos"]))
             if event.get("heldout_warning"):

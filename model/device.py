@@ -45,7 +45,9 @@ def resolve_device(device: str = "auto") -> torch.device:
         raise ModelLoadError(f"unknown device '{device}'; choose auto, cpu, cuda or cuda:N.") from None
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ModelLoadError(f"device {device} was asked for but no CUDA GPU is available; choose the device cpu (Model > Manage models).")
+            raise ModelLoadError(
+                f"device {device} was asked for but no CUDA GPU is available; choose the device cpu (Model > Manage models)."
+            )
         count = torch.cuda.device_count()
         if dev.index is not None and dev.index >= count:
             raise ModelLoadError(

@@ -177,6 +177,16 @@ def peft_calls():
         yield
 
 
+def enable_checkpointing(model: Any) -> None:
+    """Non-reentrant gradient (activation) checkpointing: ``activation_checkpointing_enable`` where transformers
+    has it (5.24 deprecates the old name), else ``gradient_checkpointing_enable`` (5.17)."""
+    enable = getattr(model, "activation_checkpointing_enable", None)
+    if enable is not None:
+        enable(activation_checkpointing_kwargs={"use_reentrant": False})
+    else:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+
+
 class _DropMessage:
     """A logging filter dropping records whose message starts with ``prefix``."""
 

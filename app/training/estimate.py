@@ -39,7 +39,7 @@ from typing import Any
 
 from model.catalog import DEMO_MAX_PIXELS, DEMO_MODEL
 from model.frames import MAX_PIXELS, MIN_PIXELS
-from model.train.config import AUTO_MIN_STEPS, every, total_steps  # noqa: F401 - AUTO_MIN_STEPS: the automatic budget's floor, for callers
+from model.train.config import AUTO_MIN_STEPS, auto_accum, every, total_steps  # noqa: F401 - AUTO_MIN_STEPS: the automatic budget's floor, for callers
 from model.train.data import heldout_count
 
 GIB = 1024**3
@@ -81,7 +81,7 @@ CPU_FLOPS = 50e9  # fp32 training of a real-size model on a desktop CPU
 CUDA_OVERHEAD_BYTES = int(0.8 * GIB)  # CUDA context, allocator slack
 CPU_BASELINE_BYTES = int(_CPU_M_A * GIB)  # the Python process with torch and the libraries (measured intercept)
 EVAL_WINDOW_COST = 1 / 3  # one held-out window against one training step (a forward only)
-EVAL_WINDOWS = 64  # the trainer scores at most this many held-out windows per evaluation
+EVAL_WINDOWS = 64  # without a held-out split the trainer scores this many training windows per evaluation
 
 
 # ---------------------------------------------------------------------------------------------
@@ -394,10 +394,13 @@ def plan_run(config: Any, clips: Sequence[ClipInfo | int], held: Sequence[ClipIn
         held, train = _guess_split(config, infos)
     n_hold = len({c.video or f"#{i}" for i, c in enumerate(held)})  # videos (a clip's conversations: one)
     train_windows = [w for c in train for w in windows_of(c.turns, max_turns)]
-    eval_windows = [w for c in (held or train) for w in windows_of(c.turns, max_turns)][:EVAL_WINDOWS]
-    accum = max(1, int(getattr(config, "accum", 1)))
+    eval_windows = [w for c in (held or train) for w in windows_of(c.turns, max_turns)]
+    if not held:  # the trainer scores a held-out split in full, training clips on a sample
+        eval_windows = eval_windows[:EVAL_WINDOWS]
+    given = getattr(config, "accum", None)
+    accum = max(1, int(given)) if given is not None else auto_accum(len(train_windows), 1)
     spe = max(1, math.ceil(len(train_windows) / accum))
-    return Plan(train_windows, eval_windows, n_hold, spe, total_steps(config, spe))
+    return Plan(train_windows, eval_windows, n_hold, spe, total_steps(config, spe, len(train_windows)))
 
 
 def _guess_split(config: Any, infos: list[ClipInfo]) -> tuple[list[ClipInfo], list[ClipInfo]]:
@@ -415,7 +418,10 @@ def _guess_split(config: Any, infos: list[ClipInfo]) -> tuple[list[ClipInfo], li
             len(chosen)
             if chosen
             else heldout_count(
-                len(videos), float(getattr(config, "holdout", 0.0)), int(getattr(config, "min_heldout", 1))
+                len(videos),
+                float(getattr(config, "holdout", 0.0)),
+                int(getattr(config, "min_heldout", 1)),
+                getattr(config, "max_heldout", None),
             )
         )
         held_keys = sorted(videos, key=lambda v: sum(c.turns for c in videos[v]))[:n_hold]

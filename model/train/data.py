@@ -365,10 +365,11 @@ def cut_windows(clip: Clip, max_turns: int) -> list[Window]:
 FEW_HELDOUT, HELDOUT_SHARE = 2, 0.2
 
 
-def heldout_count(n_videos: int, holdout: float, minimum: int = 1) -> int:
+def heldout_count(n_videos: int, holdout: float, minimum: int = 1, maximum: int | None = None) -> int:
     """How many of ``n_videos`` videos a ``holdout`` share holds out: ``round(holdout * n_videos)``,
     raised towards ``minimum`` as far as that leaves at least three videos to train on (``minimum``
-    1: one of four or more). Never all of them; with fewer than two videos, or ``holdout`` 0, none.
+    1: one of four or more), and at most ``maximum`` (TrainConfig.max_heldout, 200: enough to score,
+    few enough to score in full). Never all of them; with fewer than two videos, or ``holdout`` 0, none.
 
     The Training tab asks for "at least 2 clips or 20%" (``holdout`` 0.2, ``minimum`` 2); the command
     line's default is ``holdout`` 0.1, ``minimum`` 1."""
@@ -377,6 +378,8 @@ def heldout_count(n_videos: int, holdout: float, minimum: int = 1) -> int:
     n_hold = round(holdout * n_videos)
     if n_hold < minimum:
         n_hold = max(n_hold, min(minimum, n_videos - 3))
+    if maximum is not None:
+        n_hold = min(n_hold, maximum)
     return max(0, min(n_hold, n_videos - 1))
 
 
@@ -419,7 +422,13 @@ def names_video(name: str, clip: Clip) -> bool:
 
 
 def split_by_video(
-    clips: Sequence[Clip], holdout: float, seed: int = 0, *, chosen: Sequence[str] = (), minimum: int = 1
+    clips: Sequence[Clip],
+    holdout: float,
+    seed: int = 0,
+    *,
+    chosen: Sequence[str] = (),
+    minimum: int = 1,
+    maximum: int | None = None,
 ) -> tuple[list[Clip], list[Clip]]:
     """(train, held-out): whole videos go to one side. ``chosen`` names the videos to hold out (see
     :func:`names_video`; a name that matches none is a ``DataError`` naming it, as is choosing every
@@ -439,7 +448,7 @@ def split_by_video(
         if len(held) == len(videos):
             raise DataError(f"every video ({len(videos)}) is chosen to be held out: leave at least one to train on")
     else:
-        n_hold = heldout_count(len(videos), holdout, minimum)
+        n_hold = heldout_count(len(videos), holdout, minimum, maximum)
         if n_hold == 0:
             return list(clips), []
         random.Random(seed).shuffle(videos)
@@ -457,6 +466,7 @@ def choose_heldout(clips: Sequence[Clip], config: Any) -> tuple[list[Clip], list
         int(getattr(config, "seed", 0)),
         chosen=list(getattr(config, "heldout", None) or ()),
         minimum=int(getattr(config, "min_heldout", 1)),
+        maximum=getattr(config, "max_heldout", None),
     )
 
 

@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # Settings a resumed run may change (they change memory use, not the adapter's shape or the data).
 RESUME_OVERRIDES = ("steps", "epochs", "save_every", "eval_every", "max_turns", "max_pixels", "min_pixels",
                     "gradient_checkpointing", "precision", "device", "cache_dir", "command",
-                    "early_stop")  # fmt: skip
+                    "early_stop", "save_minutes")  # fmt: skip
 
 
 class TrainingError(Exception):

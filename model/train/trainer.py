@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -35,7 +34,7 @@ from model.frames import MIN_PIXELS
 from model.interrupt import StopOnInterrupt
 from model.paths import data_dir
 from model.train import checkpoint as ckpt
-from model.train.config import TrainConfig, auto_lr, every, total_steps
+from model.train.config import TrainConfig, auto_lr, plan, with_recipe
 from model.train.data import (
     DataError,
     DataIssue,
@@ -63,7 +62,9 @@ from model.train.video import FrameCache
 log = logging.getLogger(__name__)
 
 EventFn = Callable[[dict[str, Any]], None]
-EVAL_WINDOWS = 64  # held-out windows scored per evaluation (a fixed, seeded subset of larger sets)
+# Without a held-out split the evaluation scores this many training windows (a fixed, seeded subset);
+# a held-out split (at most TrainConfig.max_heldout videos) is scored in full.
+EVAL_WINDOWS = 64
 
 
 class OutOfMemory(TrainingError):
@@ -106,8 +107,11 @@ class Trainer:
         on_event: EventFn | None = None,
         stop: threading.Event | None = None,
         progress_bar: bool = False,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.config = prepare_config(config)
+        self.config = with_recipe(prepare_config(config))
+        self.full = self.config.recipe == "release"  # full fine-tuning: no adapter
+        self.clock = clock  # training wall time, for --save-minutes (tests inject theirs)
         self.on_event = on_event
         self.stop_event = stop
         self.progress_bar = progress_bar
@@ -123,9 +127,14 @@ class Trainer:
 
     def run(self) -> TrainResult:
         from accelerate import Accelerator
+        from accelerate.utils import InitProcessGroupKwargs
+
+        from model.train.prepare import process_group_timeout
 
         cfg = self.config
-        self.acc = acc = Accelerator(cpu=cfg.device == "cpu")
+        # Barriers wait up to hours (ranks ending their share of frame preparation apart), not NCCL's 10 minutes.
+        timeout = InitProcessGroupKwargs(timeout=process_group_timeout())
+        self.acc = acc = Accelerator(cpu=cfg.device == "cpu", kwargs_handlers=[timeout])
         torch.manual_seed(cfg.seed)
         self._load()
         self._data()
@@ -151,9 +160,13 @@ class Trainer:
         device = str(acc.device) if cfg.device == "auto" else cfg.device
         if device.startswith("cuda") and acc.num_processes > 1:
             device = f"cuda:{acc.local_process_index}"
+        precision = cfg.precision
+        if self.full and precision == "auto":
+            # fp32 master weights (bf16 updates of lr 1e-5 round to nothing), bf16 autocast on CUDA
+            precision = "fp32"
         self.loaded = load_model(
             cfg.model,
-            precision=cfg.precision,
+            precision=precision,
             device=device,
             trainable=True,
             min_pixels=cfg.min_pixels or MIN_PIXELS,
@@ -173,10 +186,23 @@ class Trainer:
         issues: list[DataIssue] = []
         cache = FrameCache(cfg.cache_dir or default_cache_dir(), self.loaded.processor, cfg.fps, cfg.min_pixels,
                            cfg.max_pixels)  # fmt: skip
-        with acc.main_process_first():  # the main process fills the shared frame cache first
-            clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps, live_instructions=cfg.live_instructions,
-                                       skip_unannotated=cfg.skip_unannotated)  # fmt: skip
-            clips = attach_frames(clips, cache, issues)
+        from model.train.prepare import CacheSpec, PrepareError, prepare_cache, unique_videos
+
+        clips, issues = load_clips(cfg.data, cfg.video_prefix, cfg.fps, live_instructions=cfg.live_instructions,
+                                   skip_unannotated=cfg.skip_unannotated)  # fmt: skip
+        # Each process decodes its share of what the cache lacks, with a pool (nothing when `data prepare`
+        # ran); the wait comes after the decoding, never around it. One rank alone refusing for space
+        # would leave the others at the barrier: the space check is for one process (and `data prepare`).
+        trace = os.environ.get("STREAMO_PREPARE_TRACE")
+        try:
+            report = prepare_cache(unique_videos(c.video for c in clips), CacheSpec.of(cache), rank=acc.process_index,
+                                   world=acc.num_processes, say=log.info, check_space=acc.num_processes == 1,
+                                   trace=f"{trace}.rank{acc.process_index}.jsonl" if trace else None)  # fmt: skip
+        except PrepareError as e:
+            raise DataError(str(e)) from None
+        cache.decoded += report.decoded  # decoded for this cache by the pool
+        acc.wait_for_everyone()
+        clips = attach_frames(clips, cache, issues)  # reads the cache: the frames are all there
         self.issues = [str(i) for i in issues]
         for message in self.issues:
             if acc.is_main_process and self.on_event is None:
@@ -192,7 +218,7 @@ class Trainer:
         encoder = Encoder(self.loaded.tokenizer, self.loaded.processor, cfg.min_pixels, cfg.max_pixels)
         self.train_set = WindowDataset([w for c in train for w in cut_windows(c, cfg.max_turns)], cache, encoder)
         eval_windows = [w for c in (held or train) for w in cut_windows(c, cfg.max_turns)]
-        if len(eval_windows) > EVAL_WINDOWS:
+        if not held and len(eval_windows) > EVAL_WINDOWS:
             eval_windows = random.Random(cfg.seed).sample(eval_windows, EVAL_WINDOWS)
         self.eval_set = WindowDataset(eval_windows, cache, encoder)
         self.eval_split = "heldout" if held else "train"
@@ -224,21 +250,34 @@ class Trainer:
 
         cfg, acc = self.config, self.acc
         world = acc.num_processes
-        self.steps_per_epoch = max(1, math.ceil(len(self.train_set) / (world * cfg.accum)))
-        self.total = total_steps(cfg, self.steps_per_epoch)
-        self.save_every = every(cfg.save_every, self.total)
-        self.eval_every = every(cfg.eval_every, self.total)
-        gc = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else self.device.type == "cuda"
-        model = add_lora(self.loaded, cfg.rank, cfg.alpha, cfg.dropout, gc, merger=cfg.lora_merger)
+        self.plan = plan(cfg, len(self.train_set), world)
+        cfg.accum = self.plan.accum  # saved resolved: a resumed run keeps its batch
+        self.steps_per_epoch, self.total = self.plan.steps_per_epoch, self.plan.total
+        self.save_every, self.eval_every = self.plan.save_every, self.plan.eval_every
+        gc = cfg.gradient_checkpointing
+        gc_reason = "--gradient-checkpointing" if gc else "--no-gradient-checkpointing"
+        if gc is None:
+            from model.train.lora import GC_MIN_PARAMETERS, auto_gradient_checkpointing
+
+            gc = auto_gradient_checkpointing(self.loaded.model)
+            gc_reason = f"automatic: {'at least' if gc else 'under'} {GC_MIN_PARAMETERS / 1e6:g}M parameters"
+        if self.full:
+            from model.train.lora import full_finetune
+
+            model = full_finetune(self.loaded, gc)
+            if self.device.type == "cuda":  # frozen vision tower in bf16 under autocast
+                for p in model.parameters():
+                    if not p.requires_grad:
+                        p.data = p.data.to(torch.bfloat16)
+        else:
+            model = add_lora(self.loaded, cfg.rank, cfg.alpha, cfg.dropout, gc, merger=cfg.lora_merger)
         self.start_step = 0
         latest = ckpt.latest_checkpoint(self.out) if cfg.resume else None
         if latest is not None:
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(model, ckpt.load_adapter_state(latest))
+            self._load_trained_state(model, ckpt.load_adapter_state(latest))
             self.start_step = latest.step
         params = trainable_parameters(model)
-        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, 0.999))
+        optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2))
         scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup * self.total), self.total)
         if latest is not None and not ckpt.restore_training_state(latest, optimizer, scheduler):
             log.warning("%s has no optimiser state (sharded run); the optimiser starts afresh", latest.path)
@@ -260,8 +299,24 @@ class Trainer:
                 total=self.total, initial=self.start_step, unit="step", dynamic_ncols=True, desc="training"
             )
         trainable = sum(p.numel() for p in params)
+        what = ("full fine-tuning of the language model and the merger, vision tower frozen (--recipe release)"
+                if self.full else f"LoRA rank {cfg.rank}" + (" with the merger" if cfg.lora_merger else ""))  # fmt: skip
+        lines = [
+            *self.plan.lines(),
+            f"{what}; lr {cfg.lr:.3g}, weight decay {cfg.weight_decay:g}, betas (0.9, {cfg.beta2:g}); "
+            f"gradient checkpointing {'on' if gc else 'off'} ({gc_reason})",
+            self._heldout_line(),
+            *self._memory_lines(),
+        ]
+        if acc.is_main_process and self.on_event is None:
+            for line in lines:
+                log.info("%s", line)
         self.emit(
             "start",
+            plan=lines,
+            accum=self.plan.accum,
+            effective_batch=self.plan.batch,
+            gradient_checkpointing=gc,
             total_steps=self.total,
             start_step=self.start_step,
             steps_per_epoch=self.steps_per_epoch,
@@ -273,6 +328,44 @@ class Trainer:
             **self.summary,
         )
 
+    def _heldout_line(self) -> str:
+        cfg, s = self.config, self.summary
+        if self.eval_split != "heldout":
+            return f"no held-out split: evaluation scores {len(self.eval_set)} training windows"
+        why = ("--heldout" if cfg.heldout else
+               f"{cfg.holdout:.0%} of the videos, at least {cfg.min_heldout}, at most {cfg.max_heldout}")  # fmt: skip
+        return (f"held out {s['heldout_clips']} clips ({len(s['heldout_videos'])} videos; {why}), "
+                f"all {len(self.eval_set)} windows scored at each evaluation")  # fmt: skip
+
+    def _memory_lines(self) -> list[str]:
+        """Memory of every process after loading (each GPU's own), gathered to the main process."""
+        from model.device import memory_text
+
+        mine = f"process {self.acc.process_index} on {self.device}: {memory_text(self.device)}"
+        if self.device.type == "cuda":
+            free, total = torch.cuda.mem_get_info(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device) / 1024**3
+            mine += f", peak {peak:.1f} GB, {free / 1024**3:.1f} of {total / 1024**3:.0f} GB free"
+        if self.acc.num_processes == 1:
+            return [f"memory: {mine}"]
+        from accelerate.utils import gather_object
+
+        return [f"memory: {line}" for line in gather_object([mine])]
+
+    def _load_trained_state(self, model: Any, state: dict[str, torch.Tensor]) -> None:
+        """A checkpoint's trained weights into ``model``: the adapter, or (release recipe) the
+        language model's and merger's own weights."""
+        if not self.full:
+            from peft import set_peft_model_state_dict
+
+            set_peft_model_state_dict(model, state)
+            return
+        missing = set(state) - {n for n, _ in model.named_parameters()}
+        if missing:
+            raise TrainingError(f"the checkpoint's weights do not fit this model ({sorted(missing)[:3]} ...): "
+                                "resume with the base model it was trained from")  # fmt: skip
+        model.load_state_dict(state, strict=False)
+
     # ------------------------------------------------------------------------------------------
     # The loop
 
@@ -283,6 +376,7 @@ class Trainer:
         metrics: dict[str, Any] = {}
         early = self._early_stop_rule()
         early_stopped: dict[str, int] | None = None
+        self._saved_at = self.clock()  # --save-minutes counts training time since the last save
         while step < self.total:
             if self._stop_agreed(stop):
                 self.last_checkpoint = self._save(step)
@@ -330,7 +424,7 @@ class Trainer:
                          cfg.early_stop, early.best_step, step)  # fmt: skip
                 self.summary["early_stopped"] = early_stopped
                 break
-            if step % self.save_every == 0 and step < self.total:
+            if (step % self.save_every == 0 or self._minutes_up()) and step < self.total:
                 self.last_checkpoint = self._save(step)
         self.last_checkpoint = self._save(step)
         self._save_final(step, metrics)
@@ -372,9 +466,11 @@ class Trainer:
     def _forward(self, model: Any, enc: Encoded, positions: torch.Tensor) -> torch.Tensor:
         """Logits [N, V] at ``positions`` only (a 152k vocabulary makes all of them expensive)."""
         ids = enc.input_ids.to(self.device).unsqueeze(0)  # [1, T]
-        out = hf.vlm_forward(model, ids, enc.pixel_values.to(self.device), enc.image_grid_thw.to(self.device),
-                             self.image_id, logits_to_keep=positions.to(self.device))  # fmt: skip
-        return out.logits[0]
+        autocast = self.full and self.device.type == "cuda"  # fp32 master weights, bf16 compute
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=autocast):
+            out = hf.vlm_forward(model, ids, enc.pixel_values.to(self.device), enc.image_grid_thw.to(self.device),
+                                 self.image_id, logits_to_keep=positions.to(self.device))  # fmt: skip
+        return out.logits[0].float() if autocast else out.logits[0]
 
     # ------------------------------------------------------------------------------------------
     # Held-out evaluation (teacher forced: one forward per window)
@@ -420,6 +516,18 @@ class Trainer:
     # ------------------------------------------------------------------------------------------
     # Stopping, saving, errors
 
+    def _minutes_up(self) -> bool:
+        """--save-minutes: the main process's clock says so, for every process (they save together)."""
+        if not self.config.save_minutes:
+            return False
+        flag = torch.tensor(float(self.clock() - self._saved_at >= 60 * self.config.save_minutes),
+                            device=self.device)  # fmt: skip
+        if self.acc.num_processes > 1:
+            from accelerate.utils import broadcast
+
+            flag = broadcast(flag, from_process=0)
+        return bool(flag.item())
+
     def _stop_agreed(self, stop: StopOnInterrupt) -> bool:
         """Every process stops at the same step boundary."""
         flag = torch.tensor(1.0 if stop.is_set() else 0.0, device=self.device)
@@ -438,12 +546,24 @@ class Trainer:
         from peft import get_peft_model_state_dict
 
         unwrapped = self.acc.unwrap_model(self.model)
+        if self.full:  # the trained weights only (the frozen vision tower is the base's)
+            from model.train.lora import is_trained_in_full
+
+            whole = unwrapped.state_dict() if self._plain_parallel() else self.acc.get_state_dict(self.model)
+            seen: set[int] = set()  # tied embeddings: the LM head is the embedding, saved once
+            state = {}
+            for k, v in whole.items():
+                if is_trained_in_full(k) and v.data_ptr() not in seen:
+                    seen.add(v.data_ptr())
+                    state[k] = v
+            return state
         if self._plain_parallel():
             return get_peft_model_state_dict(unwrapped)
         return get_peft_model_state_dict(unwrapped, state_dict=self.acc.get_state_dict(self.model))
 
     def _save(self, step: int) -> ckpt.Checkpoint | None:
         state = self._adapter_state()  # every process takes part (sharded runs gather here)
+        self._saved_at = self.clock()
         result = None
         if self.acc.is_main_process:
             plain = self._plain_parallel()
@@ -452,7 +572,7 @@ class Trainer:
                 self.out,
                 step,
                 state,
-                unwrapped.peft_config["default"],
+                self._weights_config(unwrapped),
                 self.optimizer.optimizer if plain else None,  # the torch optimiser inside accelerate's wrapper
                 self.scheduler if plain else None,
                 {
@@ -465,6 +585,14 @@ class Trainer:
             self.emit("checkpoint", step=step, path=str(result.path))
         self.acc.wait_for_everyone()
         return result
+
+    def _weights_config(self, unwrapped: Any) -> Any:
+        """What a checkpoint's weights are: the peft config, or a note on the full fine-tuning."""
+        if self.full:
+            from model.train.lora import FullConfig
+
+            return FullConfig(str(self.loaded.source))
+        return unwrapped.peft_config["default"]
 
     def _ckpt_path(self) -> Path | None:
         return self.last_checkpoint.path if self.last_checkpoint is not None else None
@@ -552,13 +680,18 @@ class Trainer:
         card = write_card(self.loaded, asdict(self.config), self.summary, step, metrics, self.config.command)
         tmp = self.out / f".final.part-{os.getpid()}"
         tmp.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / ckpt.ADAPTER_WEIGHTS))
-        unwrapped.peft_config["default"].save_pretrained(str(tmp))
+        if self.full:  # a whole model folder (the step's trained weights on the base's frozen ones)
+            if best_state is not None:
+                unwrapped.load_state_dict(best_state, strict=False)
+            unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+        else:
+            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / ckpt.ADAPTER_WEIGHTS))
+            unwrapped.peft_config["default"].save_pretrained(str(tmp))
         self.loaded.processor.save_pretrained(str(tmp))
         (tmp / "README.md").write_text(card, encoding="utf-8")
         # One file at a time, each atomically; the weights last, so a complete config never points
         # at missing weights of a first save.
-        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n == ckpt.ADAPTER_WEIGHTS)
+        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n.endswith(".safetensors"))
         for name in names:
             os.replace(tmp / name, self.out / name)
         tmp.rmdir()

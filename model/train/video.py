@@ -8,7 +8,9 @@ the processor gives exactly the pixel values of the original frame).
 The cache keeps one ``.npy`` of uint8 frames ``[n, h, w, 3]`` per (file, fps, pixel budget),
 keyed by the file's resolved path, size and modification time, so a second epoch and a second
 run decode nothing. Entries are written to a temporary name and renamed: several processes (one
-per GPU) may fill the same cache, and an interrupted run never leaves a half-written entry.
+per GPU) may fill the same cache, and an interrupted run never leaves a half-written entry. A file
+that cannot be decoded is recorded too (``<key>.failed.json``, its reason), so it is tried once per
+version of the file, not once per run and rank. ``model.train.prepare`` fills a cache in parallel.
 """
 
 from __future__ import annotations
@@ -127,7 +129,14 @@ class FrameCache:
             return hit
         entry = self._load(key)
         if entry is None:
-            frames, video_fps, reported = self._decode(path)
+            failed = self._failure(key)
+            if failed:  # this very file failed before (``data prepare``, another rank): no second try
+                raise VideoError(failed)
+            try:
+                frames, video_fps, reported = self._decode(path)
+            except VideoError as e:
+                self._store_failure(key, str(e))
+                raise
             self._store(key, path, frames, video_fps, reported)
             with self._lock:
                 self.decoded += 1
@@ -135,6 +144,22 @@ class FrameCache:
         with self._lock:
             self._memo[key] = entry
         return entry
+
+    def cached(self, path: str | os.PathLike[str]) -> bool:
+        """Whether ``path`` has a complete entry (frames, or a recorded failure): ``get`` decodes nothing.
+        False for a missing file (``get`` says why)."""
+        try:
+            key = self.key(Path(path))
+        except OSError:
+            return False
+        return self._load(key) is not None or bool(self._failure(key))
+
+    def recorded_failure(self, path: str | os.PathLike[str]) -> str:
+        """Why this version of ``path`` could not be decoded, as recorded ("" when nothing is)."""
+        try:
+            return self._failure(self.key(Path(path)))
+        except OSError:
+            return ""
 
     def _decode(self, path: Path) -> tuple[np.ndarray, float, int]:
         """The file's sampled frames, resized to the budget: the release's training rule."""
@@ -144,6 +169,20 @@ class FrameCache:
 
     def _paths(self, key: str) -> tuple[Path, Path]:
         return self.root / f"{key}.npy", self.root / f"{key}.json"
+
+    def _failure(self, key: str) -> str:
+        """The recorded reason this file cannot be decoded ("" when none). The key holds the file's
+        size and mtime: a repaired or replaced file is tried again."""
+        try:
+            return str(json.loads((self.root / f"{key}.failed.json").read_text(encoding="utf-8"))["reason"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return ""
+
+    def _store_failure(self, key: str, reason: str) -> None:
+        try:
+            write_text_atomic(self.root / f"{key}.failed.json", json.dumps({"reason": reason}), fsync=False)
+        except OSError:  # not recorded: the next run tries again
+            pass
 
     def _load(self, key: str) -> SampledVideo | None:
         npy, meta = self._paths(key)

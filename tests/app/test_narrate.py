@@ -143,7 +143,9 @@ def test_help_version_and_a_bare_data_command(capsys):
     assert info.value.code == 0 and capsys.readouterr().out.startswith("streamo-live ")
     assert cli_main(["data"]) == 2
     err = capsys.readouterr().err
-    assert "choose a data command: to-stream, shapes, prepare or rehearsal" in err and "required: data_command" not in err
+    assert (
+        "choose a data command: to-stream, shapes, prepare or rehearsal" in err and "required: data_command" not in err
+    )
 
 
 def test_terminal_text_is_cleaned(tiny_ckpt, tmp_path, capsys, monkeypatch):

@@ -462,7 +462,7 @@ class LibraryView(QWidget):
         except LibraryError as e:
             self.show_notice("error", str(e))
             return False
-        text = f"Exported {report.written} clip{'s' if report.written != 1 else ''} to {report.path}; video paths start from its folder (--video-prefix {report.path.parent})."
+        text = f"Exported {report.written} clip{'s' if report.written != 1 else ''} to {report.path}; video paths in it start from its folder, {report.path.parent}."
         if report.skipped:
             text += "\nLeft out (no readable video):\n" + "\n".join(f"• {s}" for s in report.skipped[:NOTICE_LINES])
         self.show_notice("warning" if report.skipped else "info", text)
@@ -502,7 +502,7 @@ class LibraryView(QWidget):
             return
         prefix = QFileDialog.getExistingDirectory(
             self,
-            "The folder the file's video paths start from (its --video-prefix); Cancel: the file's own folder",
+            "The folder the file's video paths start from; Cancel: the file's own folder",
             str(Path(path).parent),
         )
         self.import_annotation_file(path, prefix or None)
