@@ -179,8 +179,8 @@ class OverlayOptions:
     GROUP: ClassVar[str] = "overlay"
     RANGES: ClassVar[dict[str, tuple[float, float]]] = {
         "font_size": (8, 200),
-        "x": (-1, 100_000),
-        "y": (-1, 100_000),
+        "x": (-100_000, 100_000),  # left of or above the primary screen on a second monitor
+        "y": (-100_000, 100_000),
         "width": (200, 100_000),
     }
     visible: bool = False
