@@ -8,7 +8,7 @@ happens, so Ctrl-C (or a crash) keeps everything up to the last finished second.
 
 Asked questions (``--question``, ``--ask-audio``; not the task's own instruction) are part of the
 record: the terminal prints ``Q: ...`` before the answer of the same second, and SRT / WebVTT carry
-each as its own ``Q: ...`` cue from the start of the second it entered (see :func:`subtitle_cues`).
+each as its own ``Q: ...`` cue from the start of the second it entered (see ``app.live.subtitles.transcript_cues``).
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ from model.catalog import active_model_label  # torch-free
 from model.device import KERNEL_MODES  # torch-free
 
 if TYPE_CHECKING:  # imported where they are used: the command's --help must stay fast
-    from app.exports import Subtitle
     from app.live.records import Question, StepRecord
     from app.live.runner import LiveError
     from app.sources import FrameSource, SourceSpec
@@ -379,21 +378,6 @@ def _write_spoken_track(path: str, items: list[tuple[float, str]], duration: flo
     return None
 
 
-def subtitle_cues(
-    answers: list[Subtitle], questions: list[tuple[float, float, str]], hold: float, stream_end: float
-) -> list[Subtitle]:
-    """The answers' cues (``app.live.subtitles``' rule, unchanged: a run without questions gives the
-    same SRT as the window's export) with each asked question ``(start of the step it entered, end
-    of that step, text)`` as its own ``Q: text`` cue: shown from that step's start for ``hold``
-    seconds, cut at the next question and at the stream's end, and listed before an answer that
-    starts with it. Its own cue, not a prefix of the answer, because a question is not always
-    answered on the second it enters."""
-    from app.live.subtitles import cue_list
-
-    asked = cue_list(((t, end, f"Q: {text}") for t, end, text in questions), hold, stream_end)
-    return sorted(asked + answers, key=lambda cue: cue.start)  # stable: at the same start, the question first
-
-
 def _run(
     args: argparse.Namespace, spec: SourceSpec, source: FrameSource, questions: list[Question], options: EngineOptions
 ) -> int:
@@ -402,7 +386,7 @@ def _run(
     from app.live.capture import Capture
     from app.live.frames import FrameSaver
     from app.live.runner import LiveRunner, RunEvents, make_engine
-    from app.live.subtitles import HOLD_SECONDS
+    from app.live.subtitles import HOLD_SECONDS, asked_by_someone
     from app.session import SessionLog, SessionMeta
     from app.voice import VoiceError
     from model.interrupt import StopOnInterrupt
@@ -442,10 +426,9 @@ def _run(
     speaker = _speaker(args)
     track_problem: str | None = None  # why --speak-to was not written
     spoken: list[tuple[float, str]] = []  # (stream second, answer) for --speak-to
-    asked: list[tuple[float, float, str]] = []  # (step start, step end, question) for the subtitles
 
     def write_subtitles() -> None:
-        cues = subtitle_cues(runner.subtitles.cues, asked, hold, runner.subtitles.stream_end)
+        cues = runner.subtitles.transcript
         if srt:
             write_text_atomic(srt, to_srt(cues), private=True)
         if vtt:
@@ -457,10 +440,7 @@ def _run(
             printer.line(record.t, record.text)
         printer.step_done()
         q = record.question
-        entered = q is not None and q.origin != "preset" and bool(q.text.strip())
-        if entered:
-            asked.append((record.t, record.end, q.text))
-        if entered or record.text.strip():
+        if (q is not None and asked_by_someone(q.origin) and q.text.strip()) or record.text.strip():
             write_subtitles()
         if record.text.strip():
             spoken.append((record.t, record.text.strip()))

@@ -32,7 +32,7 @@ from typing import Any
 
 from app.exports import JsonlWriter, Subtitle, read_jsonl, to_srt, to_vtt, write_text_atomic
 from app.live.records import SCHEMA, StepRecord, clean_text
-from app.live.subtitles import HOLD_SECONDS, cue_list
+from app.live.subtitles import HOLD_SECONDS, asked_by_someone, transcript_cues
 from model.atomic import private_folder
 from model.paths import data_dir
 
@@ -112,11 +112,12 @@ class Session:
     def duration(self) -> float:
         return self.states[-1].end if self.states else 0.0
 
-    def subtitles(self, hold: float = HOLD_SECONDS, questions: bool = False) -> list[Subtitle]:
-        """Responses as subtitles, by the one rule of ``app.live.subtitles`` (cut at the stream's end)."""
-        picked = [e for e in self.entries if e.kind == RESPONSE or (questions and e.kind == QUESTION)]
-        items = ((e.t, e.end, f"Q: {e.text}" if e.kind == QUESTION else e.text) for e in picked)
-        return cue_list(items, hold, self.duration if self.states else None)
+    def subtitles(self, hold: float = HOLD_SECONDS) -> list[Subtitle]:
+        """The responses and the asked questions as subtitles, by the one rule of
+        ``app.live.subtitles.transcript_cues`` (what ``narrate`` writes; cut at the stream's end)."""
+        answers = ((e.t, e.end, e.text) for e in self.entries if e.kind == RESPONSE)
+        asked = ((e.t, e.end, e.text) for e in self.entries if e.kind == QUESTION and asked_by_someone(e.origin))
+        return transcript_cues(answers, asked, hold, self.duration if self.states else None)
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -18,20 +18,10 @@ from PySide6.QtCore import QObject, QRunnable, Qt, QThreadPool, Signal
 from PySide6.QtGui import QCloseEvent
 from PySide6.QtWidgets import QDialog, QLabel, QListWidget, QListWidgetItem, QSplitter, QVBoxLayout, QWidget
 
-from app.live.subtitles import HOLD_SECONDS
+from app.live.subtitles import HOLD_SECONDS, MAX_LINES
 from app.session import QUESTION, Session, format_clock
 from ui.subtitles import display_text
 from ui.timeline import StateTimeline
-
-
-def _cues(session: Session) -> list:
-    """What was on screen: the model's words, and the questions people asked (typed or spoken) as "Q:" lines;
-    not the task's own standing instruction, which the live window never showed as a subtitle."""
-    from app.live.subtitles import cue_list
-
-    shown = [e for e in session.entries if e.kind != QUESTION or e.origin in ("typed", "voice")]
-    items = ((e.t, e.end, f"Q: {e.text}" if e.kind == QUESTION else e.text) for e in shown)
-    return cue_list(items, HOLD_SECONDS, session.duration if session.states else None)
 
 
 def session_video(session: Session) -> Path | None:
@@ -70,7 +60,7 @@ class SessionPlayer(QDialog):
         self.setWindowTitle(f"Play back: {name}")
         self.resize(1100, 680)
         self.session = session
-        self.cues = _cues(session)
+        self.cues = session.subtitles(HOLD_SECONDS)  # what was on screen: the words and the asked questions
         self._starts = [c.start for c in self.cues]
         self.fps = 0.0  # the video's, once probed; 0: no video to show
         self._pending = max(0.0, at)  # where to go once the video is open
@@ -142,9 +132,11 @@ class SessionPlayer(QDialog):
             self.show_time(t)
 
     def cue_at(self, t: float) -> str:
-        """The words on screen at stream second ``t`` ("" when none)."""
-        i = bisect.bisect_right(self._starts, t + 1e-6) - 1
-        return self.cues[i].text if i >= 0 and t < self.cues[i].end else ""
+        """The words on screen at stream second ``t`` ("" when none): the newest ``MAX_LINES`` cues
+        showing then (a question and its answer overlap), newest last, as the live captions were."""
+        i = bisect.bisect_right(self._starts, t + 1e-6)
+        recent = self.cues[max(0, i - 16) : i]  # a cue shows for a few seconds: the last few hold all
+        return "\n".join([c.text for c in recent if t < c.end][-MAX_LINES:])
 
     def show_time(self, t: float) -> None:
         self.subtitle.setText(self.cue_at(t))

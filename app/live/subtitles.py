@@ -48,23 +48,57 @@ def record_cues(
     return cue_list(((r.t, r.end, r.text) for r in records), hold, stream_end)
 
 
+def asked_by_someone(origin: str) -> bool:
+    """A question a person asked (typed, spoken, ``narrate --question``): a subtitle of its own; the
+    task's standing instruction (origin "preset") never is, as the live window never showed it."""
+    return origin != "preset"
+
+
+def transcript_cues(
+    answers: Iterable[tuple[float, float, str]],
+    questions: Iterable[tuple[float, float, str]],
+    hold: float = HOLD_SECONDS,
+    stream_end: float | None = None,
+) -> list[Subtitle]:
+    """The answers' cues (``cue_list``, unchanged: a run without questions gives the answers' SRT)
+    with each asked question ``(start of the step it entered, end of that step, text)`` as its own
+    ``Q: text`` cue: shown from that step's start for ``hold`` seconds, cut at the next question and
+    at the stream's end, and listed before an answer that starts with it. Its own cue, not a prefix
+    of the answer, because a question is not always answered on the second it enters. ``narrate``'s
+    SRT and WebVTT, the window's export and the session player all show these."""
+    said = cue_list(answers, hold, stream_end)
+    asked = cue_list(((t, end, f"Q: {text}") for t, end, text in questions), hold, stream_end)
+    return sorted(asked + said, key=lambda cue: cue.start)  # stable: at the same start, the question first
+
+
 class SubtitleTimeline:
-    """The cues of a run as it goes (``narrate`` rewrites its SRT/WebVTT files from it after each
-    response; the window's export uses the same function on the session)."""
+    """The cues of a run as it goes (``narrate`` rewrites its SRT/WebVTT files from its transcript
+    after each response or question; the window's export uses ``transcript_cues`` on the session)."""
 
     def __init__(self, hold: float = HOLD_SECONDS) -> None:
         self.hold = hold
         self._items: list[tuple[float, float, str]] = []
+        self._asked: list[tuple[float, float, str]] = []
         self.stream_end = 0.0
 
     def add(self, record: StepRecord) -> bool:
-        """Take one step; True when it added a cue (a response with text)."""
+        """Take one step; True when the transcript changed (a response with text, an asked question)."""
         self.stream_end = max(self.stream_end, record.end)
+        q = record.question
+        asked = q is not None and asked_by_someone(q.origin) and bool(clean_text(q.text).strip())
+        if asked:
+            self._asked.append((record.t, record.end, q.text))
         if clean_text(record.text).strip():
             self._items.append((record.t, record.end, record.text))
             return True
-        return False
+        return asked
 
     @property
     def cues(self) -> list[Subtitle]:
+        """The answers' cues."""
         return cue_list(self._items, self.hold, self.stream_end)
+
+    @property
+    def transcript(self) -> list[Subtitle]:
+        """The answers' and the asked questions' cues (``transcript_cues``): what SRT and WebVTT hold."""
+        return transcript_cues(self._items, self._asked, self.hold, self.stream_end)

@@ -74,6 +74,7 @@ def test_subtitles_hold_until_the_next_response(tmp_path: Path):
     session = load_session(write_session(tmp_path, STEPS))
     subs = session.subtitles(hold=6.0)
     assert [(s.start, s.end, s.text) for s in subs] == [
+        (0.0, 4.0, "Q: What happens?"),  # the question asked, its own cue, cut at the stream's end
         (1.0, 3.0, "A man opens the door."),
         (3.0, 4.0, "He sits down."),  # cut at the end of the stream, not 6 s later
     ]
@@ -221,3 +222,30 @@ def test_what_the_camera_screen_and_voice_left_is_the_owners_alone(tmp_path: Pat
     engine.step(np.zeros((8, 8, 3), np.uint8), t=1.0)
     saver.close()
     assert mode(frames_dir(path)) == 0o700 and mode(frames_dir(path) / frame_name(1.0)) == 0o600  # a frame
+
+
+def test_the_window_export_and_narrate_write_the_same_subtitles(tmp_path: Path):
+    """One rule for asked questions as cues: the session (the window's export, the player) and a
+    run's own timeline (narrate's SRT and WebVTT) give the same cues for the same steps; the task's
+    standing instruction is never one."""
+    from app.exports import to_srt
+    from app.live.subtitles import SubtitleTimeline
+
+    steps = [
+        StepRecord(0.0, 1.0, SILENCE, 0.0, question=Question("Narrate everything.", 0.0, "preset")),
+        StepRecord(1.0, 2.0, SILENCE, 1.0, question=Question("Where is the <b>cat</b>?", 1.0, "typed")),
+        StepRecord(2.0, 3.0, RESPONSE, 2.0, text="On the sofa."),
+        StepRecord(3.0, 4.0, STANDBY, 3.0, question=Question("And now?", 3.0, "voice")),
+        StepRecord(4.0, 5.0, RESPONSE, 4.0, text="Asleep."),
+    ]
+    timeline = SubtitleTimeline(hold=6.0)
+    changed = [timeline.add(step) for step in steps]
+    assert changed == [False, True, True, True, True]
+    session = load_session(write_session(tmp_path, steps))
+    assert session.export_text("srt", hold=6.0) == to_srt(timeline.transcript)
+    assert [(c.start, c.end, c.text) for c in session.subtitles(hold=6.0)] == [
+        (1.0, 3.0, "Q: Where is the <b>cat</b>?"),  # cut at the next question
+        (2.0, 4.0, "On the sofa."),
+        (3.0, 5.0, "Q: And now?"),
+        (4.0, 5.0, "Asleep."),
+    ]
