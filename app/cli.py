@@ -16,17 +16,21 @@ from app.errors import CliError
 
 def _cmd_to_stream(args: argparse.Namespace) -> int:
     from model import protocol
+    from model.outputs import OutputRefused, check_output
 
-    samples = protocol.load_raw_annotations(args.input)
+    samples = protocol.load_raw_annotations(args.input)  # a folder, Latin-1, bad JSON: one line naming it
+    try:  # before any video is probed: not the input, not a folder, a device or a weights file
+        output = check_output(args.output, "--output", inputs=[args.input])
+    except OutputRefused as e:
+        raise CliError(str(e)) from None
     skipped: list[str] = []  # a malformed sample is that sample's error: the others are converted
     out = protocol.to_stream(samples, video_prefix=args.video_prefix, fps=args.fps, skipped=skipped)
     for error in skipped:
         print(f"warning: {args.input}: {error}; skipped", file=sys.stderr)
     from model.atomic import write_text_atomic
 
-    output = Path(args.output)
     write_text_atomic(output, protocol.dump_stream(out))  # an interrupted run never leaves half a file
-    print(f"converted {len(out)} of {len(samples)} samples -> {output}")
+    print(f"converted {len(out)} of {len(samples)} samples -> {args.output}")
     return 1 if skipped else 0
 
 

@@ -105,9 +105,14 @@ def check_model_folder(path: Path, need_weights: bool = True) -> str:
     if not config.is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model folder.")
     try:
-        model_type = json.loads(config.read_text(encoding="utf-8")).get("model_type", "")
-    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        settings = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
         raise ModelLoadError(f"{config}: unreadable JSON ({e}).") from None
+    if not isinstance(settings, dict):  # a list or a number is no configuration (it raised AttributeError)
+        raise ModelLoadError(
+            f"{config} holds a JSON {type(settings).__name__}, not a model's settings; download it again."
+        )
+    model_type = settings.get("model_type", "")
     if model_type not in SUPPORTED_MODEL_TYPES or not _transformers_has(model_type):
         names = ", ".join(f"{v} ({k})" for k, v in SUPPORTED_MODEL_TYPES.items() if _transformers_has(k))
         raise ModelLoadError(

@@ -110,6 +110,20 @@ def neutralize_user_text(text: str) -> str:
     return _LABEL_LINE.sub(r"\1<" + WORD_JOINER, text)
 
 
+def neutralize_data_text(text: str) -> str:
+    """Annotation text (a question or an answer of a training sample) made data by the same rule as
+    Live's user text, :func:`neutralize_user_text`, applied to the text within its surrounding
+    whitespace, which is kept: the released converter keeps it, so clean data converts and renders
+    byte for byte as the release's does. ``<|im_end|>`` in an answer stays words (it would train as
+    a real end of turn) and ``<image>`` in a question opens no vision block (one image too many for
+    the clip's frames). Applying it twice changes nothing."""
+    core = text.strip()
+    if not core:
+        return text
+    lead = len(text) - len(text.lstrip())
+    return text[:lead] + neutralize_user_text(core) + text[lead + len(core) :]
+
+
 def assistant_turn_content(state: str, text: str = "") -> str:
     """Exactly one state token; only </Response> is followed by one space and the answer."""
     if state not in STATE_TOKENS:
@@ -139,6 +153,28 @@ def parse_assistant_content(content: str) -> tuple[str, str]:
         if content.startswith(state):
             return state, content[len(state) :].strip()
     raise ValueError(f"assistant turn does not start with a state token: {content[:40]!r}")
+
+
+def neutralize_turn(role: str, content: str) -> str:
+    """One stream-format message with its text made data (:func:`neutralize_data_text`): a user
+    turn's question (before its ``<Xs-Ys>`` label and placeholder) and an assistant turn's text after
+    its state token. The system prompt, time labels, placeholders and state tokens are the protocol's
+    and stay; content of another shape is returned as it is (the sample checks refuse it)."""
+    if role == "user":
+        m = _USER_CONTENT.match(content)
+        if m is not None and m.group("question"):
+            return neutralize_data_text(m.group("question")) + content[m.end("question") :]
+    elif role == "assistant":
+        for state in STATE_TOKENS:
+            if content.startswith(state):
+                return state + neutralize_data_text(content[len(state) :])
+    return content
+
+
+def neutralize_turns(messages: Sequence[dict[str, str]]) -> list[dict[str, str]]:
+    """A conversation whose questions and answers are data (:func:`neutralize_turn`), as training
+    renders it; clean conversations come back equal."""
+    return [{**m, "content": neutralize_turn(m["role"], m["content"])} for m in messages]
 
 
 def render_message(role: str, content: str) -> str:
@@ -258,11 +294,13 @@ def _content(entry: dict, key: str, index: int) -> str:
         return ""
     if not isinstance(content, str):
         raise AnnotationError(f"sample {index}: a '{key}' entry has non-string content {content!r}")
-    return content
+    return neutralize_data_text(content)  # annotation text is data, as Live's user text is
 
 
 def convert_sample(sample: dict, n_turns: int, fps: float = 1, index: int = 0) -> dict:
-    """Rules 4-9 for one raw sample whose video has ``n_turns`` turns."""
+    """Rules 4-9 for one raw sample whose video has ``n_turns`` turns. Question and answer texts are
+    data (:func:`neutralize_data_text`, Live's rule): markup in them cannot become chat structure,
+    and clean text comes out exactly as the released converter writes it."""
     try:
         return _convert_sample(sample, n_turns, fps, index)
     except BadTime as e:
@@ -341,14 +379,58 @@ def probe_video(path: str | Path) -> VideoMeta | None:
     return VideoMeta(facts.frames, facts.fps) if facts.ok else None
 
 
-def load_raw_annotations(path: str | Path) -> list[dict]:
+def read_annotation_text(path: str | Path) -> str:
+    """The text of an annotation file (JSON or JSON Lines): the one reader of the command line, the
+    Training tab and training. UTF-8, with or without a byte-order mark (Windows editors write one).
+    Raises AnnotationError with one sentence that does not name the file (callers name it): no such
+    file, a folder, unreadable, or not UTF-8 (a Latin-1 or Windows-1252 file: save it as UTF-8)."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = path.read_bytes()
     except FileNotFoundError:
-        raise AnnotationError(f"{path}: no such file") from None
+        raise AnnotationError("no such file") from None
+    except IsADirectoryError:
+        raise AnnotationError("it is a folder, not an annotation file; give the JSON file in it") from None
+    except OSError as e:
+        if path.is_dir():  # Windows says "permission denied" for a folder
+            raise AnnotationError("it is a folder, not an annotation file; give the JSON file in it") from None
+        raise AnnotationError(f"cannot be read ({e.strerror or e})") from None
+    try:
+        return data.decode("utf-8-sig")  # a leading byte-order mark is dropped, as JSON readers must accept
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise AnnotationError(
+            f"not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}; Latin-1 or Windows-1252?): save it as "
+            "UTF-8 in your editor and try again"
+        ) from None
+
+
+def parse_annotation_json(text: str, position: bool = True) -> Any:
+    """``json.loads`` for annotation files: what is no JSON, or JSON nested too deeply for Python to
+    read, raises AnnotationError with one phrase that does not name the file ("not valid JSON (...)",
+    "JSON nested too deeply ..."; ``position`` False: without the line and column, for one line of a
+    JSON Lines file). NaN and Infinity read as numbers (Python's JSON does): as times they are that
+    sample's error (``parse_time``)."""
+    try:
+        return json.loads(text)
     except json.JSONDecodeError as e:
-        raise AnnotationError(f"{path}: not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})") from None
+        where = f" at line {e.lineno}, column {e.colno}" if position else ""
+        raise AnnotationError(f"not valid JSON ({e.msg}{where})") from None
+    except RecursionError:
+        raise AnnotationError(
+            "JSON nested too deeply to read (brackets inside brackets thousands of levels down): annotations "
+            "are a list of samples, each a few levels deep"
+        ) from None
+
+
+def load_raw_annotations(path: str | Path) -> list[dict]:
+    """The samples of a raw annotation file (a JSON list, or one sample object); AnnotationError with
+    one line naming the file otherwise (``read_annotation_text``, ``parse_annotation_json``)."""
+    path = Path(path)
+    try:
+        data = parse_annotation_json(read_annotation_text(path))
+    except AnnotationError as e:
+        raise AnnotationError(f"{path}: {e}") from None
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):

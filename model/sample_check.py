@@ -119,7 +119,7 @@ def _overwritten(sample: dict, n: int, fps: float) -> list[SampleProblem]:
     out = []
     for i, q in enumerate(P.raw_entries(sample, QUESTION, 0)):
         s = _turn(q.get("time"), fps)
-        if q.get("content") and s is not None and s < n and asked[s] != q.get("content"):
+        if q.get("content") and s is not None and s < n and asked[s] != P.neutralize_data_text(q["content"]):
             out.append(SampleProblem(f"Another question asked at {_clock(s)} replaces this one.", QUESTION, i))
     for i, r in enumerate(P.raw_entries(sample, RESPONSE, 0)):
         content = r.get("content")
@@ -130,7 +130,12 @@ def _overwritten(sample: dict, n: int, fps: float) -> list[SampleProblem]:
                 continue  # backwards: its own problem above
         else:
             s = _turn(r.get("time"), fps)
-        if content and s is not None and s < n and states[s] != P.assistant_turn_content(P.RESPONSE, content):
+        if (
+            content
+            and s is not None
+            and s < n
+            and states[s] != P.assistant_turn_content(P.RESPONSE, P.neutralize_data_text(content))
+        ):  # the converter's text is data (protocol.neutralize_data_text)
             out.append(
                 SampleProblem(
                     f"Its answer at {_clock(s)} is overwritten by a later item on that second; move one of them.",

@@ -10,6 +10,9 @@ reads, by one rule:
   (an MP4 whose index, the ``moov`` box, is missing or whose boxes run past the end of the file);
 - OpenCV opens it and decodes its first frame;
 - it reports a frame rate in (0, 1000] fps;
+- its frames are at most 200 times longer one way than the other (the Qwen2.5-VL vision tower's
+  processor refuses more: transformers' ``smart_resize``, "absolute aspect ratio must be smaller than
+  200"), so such a file is refused here, before a model loads, not at its first frame;
 - it has a frame count: the one the container reports, else the frames counted by decoding on.
 
 A file that fails says why in ``reason``: one sentence that names the trouble and what to do.
@@ -28,16 +31,19 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["NO_SUCH_FILE", "VideoFacts", "inspect_video", "sniff_container"]
+__all__ = ["MAX_ASPECT_RATIO", "NO_SUCH_FILE", "VideoFacts", "aspect_ratio_problem", "inspect_video", "sniff_container"]
 
 MAX_FPS = 1000.0
+# The widest frame the vision tower takes: Qwen2.5-VL's processor (transformers' smart_resize) raises
+# on max(height, width) / min(height, width) > 200.
+MAX_ASPECT_RATIO = 200.0
 NO_SUCH_FILE = "no such file"  # the reason of a missing file (front ends add their own advice)
 REENCODE = "re-encode it as H.264 MP4 (e.g. ffmpeg -i IN -c:v libx264 -pix_fmt yuv420p OUT.mp4)"
 
 # Why a file is unusable, as a short code front ends may branch on (the reason is the words).
 MISSING, FOLDER, PERMISSION, EMPTY, SPECIAL = "missing", "folder", "permission", "empty", "special"
-AUDIO, NOT_VIDEO, TRUNCATED, CODEC, CORRUPT, NO_FPS, NO_FRAMES = (
-    "audio-only", "not-video", "truncated", "codec", "corrupt", "no-fps", "no-frames",
+AUDIO, NOT_VIDEO, TRUNCATED, CODEC, CORRUPT, NO_FPS, NO_FRAMES, ASPECT = (
+    "audio-only", "not-video", "truncated", "codec", "corrupt", "no-fps", "no-frames", "aspect-ratio",
 )  # fmt: skip
 
 
@@ -251,6 +257,20 @@ def _codec_words(fourcc: str) -> str:
     return f"{name} ('{fourcc}')" if name else f"'{fourcc}'"
 
 
+def aspect_ratio_problem(width: int, height: int) -> str:
+    """Why frames of ``width`` x ``height`` cannot go to the vision tower ("" when they can): one
+    side more than ``MAX_ASPECT_RATIO`` times the other (or no side at all)."""
+    short, long = min(width, height), max(width, height)
+    if short > 0 and long / short <= MAX_ASPECT_RATIO:
+        return ""
+    ratio = f"{long / short:.0f}:1" if short > 0 else "no area"
+    return (
+        f"its frames are {width}x{height} pixels ({ratio}), an aspect ratio the vision tower cannot take "
+        f"(at most {MAX_ASPECT_RATIO:.0f}:1); crop or pad the video so no side is more than "
+        f"{MAX_ASPECT_RATIO:.0f} times the other"
+    )
+
+
 # ---------------------------------------------------------------------------------------------
 # The probe
 
@@ -348,6 +368,9 @@ def _inspect_frames(path: Path, sniffed: Sniffed) -> VideoFacts:
         if not (math.isfinite(fps) and 0 < fps <= MAX_FPS):
             return _bad(path, NO_FPS, f"it reports no usable frame rate ({fps:g} fps), so its seconds cannot be "
                                       f"counted; {REENCODE}")  # fmt: skip
+        reason = aspect_ratio_problem(int(width), int(height))
+        if reason:
+            return _bad(path, ASPECT, reason)
         frames = reported
         if frames <= 0:  # some WebM and streamed recordings carry no count: count by decoding on
             frames = 1

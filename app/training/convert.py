@@ -105,12 +105,18 @@ def stream_to_raw(sample: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     }
     if str(messages[0].get("content")) != P.SYSTEM_PROMPT:
         notes.append("its system prompt differs from Streamo's; the standard one is used")
-    # Check by converting back: every turn must come out as it was.
+    # Check by converting back: every turn must come out as it was (its text made data, as the converter
+    # makes it: protocol.neutralize_data_text).
     again = P.convert_sample(raw, n, FPS)["messages"][1:]
     differ = []
     for k in range(n):
-        state_differs = again[2 * k + 1]["content"] != body[2 * k + 1].get("content")
-        question_differs = P.parse_user_content(again[2 * k]["content"])[0] != (asked.get(k) or None)
+        state_differs = again[2 * k + 1]["content"] != P.neutralize_turn(
+            "assistant", str(body[2 * k + 1].get("content"))
+        )
+        question = asked.get(k)
+        question_differs = P.parse_user_content(again[2 * k]["content"])[0] != (
+            P.neutralize_data_text(question) if question else None
+        )
         if k not in noted and (state_differs or question_differs):
             differ.append(k)
     if differ:

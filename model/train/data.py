@@ -5,8 +5,10 @@ the one converter) or stream-format files as released (``messages`` + ``videos``
 or one object) or JSON Lines, with ``video_prefix`` joined in front of relative video paths.
 
 Problems with one sample (an unreadable video, a malformed entry, a time past the clip's end, an
-empty answer, frames that do not match the turns) become a ``DataIssue`` naming the file and the
-sample index; that sample is skipped or trained as the converter leaves it, and the rest trains.
+empty answer, frames that do not match the turns, more images than turns) become a ``DataIssue``
+naming the file and the sample index; that sample is skipped or trained as the converter leaves it,
+and the rest trains. Questions and answers are data, as Live's user text is
+(``protocol.neutralize_turns``): ``<image>`` or ``<|im_end|>`` in them trains as plain text.
 
 Token ids and labels come from ``protocol.render_segments`` (the one renderer): labelled are every
 assistant turn's state token, answer text and ``<|im_end|>``; everything else is -100. Each
@@ -19,7 +21,6 @@ asked up to that turn). Windows never cross clips, and the held-out split is by 
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections.abc import Callable, Iterable, Sequence
@@ -133,15 +134,14 @@ def annotation_files(paths: Iterable[str | Path]) -> list[Path]:
 
 
 def read_annotation_file(path: Path, issues: list[DataIssue]) -> list[tuple[int, Any]]:
-    """(index, sample) pairs; a malformed file or JSON Lines line becomes an issue."""
+    """(index, sample) pairs; a malformed file or JSON Lines line becomes an issue. The text is read
+    and parsed by the protocol's one reader (``protocol.read_annotation_text``: UTF-8, a byte-order
+    mark allowed; ``protocol.parse_annotation_json``), as ``to-stream`` and the Training tab read it."""
     name = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        issues.append(DataIssue(name, None, "no such file"))
-        return []
-    except (OSError, UnicodeDecodeError) as e:
-        issues.append(DataIssue(name, None, f"cannot be read ({e})"))
+        text = P.read_annotation_text(path)
+    except P.AnnotationError as e:
+        issues.append(DataIssue(name, None, str(e)))
         return []
     if path.suffix.lower() == ".jsonl":
         out = []
@@ -149,14 +149,14 @@ def read_annotation_file(path: Path, issues: list[DataIssue]) -> list[tuple[int,
             if not line.strip():
                 continue
             try:
-                out.append((i, json.loads(line)))
-            except json.JSONDecodeError as e:
-                issues.append(DataIssue(name, i, f"line {i + 1} is not valid JSON ({e.msg}); skipped"))
+                out.append((i, P.parse_annotation_json(line, position=False)))
+            except P.AnnotationError as e:
+                issues.append(DataIssue(name, i, f"line {i + 1} is {e}; skipped"))
         return out
     try:
-        data = json.loads(text)
-    except json.JSONDecodeError as e:
-        issues.append(DataIssue(name, None, f"not valid JSON ({e.msg} at line {e.lineno}, column {e.colno})"))
+        data = P.parse_annotation_json(text)
+    except P.AnnotationError as e:
+        issues.append(DataIssue(name, None, str(e)))
         return []
     if isinstance(data, dict):
         data = [data]
@@ -240,7 +240,10 @@ def load_clips(
                     issues.append(DataIssue(name, index, "; ".join(problems) + "; skipped"))
                     continue
                 video = _video_path(sample["videos"][0], video_prefix)
-                messages = [{"role": m["role"], "content": m["content"]} for m in sample["messages"]]
+                messages = _as_data([{"role": m["role"], "content": m["content"]} for m in sample["messages"]],
+                                    name, index, issues)  # fmt: skip
+                if messages is None:
+                    continue
                 live_task = None
             elif "video_path" in sample:
                 if skip_unannotated and not has_annotations(sample):
@@ -254,6 +257,9 @@ def load_clips(
                     if converted is None:
                         break
                     video, messages, live_task = converted
+                    messages = _as_data(messages, name, index, issues)
+                    if messages is None:
+                        break
                     title = label or video.name
                     clips.append(Clip(messages, video, name, index, f"{title} ({variant})" if variant else title,
                                       live_task))  # fmt: skip
@@ -265,6 +271,23 @@ def load_clips(
                 continue
             clips.append(Clip(messages, video, name, index, str(sample.get("video_name") or video.name), live_task))
     return clips, issues
+
+
+def _as_data(
+    messages: list[dict[str, str]], name: str, index: int, issues: list[DataIssue]
+) -> list[dict[str, str]] | None:
+    """The conversation as it trains: its questions and answers are data (``protocol.neutralize_turns``,
+    Live's rule for user text), so ``<|im_end|>`` in an answer is words, not a special token, and
+    ``<image>`` in a question adds no image. One that still holds another number of images than turns
+    (``<image>`` in a stream file's own system prompt) is this sample's issue and is skipped: it
+    would ask for more frames than the clip has and stop the run mid-way."""
+    messages = P.neutralize_turns(messages)
+    images, turns = P.count_images(messages), turns_of(messages)
+    if images != turns:
+        why = f"{images} images for {turns} turns: an image placeholder outside the user turns (its system prompt?)"
+        issues.append(DataIssue(name, index, f"{why}; skipped"))
+        return None
+    return messages
 
 
 def _convert_raw(
