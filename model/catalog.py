@@ -18,6 +18,16 @@ DEMO_MODEL = "demo"
 # The demo model sees frames at a fifth of the Streamo budget (a 320x240 frame: 20 visual tokens, not
 # 99): the tiny network learns the demo shapes from small frames in about a minute of CPU training.
 DEMO_MAX_PIXELS = 28 * 28 * 20
+# ... and keeps a window of 32 turns (the engine drops to 16 past it): the shapes adapter trains on
+# windows that long, clips of up to two minutes cut into them, so what the demo meets five minutes
+# into a stream (a 16-32 turn context, times in the hundreds) is what it learnt. Real models keep
+# the Streamo window, EngineOptions.max_turns.
+DEMO_MAX_TURNS = 32
+
+
+def window_turns(asked: int, is_demo: bool) -> int:
+    """The window in turns a run uses when ``asked`` for one: the engine's and the trainer's rule."""
+    return min(asked, DEMO_MAX_TURNS) if is_demo else asked
 
 
 @dataclass(frozen=True)

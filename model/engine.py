@@ -41,6 +41,7 @@ import torch.nn.functional as F
 
 from model import hf_compat as hf
 from model import protocol as P
+from model.catalog import window_turns
 from model.engine_types import MID_RUN_OPTIONS, WINDOW_MODES, Engine, EngineOptions, StepResult
 from model.frames import preprocess_frame
 from model.kv import CacheSnapshot, StreamKVCache
@@ -124,7 +125,7 @@ class StreamEngine:
 
     def __init__(self, loaded: LoadedModel, options: EngineOptions | None = None) -> None:
         self.loaded = loaded
-        self.opts = options or EngineOptions()
+        self.opts = self._fit_window(options or EngineOptions())
         self.opts.validate()
         base = _base_model(loaded.model)
         if getattr(base.config, "model_type", "") != "qwen2_5_vl":
@@ -270,6 +271,7 @@ class StreamEngine:
         its instruction on the next user turn, a new seed remakes the sampling generator.
         Returns the names of the changed fields that cannot change mid-run (``fps``), which are
         NOT applied: make a new engine for those."""
+        options = self._fit_window(options)
         options.validate()
         old = self.opts
         changed = [f.name for f in fields(EngineOptions) if getattr(options, f.name) != getattr(old, f.name)]
@@ -281,6 +283,14 @@ class StreamEngine:
         if (new.task, new.task_target) != (old.task, old.task_target):
             self._set_instruction()
         return [n for n in changed if n not in MID_RUN_OPTIONS]
+
+    def _fit_window(self, options: EngineOptions) -> EngineOptions:
+        """``options`` with the window the model keeps (``catalog.window_turns``: the demo's is shorter)."""
+        turns = window_turns(options.max_turns, bool(getattr(self.loaded, "is_demo", False)))
+        if turns == options.max_turns:
+            return options
+        keep = None if options.keep_turns is None else min(options.keep_turns, turns)
+        return replace(options, max_turns=turns, keep_turns=keep)
 
     def set_options(self, **changes: Any) -> list[str]:
         """``update`` with keyword changes to the current options (unknown names: ValueError).

@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from model.catalog import DEMO_MAX_PIXELS, DEMO_MODEL
+from model.catalog import DEMO_MAX_PIXELS, DEMO_MODEL, window_turns
 from model.frames import MAX_PIXELS, MIN_PIXELS
 from model.train.config import AUTO_MIN_STEPS, auto_accum, every, total_steps  # noqa: F401 - AUTO_MIN_STEPS: the automatic budget's floor, for callers
 from model.train.data import heldout_count
@@ -386,7 +386,7 @@ def plan_run(config: Any, clips: Sequence[ClipInfo | int], held: Sequence[ClipIn
     ``steps`` > ``epochs`` > the automatic budget). ``held``: the split is known (the preview's,
     ``data.choose_heldout``): ``clips`` are then the training clips and ``held`` the held-out ones."""
     infos = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in clips]
-    max_turns = int(getattr(config, "max_turns", 120))
+    max_turns = window_turns(int(getattr(config, "max_turns", 120)), getattr(config, "model", "") == DEMO_MODEL)
     if held is not None:
         held = [c if isinstance(c, ClipInfo) else ClipInfo(int(c)) for c in held]
         train = infos

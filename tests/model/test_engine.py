@@ -827,3 +827,23 @@ def test_restore_after_reset_and_the_sampler_state(tiny_loaded):
     a = empty.step(frames[2])
     empty.restore(start)
     assert _fingerprint([empty.step(frames[2])]) == _fingerprint([a])
+
+
+def test_the_demo_keeps_its_own_window_and_other_models_the_asked_one(tiny_loaded):
+    """The demo's shapes adapter trains on DEMO_MAX_TURNS-turn windows (issue 18 item 9): the engine
+    keeps the demo's context to that, whatever a run asks; a real model keeps what it is asked."""
+    from model.catalog import DEMO_MAX_TURNS, window_turns
+
+    demo = replace(tiny_loaded, is_demo=True)
+    engine = StreamEngine(demo, EngineOptions(max_turns=120, keep_turns=100))
+    assert (engine.opts.max_turns, engine.opts.keep_turns) == (DEMO_MAX_TURNS, DEMO_MAX_TURNS)
+    assert engine.set_options(max_turns=300) == [] and engine.opts.max_turns == DEMO_MAX_TURNS
+    engine = StreamEngine(demo, EngineOptions(max_turns=120))
+    engine.set_options(max_turns=8)
+    assert engine.opts.max_turns == 8  # a smaller window (the runner's out-of-memory halving) stays
+    assert StreamEngine(tiny_loaded, EngineOptions(max_turns=120)).opts.max_turns == 120
+    assert window_turns(120, is_demo=True) == DEMO_MAX_TURNS and window_turns(120, is_demo=False) == 120
+    frames = make_frames(DEMO_MAX_TURNS + 3)
+    engine = StreamEngine(demo, EngineOptions(threshold=1.0))
+    turns = [engine.step(f, t=float(i)).context_turns for i, f in enumerate(frames)]
+    assert max(turns) == DEMO_MAX_TURNS and turns[-1] < DEMO_MAX_TURNS  # the window dropped at the demo's size

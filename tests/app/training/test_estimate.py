@@ -63,7 +63,7 @@ def test_the_plan_follows_the_trainers_rules():
 
     turns = [5, 130, 40, 61, 7, 300, 12, 90, 33, 18]
     for holdout, max_turns, steps, epochs in [(0.0, 60, None, None), (0.2, 32, None, 2.5), (0.1, 120, 37, None)]:
-        config = _config(holdout=holdout, max_turns=max_turns, steps=steps, epochs=epochs)
+        config = _config(holdout=holdout, max_turns=max_turns, steps=steps, epochs=epochs, model="/models/qwen")
         plan = plan_run(config, turns)
         n_hold = E.heldout_count(len(turns), holdout)
         assert plan.heldout_clips == n_hold
@@ -143,3 +143,14 @@ def test_durations_and_sizes_read_well():
     assert E.format_duration(3 * 3600 + 5 * 60) == "3 h 05 min"
     assert E.format_duration(5 * 86400) == "5.0 days"
     assert E.format_bytes(1.5 * E.GIB) == "1.5 GB" and E.format_bytes(50 * 1024**2) == "50 MB"
+
+
+def test_the_plan_cuts_the_demos_clips_at_the_demos_window():
+    """Training on the demo base cuts clips where Live's engine keeps the demo's context (one rule:
+    ``catalog.window_turns``), whatever Max turns says."""
+    from model.catalog import DEMO_MAX_TURNS
+
+    turns = [100, 20]
+    demo = plan_run(_config(holdout=0.0, max_turns=120, model="demo"), turns)
+    assert sorted(demo.train_windows) == sorted([DEMO_MAX_TURNS] * 3 + [100 - 3 * DEMO_MAX_TURNS, 20])
+    assert sorted(plan_run(_config(holdout=0.0, max_turns=120, model="/models/qwen"), turns).train_windows) == [20, 100]
