@@ -61,7 +61,9 @@ def register(sub: argparse._SubParsersAction) -> None:
         formatter_class=fmt,
     )
     _add_data_args(t)
-    t.add_argument("--out", required=True, help="adapter folder to write (checkpoints and metrics go inside)")
+    t.add_argument("--out", required=True,
+                   help="adapter folder to write (checkpoints and metrics go inside); not a folder holding an "
+                        "adapter or model this app's training did not make; one run at a time")  # fmt: skip
     t.add_argument("--epochs", type=float, default=None, help="passes over the data (default: automatic budget)")
     t.add_argument("--steps", type=int, default=None, help="optimiser steps in all (overrides --epochs)")
     t.add_argument("--lr", type=float, default=None, help="peak learning rate (default: 2e-4 scaled by model width)")
@@ -96,7 +98,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--early-stop", type=int, default=0, metavar="N",
                    help="stop after N held-out evaluations without a new lowest held-out loss (0: off)")  # fmt: skip
     t.add_argument("--seed", type=int, default=0)
-    t.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    t.add_argument("--resume", action="store_true",
+                   help="continue from the last checkpoint in --out (a run stopped before its first checkpoint "
+                        "starts afresh with its saved settings)")  # fmt: skip
     t.add_argument("--save-every", type=int, default=None, help="checkpoint interval in steps (default: ~10 a run)")
     t.add_argument("--save-minutes", type=float, default=30.0,
                    help="also a checkpoint after this many minutes of training since the last (0: off)")  # fmt: skip

@@ -33,6 +33,7 @@ from typing import Any
 
 import numpy as np
 
+from model.atomic import private_folder
 from model.train.video import FrameCache, VideoError, block_size
 
 SayFn = Callable[[str], None]
@@ -282,7 +283,7 @@ def prepare_cache(
                 f"the frame cache does not fit: {estimate.line()}. Free some space, choose a cache folder on a "
                 "bigger disk (--cache-dir), or lower the pixel budget (--max-pixels)"
             )
-    Path(spec.root).mkdir(parents=True, exist_ok=True)
+    private_folder(spec.root)  # owner-only (0700) when made here: frames of the user's videos
     remove_stale_parts(Path(spec.root))
     if not missing:
         report.seconds = time.monotonic() - t0

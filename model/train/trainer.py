@@ -29,6 +29,7 @@ import torch
 
 from model import hf_compat as hf
 from model import protocol as P
+from model.catalog import window_turns
 from model.device import is_out_of_memory
 from model.frames import MIN_PIXELS
 from model.interrupt import StopOnInterrupt
@@ -54,7 +55,9 @@ from model.train.run_folder import (  # noqa: F401 - TrainingError, prepare_conf
     TrainingError,
     _append_jsonl,
     _truncate_metrics,
+    hold_run_folder,
     prepare_config,
+    write_settings,
 )
 from model.train.stopping import EarlyStop
 from model.train.video import FrameCache
@@ -216,8 +219,9 @@ class Trainer:
             )
         train, held = choose_heldout(clips, cfg)
         encoder = Encoder(self.loaded.tokenizer, self.loaded.processor, cfg.min_pixels, cfg.max_pixels)
-        self.train_set = WindowDataset([w for c in train for w in cut_windows(c, cfg.max_turns)], cache, encoder)
-        eval_windows = [w for c in (held or train) for w in cut_windows(c, cfg.max_turns)]
+        turns = window_turns(cfg.max_turns, self.loaded.is_demo)  # the window Live runs this model with
+        self.train_set = WindowDataset([w for c in train for w in cut_windows(c, turns)], cache, encoder)
+        eval_windows = [w for c in (held or train) for w in cut_windows(c, turns)]
         if not held and len(eval_windows) > EVAL_WINDOWS:
             eval_windows = random.Random(cfg.seed).sample(eval_windows, EVAL_WINDOWS)
         self.eval_set = WindowDataset(eval_windows, cache, encoder)
@@ -227,6 +231,7 @@ class Trainer:
             "heldout_clips": len(held),
             "train_windows": len(self.train_set),
             "train_turns": self.train_set.turns(),
+            "window_turns": turns,
             "eval_split": self.eval_split,
             "frames_decoded": cache.decoded,
             "heldout_videos": video_names(held),
@@ -289,7 +294,7 @@ class Trainer:
         self.last_checkpoint = latest
         if acc.is_main_process:
             self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "train_config.json").write_text(self.config.to_json(), encoding="utf-8")
+            write_settings(self.out, self.config)
             _truncate_metrics(self.out / "metrics.jsonl", self.start_step)
         self._bar = None
         if self.progress_bar and acc.is_main_process:
@@ -308,6 +313,9 @@ class Trainer:
             self._heldout_line(),
             *self._memory_lines(),
         ]
+        if self.summary["window_turns"] != cfg.max_turns:  # the demo: Live keeps its context shorter
+            lines.append(f"windows of {self.summary['window_turns']} turns, not {cfg.max_turns}: "
+                         "the window Live keeps for this model")  # fmt: skip
         if acc.is_main_process and self.on_event is None:
             for line in lines:
                 log.info("%s", line)
@@ -636,17 +644,9 @@ class Trainer:
         if best is not None and best <= loss:
             return
         self._best_loss = loss
-        from safetensors.torch import save_file
-
         state = self._adapter_state()  # every process takes part (sharded runs gather here)
-        if not self.acc.is_main_process:
-            return
-        from model.atomic import atomic_path, write_text_atomic
-
-        folder = self._best_dir()
-        with atomic_path(folder / ckpt.ADAPTER_WEIGHTS) as tmp:
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp))
-        write_text_atomic(folder / "best.json", json.dumps({"step": step, "loss": loss, "metrics": metrics}))
+        if self.acc.is_main_process:
+            ckpt.save_best(self.out, self._best_dir(), state, {"step": step, "loss": loss, "metrics": metrics})
 
     def _final_choice(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, torch.Tensor] | None, int, dict]:
         """(the best step's adapter state or None for the last, the step, its metrics)."""
@@ -678,23 +678,17 @@ class Trainer:
         state = best_state if best_state is not None else state
         unwrapped = self.acc.unwrap_model(self.model)
         card = write_card(self.loaded, asdict(self.config), self.summary, step, metrics, self.config.command)
-        tmp = self.out / f".final.part-{os.getpid()}"
-        tmp.mkdir(parents=True, exist_ok=True)
-        if self.full:  # a whole model folder (the step's trained weights on the base's frozen ones)
-            if best_state is not None:
-                unwrapped.load_state_dict(best_state, strict=False)
-            unwrapped.save_pretrained(str(tmp), safe_serialization=True)
-        else:
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, str(tmp / ckpt.ADAPTER_WEIGHTS))
-            unwrapped.peft_config["default"].save_pretrained(str(tmp))
-        self.loaded.processor.save_pretrained(str(tmp))
-        (tmp / "README.md").write_text(card, encoding="utf-8")
-        # One file at a time, each atomically; the weights last, so a complete config never points
-        # at missing weights of a first save.
-        names = sorted((p.name for p in tmp.iterdir()), key=lambda n: n.endswith(".safetensors"))
-        for name in names:
-            os.replace(tmp / name, self.out / name)
-        tmp.rmdir()
+        with ckpt.final_folder(self.out) as tmp:  # fsynced, moved to the top file by file, the weights last
+            if self.full:  # a whole model folder (the step's trained weights on the base's frozen ones)
+                if best_state is not None:
+                    unwrapped.load_state_dict(best_state, strict=False)
+                unwrapped.save_pretrained(str(tmp), safe_serialization=True)
+            else:
+                weights = {k: v.detach().contiguous().cpu() for k, v in state.items()}
+                save_file(weights, str(tmp / ckpt.ADAPTER_WEIGHTS))
+                unwrapped.peft_config["default"].save_pretrained(str(tmp))
+            self.loaded.processor.save_pretrained(str(tmp))
+            (tmp / "README.md").write_text(card, encoding="utf-8")
 
     def _oom(self, step: int, indices: list[int], error: BaseException) -> OutOfMemory:
         cfg = self.config
@@ -741,5 +735,7 @@ def train(
     stop: threading.Event | None = None,
     progress_bar: bool = False,
 ) -> TrainResult:
-    """Train a LoRA adapter as ``config`` says; see the module docstring."""
-    return Trainer(config, on_event, stop, progress_bar).run()
+    """Train a LoRA adapter as ``config`` says; see the module docstring. The output folder is checked and
+    locked first (``hold_run_folder``): a second run into it is refused while this one writes."""
+    with hold_run_folder(config):
+        return Trainer(config, on_event, stop, progress_bar).run()

@@ -11,6 +11,8 @@ run decode nothing. Entries are written to a temporary name and renamed: several
 per GPU) may fill the same cache, and an interrupted run never leaves a half-written entry. A file
 that cannot be decoded is recorded too (``<key>.failed.json``, its reason), so it is tried once per
 version of the file, not once per run and rank. ``model.train.prepare`` fills a cache in parallel.
+The frames are of the user's videos (screen and camera recordings among them): a cache folder this
+code makes is owner-only (0700), and so is every entry (0600), as ``model.atomic`` makes them.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from model.atomic import atomic_path, write_text_atomic
+from model.atomic import atomic_path, private_folder, write_text_atomic
 from model.frames import MAX_PIXELS, MIN_PIXELS, resize_to_budget
 
 log = logging.getLogger(__name__)
@@ -180,7 +182,10 @@ class FrameCache:
 
     def _store_failure(self, key: str, reason: str) -> None:
         try:
-            write_text_atomic(self.root / f"{key}.failed.json", json.dumps({"reason": reason}), fsync=False)
+            private_folder(self.root)
+            write_text_atomic(
+                self.root / f"{key}.failed.json", json.dumps({"reason": reason}), fsync=False, private=True
+            )
         except OSError:  # not recorded: the next run tries again
             pass
 
@@ -201,9 +206,10 @@ class FrameCache:
     def _store(self, key: str, path: Path, frames: np.ndarray, video_fps: float, reported: int) -> None:
         npy, meta = self._paths(key)
         info = {"video": str(path), "video_fps": video_fps, "source_frames": reported, "frames": len(frames)}
-        try:  # frames first: the metadata marks the entry complete (a cache: no fsync)
-            with atomic_path(npy, fsync=False) as tmp, open(tmp, "wb") as f:
+        try:  # frames first: the metadata marks the entry complete (a cache: no fsync); owner-only
+            private_folder(self.root)
+            with atomic_path(npy, fsync=False, private=True) as tmp, open(tmp, "wb") as f:
                 np.save(f, frames)
-            write_text_atomic(meta, json.dumps(info), fsync=False)
+            write_text_atomic(meta, json.dumps(info), fsync=False, private=True)
         except OSError as e:  # a full disk or a read-only cache costs speed, not the run
             log.warning("could not write the frame cache in %s (%s); frames stay in memory only", self.root, e)

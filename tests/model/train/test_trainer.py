@@ -218,8 +218,9 @@ def test_an_existing_run_is_never_overwritten(shapes, tiny_ckpt, tmp_path):
 
 
 def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(shapes, tiny_ckpt, tmp_path):
-    """Killed before its first checkpoint: nothing to continue, so Start is not refused (it used to say
-    "use --resume" while --resume said "no checkpoint": only deleting files by hand got out)."""
+    """Killed before its first checkpoint: nothing to continue, so Start is not refused and --resume starts
+    it afresh from its saved settings (it used to say "use --resume" while --resume said "no checkpoint":
+    only deleting files by hand got out)."""
     stop = threading.Event()
     out = tmp_path / "run"
 
@@ -233,8 +234,11 @@ def test_a_run_stopped_before_its_first_checkpoint_starts_afresh(shapes, tiny_ck
 
     shutil.rmtree(out / "checkpoints")  # what a kill before the first save leaves: settings, metrics lines
     assert (out / "train_config.json").is_file() and [r["step"] for r in _metrics(out)] == [1, 2]
-    with pytest.raises(TrainingError, match="no checkpoint to continue from"):
-        train(_small_config(shapes, tiny_ckpt, out, resume=True))
+    resumed = train(TrainConfig(out=str(out), resume=True, steps=2))  # its saved settings, afresh
+    assert resumed.status == "done" and resumed.step == 2 and [r["step"] for r in _metrics(out)] == [1, 2]
+    for path in out.iterdir():  # stopped again before its first checkpoint: its settings and metrics only
+        if path.name not in ("train_config.json", "metrics.jsonl"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
     again = train(_small_config(shapes, tiny_ckpt, out, steps=3))
     assert again.status == "done" and again.step == 3
     assert [r["step"] for r in _metrics(out)] == [1, 2, 3]  # the stopped start's records are gone
