@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -14,10 +15,20 @@ from pathlib import Path
 from app.errors import CliError
 
 
+def _check_fps(fps: float) -> None:
+    """--fps of the data commands: a positive, finite number of turns a second (0 divided by zero; NaN, a
+    negative or infinite rate gave a traceback or a nonsense conversion)."""
+    if not math.isfinite(fps) or fps <= 0:
+        raise CliError(
+            f"--fps must be a positive number of turns per second of video (1 or 2 as Live runs), got {fps:g}"
+        )
+
+
 def _cmd_to_stream(args: argparse.Namespace) -> int:
     from model import protocol
     from model.outputs import OutputRefused, check_output
 
+    _check_fps(args.fps)
     samples = protocol.load_raw_annotations(args.input)  # a folder, Latin-1, bad JSON: one line naming it
     try:  # before any video is probed: not the input, not a folder, a device or a weights file
         output = check_output(args.output, "--output", inputs=[args.input])
@@ -35,6 +46,7 @@ def _cmd_to_stream(args: argparse.Namespace) -> int:
 
 
 def _cmd_shapes(args: argparse.Namespace) -> int:
+    from model.outputs import OutputRefused, check_output
     from model.train.synthetic import make_dataset
 
     try:
@@ -43,8 +55,15 @@ def _cmd_shapes(args: argparse.Namespace) -> int:
         raise CliError(f"--size must be WIDTHxHEIGHT, e.g. 320x240; got {args.size!r}") from None
     if args.clips < 1 or w < 16 or h < 16:
         raise CliError("--clips must be >= 1 and --size at least 16x16")
-    out = make_dataset(args.out, args.clips, seed=args.seed, size=(w, h), max_events=args.max_events,
-                       counters=not args.no_counters)  # fmt: skip
+    try:  # the one output guard: a folder, writable, with room; not a file, a device or a model's folder
+        check_output(args.out, "--out", folder=True)
+    except OutputRefused as e:
+        raise CliError(str(e)) from None
+    try:
+        out = make_dataset(args.out, args.clips, seed=args.seed, size=(w, h), max_events=args.max_events,
+                           counters=not args.no_counters)  # fmt: skip
+    except OSError as e:  # a read-only or full disk found while writing: one line, not a traceback
+        raise CliError(f"--out {args.out}: cannot write the clips ({e.strerror or e}); choose another folder") from None
     print(f"wrote {args.clips} clips under {Path(args.out) / 'videos'} and their raw annotations to {out}")
     return 0
 

@@ -209,13 +209,14 @@ def read_jsonl(path: StrPath, skip_bad: bool = False, skipped: list[int] | None 
             continue
         try:
             records.append(json.loads(line))
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: brackets thousands of levels deep
+            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
             if i == last:
                 log.warning("%s: ignoring incomplete last line %d", path, i + 1)
                 break
             if not skip_bad:
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e.msg})") from None
-            log.warning("%s: skipping line %d, which is not valid JSON (%s)", path, i + 1, e.msg)
+                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({why})") from None
+            log.warning("%s: skipping line %d, which is not valid JSON (%s)", path, i + 1, why)
             if skipped is not None:
                 skipped.append(i + 1)
     return records

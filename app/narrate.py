@@ -4,7 +4,9 @@ The desktop app and this command run the same ``LiveRunner``: the same step reco
 lands in the same store, so File > Open session lists terminal runs), the same subtitle rule
 (the same clip gives byte-identical SRT from here and from the window's export). Subtitles print
 as they stream; SRT / WebVTT are rewritten after each response and JSONL gets every record as it
-happens, so Ctrl-C (or a crash) keeps everything up to the last finished second.
+happens, so Ctrl-C (or a crash) keeps everything up to the last finished second. A file that cannot be
+written mid-run (a full disk) is one warning and the narration goes on; the end names it
+(``app/narrate_outputs.py``).
 
 Asked questions (``--question``, ``--ask-audio``; not the task's own instruction) are part of the
 record: the terminal prints ``Q: ...`` before the answer of the same second, and SRT / WebVTT carry
@@ -382,12 +384,12 @@ def _run(
     args: argparse.Namespace, spec: SourceSpec, source: FrameSource, questions: list[Question], options: EngineOptions
 ) -> int:
     from app.errors import CliError
-    from app.exports import to_srt, to_vtt, write_text_atomic
     from app.live.capture import Capture
     from app.live.frames import FrameSaver
     from app.live.runner import LiveRunner, RunEvents, make_engine
     from app.live.subtitles import HOLD_SECONDS, asked_by_someone
-    from app.session import SessionLog, SessionMeta
+    from app.narrate_outputs import Exports, account, open_session_log
+    from app.session import SessionMeta
     from app.voice import VoiceError
     from model.interrupt import StopOnInterrupt
 
@@ -412,27 +414,29 @@ def _run(
     saver = FrameSaver(Path(args.save_frames)) if args.save_frames else None
     if saver is not None:
         saver.wrap(engine)
-    meta = SessionMeta(source=str(spec), model=label, task=args.task, fps=args.fps)
-    session = SessionLog.create(meta, mirror=Path(args.jsonl) if args.jsonl else None)
     hold = args.subtitle_seconds or HOLD_SECONDS
 
     def question_due(t: float) -> bool:  # may one of ours enter on the step at t?
         return any(q.t is None or q.t < t + 1.0 / args.fps for q in runner.pending_questions)
 
     printer = Printer(sys.stdout, sys.stderr, total, args.quiet, question_due)
+
+    def warn(text: str) -> None:  # a file that cannot be written: said once, the narration goes on
+        printer.end_line()
+        printer.clear_progress()
+        print(f"warning: {text}", file=sys.stderr)
+
+    meta = SessionMeta(source=str(spec), model=label, task=args.task, fps=args.fps)
+    session = open_session_log(meta, args.jsonl, warn)  # a store that cannot be written: a warning
+    exports = Exports(args.srt, args.vtt, warn)
     stop = StopOnInterrupt(external=threading.Event())  # external: --seconds reached
     started = time.perf_counter()
-    srt, vtt = (Path(p) if p else None for p in (args.srt, args.vtt))
     speaker = _speaker(args)
     track_problem: str | None = None  # why --speak-to was not written
     spoken: list[tuple[float, str]] = []  # (stream second, answer) for --speak-to
 
     def write_subtitles() -> None:
-        cues = runner.subtitles.transcript
-        if srt:
-            write_text_atomic(srt, to_srt(cues), private=True)
-        if vtt:
-            write_text_atomic(vtt, to_vtt(cues), private=True)
+        exports.write(runner.subtitles.transcript)
 
     def on_step(record: StepRecord) -> None:
         printer.end_line()
@@ -491,22 +495,21 @@ def _run(
     for q in runner.pending_questions:
         print(f"warning: '{q.text}' (at {q.t:g} s) was never asked: the stream ended first", file=sys.stderr)
     last = runner.subtitles.stream_end
-    track = args.speak_to if args.speak_to and not track_problem else None
-    written = [p for p in (args.srt, args.vtt, args.jsonl, track) if p] + [str(session.path)]
+    written, lost, notes = account(args, session, exports, track_problem)
     if saver is not None:
         written.append(f"{saver.saved} frames in {args.save_frames}")
-    if track_problem and reason != "ended":
-        print(f"warning: --speak-to {args.speak_to} was not written: {track_problem}", file=sys.stderr)
+    files = ", ".join(written) or "no file"
+    for line in notes + (lost if reason != "ended" else []):
+        print(f"warning: {line}", file=sys.stderr)
     if reason == "stopped":
-        print(f"\ninterrupted at {_clock(last)}; kept {runner.steps} steps in {', '.join(written)}", file=sys.stderr)
+        print(f"\ninterrupted at {_clock(last)}; kept {runner.steps} steps in {files}", file=sys.stderr)
         return 130
     if reason == "failed":
         error = capture.error or "the model failed (the message above says why)"
-        raise CliError(f"{error}; kept {runner.steps} steps in {', '.join(written)}")
-    print(f"done: {runner.steps} steps, {len(runner.subtitles.cues)} responses; wrote {', '.join(written)}",
-          file=sys.stderr)  # fmt: skip
-    if track_problem:  # everything else is kept; the one missing file fails the command
-        raise CliError(f"the spoken track {args.speak_to} was not written: {track_problem}")
+        raise CliError(f"{error}; kept {runner.steps} steps in {files}")
+    print(f"done: {runner.steps} steps, {len(runner.subtitles.cues)} responses; wrote {files}", file=sys.stderr)
+    if lost:  # everything else is kept; a requested file that is missing fails the command
+        raise CliError("; ".join(lost))
     return 0
 
 

@@ -23,9 +23,10 @@ import json
 import logging
 import os
 import shutil
+import threading
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,7 @@ from app.exports import JsonlWriter, Subtitle, read_jsonl, to_srt, to_vtt, write
 from app.live.records import SCHEMA, StepRecord, clean_text
 from app.live.subtitles import HOLD_SECONDS, asked_by_someone, transcript_cues
 from model.atomic import private_folder
+from model.locks import Lock, LockHeld, acquire
 from model.paths import data_dir
 
 log = logging.getLogger(__name__)
@@ -177,56 +179,116 @@ def header(meta: SessionMeta) -> dict[str, Any]:
 class SessionLog:
     """Appends a session's records to its JSONL file (and to ``mirror``, the same records again,
     for ``narrate --jsonl``). Thread-safe (the engine thread writes steps, the GUI thread notes);
-    every record is on disk before ``write`` returns."""
+    every record is on disk before ``write`` returns.
 
-    def __init__(self, path: Path, meta: SessionMeta, mirror: Path | None = None) -> None:
-        self.path = Path(path)
+    A file that cannot be written (a full disk, a folder made read-only) never stops the run: its writer
+    is dropped at the first failure, ``on_problem`` hears of it once (the text names the file and says why),
+    the other file goes on, and :attr:`problems` keeps why for the run's end. ``close`` never raises.
+    ``path`` None: no session store (it could not be made; only the mirror is written)."""
+
+    def __init__(
+        self,
+        path: Path | None,
+        meta: SessionMeta,
+        mirror: Path | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> None:
+        self.path = Path(path) if path is not None else None
         self.meta = meta
-        # The mirror starts afresh: a second run to the same --jsonl path replaces the first.
-        self._writers = [JsonlWriter(self.path, private=True)] + (
-            [JsonlWriter(Path(mirror), append=False, private=True)] if mirror else []
-        )
+        self.on_problem = on_problem
+        self.problems: dict[Path, str] = {}  # a file whose records stopped: why
+        self._guard = threading.Lock()
+        self._closed = False
+        self._lock: Lock | None = None
+        self._writers = [JsonlWriter(self.path, private=True)] if self.path is not None else []
+        if mirror is not None:
+            try:  # the mirror starts afresh: a second run to the same --jsonl path replaces the first
+                self._writers.append(JsonlWriter(Path(mirror), append=False, private=True))
+            except OSError as e:
+                self._failed(Path(mirror), e, None)
         self._write(header(meta))
-        self._lock()
+        if self.path is not None:
+            self._lock_log()
 
     @classmethod
-    def create(cls, meta: SessionMeta, root: Path | None = None, mirror: Path | None = None) -> SessionLog:
+    def create(
+        cls,
+        meta: SessionMeta,
+        root: Path | None = None,
+        mirror: Path | None = None,
+        on_problem: Callable[[str], None] | None = None,
+    ) -> SessionLog:
+        """A new log in the session store (OSError when the store cannot be written: the caller decides)."""
         folder = private_folder(sessions_dir(root))  # owner-only: what the camera, screen and voice recorded
         stamp = time.strftime("%Y%m%d-%H%M%S", time.localtime(meta.started))
-        return cls(folder / f"{stamp}-{meta.id}.jsonl", meta, mirror)
+        return cls(folder / f"{stamp}-{meta.id}.jsonl", meta, mirror, on_problem)
 
     def write_step(self, step: StepRecord) -> None:
         self._write(step.to_json())
 
-    def _lock(self) -> None:
+    def _lock_log(self) -> None:
         """Hold a lock on the log while it is written: the window's rename and delete ask for it and refuse a
         session another process (a ``narrate``) is still writing (a rename replaced the file under it)."""
-        self._lock_file = _try_lock(self.path)
+        try:
+            self._lock = _try_lock(self.path)
+        except (OSError, SessionBusy) as e:  # the file is written all the same; only the guard is missing
+            log.warning("could not lock %s: %s", self.path, e)
 
     def write_note(self, text: str, level: str = "error") -> None:
         self._write({"type": "note", "wall": round(time.time(), 3), "level": level, "text": text})
 
     def close(self) -> None:
-        if not self.closed:
+        if not self._closed:
             self._write({"type": "end", "wall": round(time.time(), 3)})
-            for writer in self._writers:
-                writer.close()
-        lock, self._lock_file = getattr(self, "_lock_file", None), None
+            self._closed = True
+            for writer in list(self._writers):
+                try:  # a full disk: the data still buffered cannot be flushed
+                    writer.close()
+                except OSError as e:
+                    self._failed(writer.path, e, writer)
+        lock, self._lock = self._lock, None
         if lock is not None:
-            lock.close()  # closing the descriptor releases the lock
+            lock.release()
 
     @property
     def closed(self) -> bool:
-        return self._writers[0].closed
+        return self._closed
+
+    @property
+    def stored(self) -> bool:
+        """Every record so far is in the session store."""
+        return self.path is not None and self.path not in self.problems
 
     def _write(self, record: dict[str, Any]) -> None:
-        for writer in self._writers:
+        for writer in list(self._writers):
             if writer.closed:
                 continue  # a late note after the run ended
             try:
                 writer.write(record)
             except (OSError, ValueError) as e:  # a full disk must not stop the live session
-                log.error("could not append to %s: %s", writer.path, e)
+                self._failed(writer.path, e, writer)
+
+    def _failed(self, path: Path, error: Exception, writer: JsonlWriter | None) -> None:
+        """Drop a writer that failed and say so once (``on_problem``, else the log)."""
+        with self._guard:
+            if writer is not None:
+                if writer not in self._writers:
+                    return  # another thread said it already
+                self._writers.remove(writer)
+            if path in self.problems:
+                return
+            reason = getattr(error, "strerror", None) or str(error)
+            self.problems[path] = reason
+        if writer is not None:
+            try:
+                writer.close()
+            except OSError:
+                pass
+        what = "the session log" if path == self.path else "the session's records"
+        text = f"Cannot write {what} to {path} ({reason}); its records stop here and the run goes on."
+        log.warning("%s", text)
+        if self.on_problem is not None:
+            self.on_problem(text)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -338,28 +400,19 @@ class SessionBusy(ValueError):
     """The session is still being written (a run in this or another process)."""
 
 
-def _try_lock(path: Path) -> Any:
-    """An exclusive advisory lock on ``path`` (POSIX ``flock``), as an open file to close to release it; None
-    where the platform has no ``fcntl``. SessionBusy when another holder has it."""
+def _try_lock(path: Path) -> Lock:
+    """The one lock rule (``model.locks``) on the session log itself: its content untouched, released by
+    ``release()``. SessionBusy when another holder (a live run, a ``narrate``) has it."""
     try:
-        import fcntl
-    except ImportError:  # Windows: no advisory locks here; the rename stays as safe as before
-        return None
-    f = open(path, "rb")  # noqa: SIM115 - held for the lock's lifetime
-    try:
-        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except OSError:
-        f.close()
+        return acquire(path, own_file=False)
+    except LockHeld:
         raise SessionBusy(
             f"{path.name} is still being written (a live run or a narrate); rename or delete it when it ends."
         ) from None
-    return f
 
 
 def _unless_busy(path: Path) -> None:
-    lock = _try_lock(path)
-    if lock is not None:
-        lock.close()
+    _try_lock(path).release()
 
 
 def delete_session(path: str | os.PathLike[str]) -> Trashed:
@@ -425,9 +478,9 @@ def rename_session(path: str | os.PathLike[str], title: str) -> None:
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     try:
         record = json.loads(lines[0]) if lines else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         record = {}
-    if record.get("type") != "session":
+    if not isinstance(record, dict) or record.get("type") != "session":
         raise ValueError(f"{path} is not a Streamo Live session (no session header)")
     record["title"] = title.strip()
     lines[0] = json.dumps(record, ensure_ascii=False) + "\n"

@@ -222,6 +222,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         raise CliError("--compare needs --adapter (it compares the base model with the adapter)")
     if args.threshold is not None and not 0 <= args.threshold <= 1:
         raise CliError(f"--threshold must be between 0 and 1, got {args.threshold}")
+    report_path = _check_report_path(args)
     clips, issues = load_clips(args.data, args.video_prefix, args.fps, live_instructions=args.live_instructions,
                                skip_unannotated=args.skip_unannotated)  # fmt: skip
     settings = {"fps": args.fps, "max_turns": args.max_turns, "threshold": args.threshold,
@@ -246,12 +247,30 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print(format_report(payload))
         for entry in payload["clips"]:
             print("\n" + format_clip_detail(entry))
-    if args.json:
-        out = Path(args.json)
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps(payload, indent=2), encoding="utf-8")
-        print(f"wrote {out}", file=sys.stderr)
+    if report_path is not None:
+        from model.atomic import write_text_atomic
+
+        try:  # the disk may have filled or the folder become read-only since the start: one line, not a traceback
+            write_text_atomic(report_path, json.dumps(payload, indent=2))
+        except OSError as e:
+            raise CliError(f"--json {args.json} could not be written ({e.strerror or e}); the report is printed "
+                           "above") from None  # fmt: skip
+        print(f"wrote {args.json}", file=sys.stderr)
     return 0
+
+
+def _check_report_path(args: argparse.Namespace) -> Path | None:
+    """--json through the one output guard, before a model loads (a read-only place or a folder was a traceback
+    after the whole evaluation): never the data, the model or the adapter, writable, with room."""
+    if not args.json:
+        return None
+    from model.outputs import OutputRefused, check_output
+
+    inputs = [*args.data, *(p for p in (args.model, args.adapter) if p)]
+    try:
+        return check_output(args.json, "--json", inputs)
+    except OutputRefused as e:
+        raise CliError(str(e)) from None
 
 
 def _warn(issues: list[Any]) -> None:

@@ -111,8 +111,15 @@ def run_say(args: argparse.Namespace) -> int:
 
     if not args.text.strip():
         raise CliError("nothing to say: TEXT is empty")
+    from model.outputs import OutputRefused, check_output
+
+    try:  # before synthesis: never a device (as root, `--to /dev/full` replaced the device with a file), a folder
+        target = check_output(args.to, "--to")  # or a model's file; writable, with room
+    except OutputRefused as e:
+        raise CliError(str(e)) from None
     samples, rate = synthesize(args.text, voice=args.voice, rate=args.rate)  # returns once all of it is written
-    out = write_wav(Path(args.to), samples, rate)
+    write_wav(target, samples, rate)  # a symlink's target, atomically (the link stays)
+    out = Path(args.to)
     print(f"wrote {out} ({len(samples) / rate:.2f} s)", file=sys.stderr)
     return 0
 

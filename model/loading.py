@@ -70,7 +70,8 @@ class LoadedModel:
 
 
 def check_safetensors(path: Path) -> None:
-    """Raise ModelLoadError if the file's header is unreadable or the data is cut short."""
+    """Raise ModelLoadError (one line naming the file) if the file's header is unreadable or not a table of
+    tensors, names a data type, shape or offset the format does not allow, or the data is cut short."""
     size = path.stat().st_size
     try:
         with path.open("rb") as f:
@@ -81,16 +82,59 @@ def check_safetensors(path: Path) -> None:
             if n > size - 8 or n > 100 * 1024**2:
                 raise ValueError(f"header length {n} exceeds the file size {size}")
             header = json.loads(f.read(n))
-    except (ValueError, UnicodeDecodeError) as e:
-        raise ModelLoadError(
-            f"{path}: not a valid safetensors file ({e}). The download may be incomplete: delete the file "
-            "and download the model again."
-        ) from None
-    end = max((v["data_offsets"][1] for k, v in header.items() if k != "__metadata__"), default=0)
+        if not isinstance(header, dict):  # a list raised AttributeError
+            raise ValueError(f"its header is a JSON {type(header).__name__}, not a table of tensors")
+        tensors = {k: v for k, v in header.items() if k != "__metadata__"}
+        bad = next((k for k, v in tensors.items() if not _offsets(v)), None)
+        if bad is not None:
+            raise ValueError(f"tensor {bad!r} has no valid data_offsets")
+    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+        raise _not_safetensors(path, e) from None
+    end = max((_offsets(v)[1] for v in tensors.values()), default=0)
     if 8 + n + end > size:
         raise ModelLoadError(
             f"{path}: truncated safetensors file ({size} bytes, its header promises {8 + n + end}). "
             "Delete it and download the model again."
+        )
+    from safetensors import SafetensorError, safe_open
+
+    try:  # the rest as the reader checks it: data types, shapes against offsets (it raised a SafetensorError)
+        with safe_open(str(path), framework="np"):
+            pass
+    except (SafetensorError, OSError) as e:
+        raise _not_safetensors(path, e) from None
+
+
+def _offsets(entry: object) -> tuple[int, int] | None:
+    """A header entry's ``data_offsets`` as (begin, end), or None when they are not two whole numbers."""
+    offsets = entry.get("data_offsets") if isinstance(entry, dict) else None
+    if not isinstance(offsets, list) or len(offsets) != 2 or not all(type(o) is int and o >= 0 for o in offsets):
+        return None
+    return offsets[0], offsets[1]
+
+
+def _not_safetensors(path: Path, error: Exception) -> ModelLoadError:
+    why = " ".join(str(error).split()).split(", expected one of")[0]  # one line, without the reader's long lists
+    why = why if len(why) <= 200 else why[:199] + "\u2026"
+    return ModelLoadError(
+        f"{path}: not a valid safetensors file ({why}). The download may be incomplete: delete the file and "
+        "download the model again."
+    )
+
+
+TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # the fast tokenizer, or the slow one's vocabulary
+
+
+def check_tokenizer(path: Path, tokenizer: Any) -> None:
+    """The tokenizer knows the chat's special tokens (``<|im_start|>``, ``<|image_pad|>``, ...): a folder
+    whose tokenizer files are missing loaded an empty tokenizer, and the first step failed with
+    "5 is not in list"."""
+    vocab = tokenizer.get_vocab()
+    missing = [t for t in P.CHAT_SPECIAL_TOKENS if t not in vocab]
+    if missing:
+        raise ModelLoadError(
+            f"{path}: its tokenizer lacks the chat tokens {', '.join(missing)} (a tokenizer of another model, or "
+            "tokenizer.json missing); download the model again."
         )
 
 
@@ -117,6 +161,11 @@ def check_model_folder(path: Path, need_weights: bool = True) -> str:
         names = ", ".join(f"{v} ({k})" for k, v in SUPPORTED_MODEL_TYPES.items() if _transformers_has(k))
         raise ModelLoadError(
             f"{path}: unsupported architecture '{model_type or 'unknown'}'. Streamo Live runs {names} checkpoints."
+        )
+    if not any((path / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelLoadError(
+            f"{path} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); download the model again, or copy its "
+            "tokenizer files into the folder."
         )
     if not need_weights:
         return model_type
@@ -386,6 +435,7 @@ def load_model(
         kwargs["device_map"] = {"": "cpu"}
     try:
         processor = AutoProcessor.from_pretrained(path, trust_remote_code=False)
+        check_tokenizer(path, processor.tokenizer)
         if random_weights:
             model = build_random_model(path, dtype=dtype, quantization=quant, device=dev)
         else:

@@ -115,6 +115,8 @@ def load_annotations(path: str | Path) -> list[dict[str, Any]]:
         raise OvoDataError(f"{path}: no such annotation file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OvoDataError(f"{path}: not a readable JSON file ({e})") from None
+    except RecursionError:  # brackets thousands of levels deep: Python's reader gives up (a traceback)
+        raise OvoDataError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(data, list):
         raise OvoDataError(f"{path}: expected a JSON list of entries, as in OVO-Bench's ovo_bench_new.json")
     seen: dict[str, int] = {}

@@ -112,8 +112,11 @@ class RunStore:
     def _read(self, path: Path) -> dict[str, Any]:
         try:
             state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as e:
-            raise StoreError(f"--resume: {path} is unreadable ({e}); move it aside to run its queries again") from None
+        except (OSError, json.JSONDecodeError, RecursionError) as e:
+            why = "nested too deeply" if isinstance(e, RecursionError) else e
+            raise StoreError(
+                f"--resume: {path} is unreadable ({why}); move it aside to run its queries again"
+            ) from None
         if not isinstance(state, dict) or state.get("format") != RUN_FORMAT:
             raise StoreError(f"--resume: {path} is not a streamo-live OVO-Bench run file")
         before = state.get("settings", {})

@@ -43,7 +43,7 @@ MAX_QUESTION_CHARS = 2000  # about 500 tokens: far above a spoken or typed quest
 
 @dataclass(frozen=True)
 class LiveError:
-    where: str  # "engine" | "capture" | "oom"
+    where: str  # "engine" | "capture" | "oom" | "question" | "session"
     message: str  # user-facing: what failed and what to do
     fatal: bool  # True: the run stopped
 
@@ -67,7 +67,8 @@ def make_engine(loaded: LoadedModel, options: EngineOptions) -> Engine:
 
 class LiveRunner:
     """One run of the engine over a stream. ``log`` (optional) gets the header already written and
-    every step; ``close`` ends it with an end record. ``clock``: the run's stream clock (``run``
+    every step; ``close`` ends it with an end record. A log that fails to write is a non-fatal
+    "session" error (once per file), never the run's end. ``clock``: the run's stream clock (``run``
     takes its capture's when none is given)."""
 
     def __init__(
@@ -88,6 +89,10 @@ class LiveRunner:
         self.failed = False  # a fatal error ended the run
         self.memory = memory  # text for the status bar ("RSS 1.2 GB"), read after each step
         self._asked: list[Question] = []  # handed to the engine, not yet in the stream
+        if log is not None and log.on_problem is None:
+            # A session log that cannot be written (a full disk, a folder made read-only) is one warning to
+            # whoever listens (the window's message bar, narrate's terminal); the run goes on.
+            log.on_problem = lambda text: self._error("session", text, False)
 
     # -- requests (on the stepping thread)
     def ask(self, question: Question) -> Question:

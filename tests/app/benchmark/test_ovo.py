@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -278,6 +282,48 @@ def test_missing_and_unreadable_videos_get_null_responses(tmp_path, tiny_ckpt, c
     assert all(isinstance(v, str) for v in again.values())
     assert (again["ASI/1"], again["OCR/2"]) == (got["ASI/1"], got["OCR/2"])
     assert not _run_file(out)["errors"]
+
+
+_PACED_CLI = (  # the real command, each engine step slowed a little: still running when the signal comes
+    "import sys, time\n"
+    "from model.engine import StreamEngine\n"
+    "step = StreamEngine.step\n"
+    "StreamEngine.step = lambda self, *a, **k: (time.sleep(0.05), step(self, *a, **k))[1]\n"
+    "from app.cli import main\n"
+    "sys.exit(main(sys.argv[1:]))\n"
+)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not hasattr(signal, "SIGTERM") or sys.platform == "win32", reason="POSIX signals")
+def test_sigterm_keeps_the_finished_entries_and_resume_runs_the_rest(ovo_set, tiny_ckpt, tmp_path, capsys):
+    """SIGTERM to `benchmark ovo` (a service manager, `kill`) as Ctrl-C (issue 23): the query in progress
+    finishes, every finished entry is kept in the results and the run file, rc 130; --resume runs the rest."""
+    from fakes import read_until
+
+    anno, videos, _ = ovo_set
+    out = tmp_path / "res" / "RESULTS.json"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PACED_CLI, *_args(anno, videos, tiny_ckpt, out)],
+        env=dict(os.environ, PYTHONUNBUFFERED="1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        cwd=str(Path(__file__).resolve().parents[3]),
+    )  # fmt: skip
+    try:
+        read_until(proc.stderr, lambda line: line.startswith("[1/12] "))
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "continue with --resume" in err
+    run = _run_file(out)
+    finished = set(run["responses"])
+    assert 1 <= len(finished) < 12 and run["info"]["runs"][-1]["status"] == "stopped"
+    assert f"stopped: {len(finished)} of 12 queries finished and kept in {out}" in err
+    assert set(_responses(json.loads(out.read_text()))) <= finished  # complete items only
+    assert cli_main(_args(anno, videos, tiny_ckpt, out, "--resume")) == 0
+    assert f"{len(finished)} finished before, skipped" in capsys.readouterr().err
+    assert len(_responses(json.loads(out.read_text()))) == 12  # every query answered
 
 
 @pytest.mark.parametrize(
