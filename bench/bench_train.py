@@ -4,6 +4,7 @@ window lengths, printing seconds per step, turns/s, tokens/s and peak memory.
     .venv/bin/python -m bench.bench_train                    # tiny model on the CPU; a CUDA part when a GPU is present
     .venv/bin/python -m bench.bench_train --turns 8,32       # fewer, shorter windows
     .venv/bin/python -m bench.bench_train --cuda-model Qwen/Qwen2.5-VL-7B-Instruct   # the 7B instead of the 3B
+    .venv/bin/python -m bench.bench_train --rehearsal 300    # frame preparation and 1 vs 2 processes on a rehearsal set
 
 CPU part: the tiny random Qwen2.5-VL (model/tiny.py, fp32) on synthetic shape clips at the full
 Streamo frame budget (320x240 frames: 99 visual tokens each), one window per step, batch 1 as the
@@ -13,6 +14,14 @@ CUDA part (only with a GPU): QLoRA on ``--cuda-model`` (default Qwen/Qwen2.5-VL-
 NF4 base, bf16 compute, gradient checkpointing), 128 visual tokens per frame (448x448 frames), peak
 GPU memory from ``torch.cuda.max_memory_allocated`` per window length. The checkpoint must be in the
 Hugging Face cache or a local folder; nothing is downloaded when HF_HUB_OFFLINE is set.
+
+Rehearsal part (``--rehearsal N``, instead of the above): a set in the release's layout
+(model/train/rehearsal.py: nested folders, raw and stream annotations, about 4% of the videos broken)
+goes through frame preparation (``prepare_cache``, the code of ``data prepare``, with ``--workers``
+processes: seconds per clip) and then through the trainer on the tiny model, as ``app.cli train``
+with one process (accumulation 2) and with two (``accelerate launch``, gloo, accumulation 1): the same
+effective batch, so the seconds per step compare the two. The first step (warm-up) and the last (it
+also evaluates and saves) are not timed.
 """
 
 from __future__ import annotations
@@ -35,6 +44,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--cuda-model", default="Qwen/Qwen2.5-VL-3B-Instruct", help="checkpoint for the CUDA part")
     ap.add_argument("--no-cpu", action="store_true", help="skip the CPU part")
     ap.add_argument("--json", type=Path, default=None, help="also write the rows to this JSON file")
+    ap.add_argument("--rehearsal", type=int, default=None, metavar="CLIPS",
+                    help="bench preparation and 1 vs 2 processes on a rehearsal set of CLIPS clips instead")  # fmt: skip
+    ap.add_argument("--clip-size", default="64x48", help="rehearsal clips' frame size (WIDTHxHEIGHT)")
+    ap.add_argument("--clip-seconds", default="2-3", help="rehearsal clips' length in seconds (N or MIN-MAX)")
+    ap.add_argument("--clip-fps", type=int, default=4, help="rehearsal clips' frame rate")
+    ap.add_argument("--workers", type=int, default=1, help="decoding processes for the rehearsal's preparation")
+    ap.add_argument("--processes", default="1,2", help="training process counts for the rehearsal (default 1,2)")
     return ap.parse_args(argv)
 
 
@@ -112,9 +128,95 @@ def print_table(rows: list[dict]) -> None:
         )
 
 
+def _train_cli(processes: int, args: list[str], out: Path, env: dict[str, str]) -> tuple[list[dict], str]:
+    """``app.cli train`` in 1 process or ``processes`` (accelerate launch, CPU ranks over gloo):
+    (metrics.jsonl records, stderr)."""
+    import os
+    import subprocess
+
+    launch = [sys.executable, "-m", "app.cli"]
+    if processes > 1:  # accelerate's --cpu starts one process; --multi_gpu with --device cpu starts them on gloo
+        launch = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes",
+                  str(processes), "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+                  "-m", "app.cli"]  # fmt: skip
+    proc = subprocess.run([*launch, "train", *args, "--out", str(out)], env={**os.environ, **env},
+                          capture_output=True, text=True)  # fmt: skip
+    if proc.returncode != 0:
+        raise RuntimeError(f"training with {processes} process(es) failed:\n{proc.stderr[-2000:]}")
+    return [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()], proc.stderr
+
+
+def rehearsal(args: argparse.Namespace, work: Path) -> list[dict]:
+    """Frame preparation, then training throughput with 1 and 2 processes, on a rehearsal set."""
+    import os
+    import re
+    import time
+
+    from app.prepare_cmd import load_image_processor
+    from model.tiny import build_tiny_checkpoint
+    from model.train.prepare import CacheSpec, annotation_videos, prepare_cache
+    from model.train.rehearsal import write_rehearsal_set
+    from model.train.video import FrameCache
+
+    w, h = (int(v) for v in args.clip_size.lower().split("x"))
+    lo, _, hi = args.clip_seconds.partition("-")
+    t0 = time.perf_counter()
+    made = write_rehearsal_set(work / "set", args.rehearsal, broken=max(1, args.rehearsal // 25), size=(w, h),
+                               seconds=(int(lo), int(hi or lo)), video_fps=args.clip_fps)  # fmt: skip
+    print(f"rehearsal set: {len(made.videos)} clips of {args.clip_seconds} s at {w}x{h} {args.clip_fps} fps "
+          f"({len(made.broken)} broken), written in {time.perf_counter() - t0:.0f} s")  # fmt: skip
+    model = build_tiny_checkpoint(work / "tiny", seed=0)
+    data = [str(made.root / "annotations" / "raw"), str(made.root / "annotations" / "stream")]
+    processor, lo_px, hi_px = load_image_processor(str(model), None, None)  # as `data prepare --model` does
+    cache_dir = work / "frames"
+    spec = CacheSpec.of(FrameCache(cache_dir, processor, 1.0, lo_px, hi_px))
+    videos, _ = annotation_videos(data, made.root)
+    trace = work / "prepare-trace.jsonl"
+    report = prepare_cache(videos, spec, workers=args.workers, say=lambda line: None, check_space=False, trace=trace)
+    size = sum(p.stat().st_size for p in cache_dir.glob("*.npy"))
+    decodes = [json.loads(line) for line in trace.read_text().splitlines()]
+    readable = [d for d in decodes if not d["reason"]] or decodes  # an unreadable one fails in milliseconds
+    per = sum(d["end"] - d["start"] for d in readable) / len(readable)  # one process's time a readable clip
+    print(f"prepare: {len(videos)} videos ({report.decoded} decoded, {len(report.failed)} unreadable, "
+          f"{report.frames} frames, {size / 1e6:.1f} MB of cache) in {report.seconds:.2f} s with {args.workers} "
+          f"process(es), pool start included; {per * 1000:.1f} ms a readable clip in one process")  # fmt: skip
+
+    env = {"OMP_NUM_THREADS": "1", "HF_HUB_OFFLINE": "1"}
+    rows = []
+    for processes in sorted(int(p) for p in args.processes.split(",")):
+        accum = max(1, 2 // processes)  # the same effective batch (2 windows) whatever the process count
+        cli = [*sum((["--data", d] for d in data), []), "--video-prefix", str(made.root), "--model", str(model),
+               "--cache-dir", str(cache_dir), "--device", "cpu", "--holdout", "0", "--steps", str(args.steps + 2),
+               "--accum", str(accum), "--save-every", "10000", "--eval-every", "10000"]  # fmt: skip
+        records, err = _train_cli(processes, cli, work / f"run-{processes}", env)
+        timed = records[1:-1]  # not the warm-up, not the last (it evaluates and saves)
+        seconds = (timed[-1]["elapsed_s"] - records[0]["elapsed_s"]) / len(timed)
+        found = re.search(r"training (\d+) windows \((\d+) turns\)", err)
+        turns = int(found[2]) / int(found[1]) if found else float("nan")  # mean turns a window in this set
+        windows = processes * accum
+        rows.append({"device": "cpu", "model": "tiny (model/tiny.py)", "processes": processes, "accum": accum,
+                     "windows_per_step": windows, "s_per_step": seconds, "windows_per_s": windows / seconds,
+                     "turns_per_s": windows * turns / seconds, "prepare_s_per_clip": per,
+                     "prepare_workers": args.workers})  # fmt: skip
+    print(f"{'processes':>9} {'accum':>5} {'windows/step':>12} {'s/step':>8} {'windows/s':>9} {'turns/s':>8}")
+    for r in rows:
+        print(f"{r['processes']:9d} {r['accum']:5d} {r['windows_per_step']:12d} {r['s_per_step']:8.3f} "
+              f"{r['windows_per_s']:9.2f} {r['turns_per_s']:8.1f}")  # fmt: skip
+    if os.cpu_count():
+        print(f"({os.cpu_count()} CPU cores; one torch thread a process)")
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
+    if args.rehearsal is not None:
+        with tempfile.TemporaryDirectory(prefix="streamo-bench-rehearsal-") as tmp:
+            rows = rehearsal(args, Path(tmp))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 0
     import torch
 
     from model.tiny import build_tiny_checkpoint

@@ -35,6 +35,7 @@ from model.frames import MIN_PIXELS
 from model.interrupt import StopOnInterrupt
 from model.paths import data_dir
 from model.train import checkpoint as ckpt
+from model.train import sharding
 from model.train.config import TrainConfig, auto_lr, plan, with_recipe
 from model.train.data import (
     DataError,
@@ -129,7 +130,6 @@ class Trainer:
             self.on_event({"event": event, **data})
 
     def run(self) -> TrainResult:
-        from accelerate import Accelerator
         from accelerate.utils import InitProcessGroupKwargs
 
         from model.train.prepare import process_group_timeout
@@ -137,7 +137,8 @@ class Trainer:
         cfg = self.config
         # Barriers wait up to hours (ranks ending their share of frame preparation apart), not NCCL's 10 minutes.
         timeout = InitProcessGroupKwargs(timeout=process_group_timeout())
-        self.acc = acc = Accelerator(cpu=cfg.device == "cpu", kwargs_handlers=[timeout])
+        # FSDP or DeepSpeed ZeRO when accelerate's config file asks (model/train/sharding.py)
+        self.acc = acc = sharding.make_accelerator(cpu=cfg.device == "cpu", kwargs_handlers=[timeout])
         torch.manual_seed(cfg.seed)
         self._load()
         self._data()
@@ -167,6 +168,8 @@ class Trainer:
         if self.full and precision == "auto":
             # fp32 master weights (bf16 updates of lr 1e-5 round to nothing), bf16 autocast on CUDA
             precision = "fp32"
+        precision, device = sharding.load_settings(acc, precision, device)  # sharded: into CPU memory first
+        threads = torch.get_num_threads()
         self.loaded = load_model(
             cfg.model,
             precision=precision,
@@ -175,6 +178,8 @@ class Trainer:
             min_pixels=cfg.min_pixels or MIN_PIXELS,
             max_pixels=cfg.max_pixels,
         )
+        if sharding.mode(acc) is not None:
+            torch.set_num_threads(threads)  # loaded in CPU memory for the GPUs, not to run there
         self.device = self.loaded.device
         cfg.min_pixels, cfg.max_pixels = self.loaded.min_pixels, self.loaded.max_pixels
         if cfg.lr is None:
@@ -286,9 +291,12 @@ class Trainer:
         scheduler = get_cosine_schedule_with_warmup(optimizer, round(cfg.warmup * self.total), self.total)
         if latest is not None and not ckpt.restore_training_state(latest, optimizer, scheduler):
             log.warning("%s has no optimiser state (sharded run); the optimiser starts afresh", latest.path)
+        sharding.before_prepare(acc, cfg.accum, cfg.max_grad_norm)
         self.model, self.optimizer = acc.prepare(model, optimizer)
         self.scheduler = scheduler
-        self.params = params
+        self.params = sharding.trainable_after_prepare(acc, self.model, params)
+        if sharding.mode(acc) is not None:
+            self.device = acc.device  # the shards' device (the base was loaded into CPU memory)
         self.image_id = self.loaded.tokenizer.convert_tokens_to_ids(P.IMAGE_PAD)
         self.state_ids = torch.tensor(self.loaded.state_ids, device=self.device)
         self.last_checkpoint = latest
@@ -313,6 +321,8 @@ class Trainer:
             self._heldout_line(),
             *self._memory_lines(),
         ]
+        if note := sharding.mode_note(acc):
+            lines.insert(0, note)
         if self.summary["window_turns"] != cfg.max_turns:  # the demo: Live keeps its context shorter
             lines.append(f"windows of {self.summary['window_turns']} turns, not {cfg.max_turns}: "
                          "the window Live keeps for this model")  # fmt: skip
@@ -458,12 +468,13 @@ class Trainer:
                 logits = self._forward(self.model, enc, pos)
                 loss = loss_on_selected(logits, tgt.to(self.device), self.state_ids, self.config.loss,
                                         self.config.gamma, num_items) * scale  # fmt: skip
-                acc.backward(loss)
+                acc.backward(loss * sharding.micro_batch(acc, k == len(batch) - 1, len(batch)))
             total += float(loss.detach()) / scale
         if self.trace:  # the synced gradients, before clipping, for the data-parallel test
-            self._grad_sq = float(sum(p.grad.double().square().sum() for p in self.params if p.grad is not None))
+            self._grad_sq = float(sum(sharding.whole(p.grad).double().square().sum() for p in self.params
+                                      if p.grad is not None))  # fmt: skip
         if self.config.max_grad_norm > 0:
-            acc.clip_grad_norm_(self.params, self.config.max_grad_norm)
+            acc.clip_grad_norm_(sharding.clip_parameters(acc, self.model, self.params), self.config.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -492,11 +503,15 @@ class Trainer:
         model.eval()  # unwrapped: DDP would sync buffers on every forward, and shares are uneven
         n_cls = len(P.STATE_TOKENS)
         counts = torch.zeros(2 * n_cls + 2, device=self.device)  # correct[3], total[3], loss sum, items
-        for i in range(acc.process_index, len(self.eval_set), acc.num_processes):
+        shares = sharding.eval_shares(len(self.eval_set), acc.process_index, acc.num_processes,
+                                      sharding.mode(acc) is not None)  # fmt: skip
+        for i, counted in shares:
             enc = self.eval_set[i]
             pos, tgt = select_targets(enc.labels)
             tgt = tgt.to(self.device)
             logits = self._forward(model, enc, pos)
+            if not counted:  # a sharded forward is collective: every process runs as many
+                continue
             counts[-2] += loss_on_selected(logits, tgt, self.state_ids, self.config.loss, self.config.gamma,
                                            num_items=1)  # fmt: skip
             counts[-1] += len(tgt)
@@ -567,7 +582,8 @@ class Trainer:
             return state
         if self._plain_parallel():
             return get_peft_model_state_dict(unwrapped)
-        return get_peft_model_state_dict(unwrapped, state_dict=self.acc.get_state_dict(self.model))
+        whole = self.acc.get_state_dict(self.model)  # gathered on the main process only (collective)
+        return get_peft_model_state_dict(unwrapped, state_dict=whole) if self.acc.is_main_process else {}
 
     def _save(self, step: int) -> ckpt.Checkpoint | None:
         state = self._adapter_state()  # every process takes part (sharded runs gather here)
@@ -712,7 +728,7 @@ class Trainer:
     def _write_trace(self, step: int, indices: list[int]) -> None:
         """One line per step and process: the windows trained on, a digest of the synced gradients
         and of the parameters after the step, for the data-parallel test."""
-        params = torch.cat([p.detach().float().flatten().cpu() for p in self.params])
+        params = torch.cat([sharding.whole(p.detach()).float().flatten().cpu() for p in self.params])
         record = {
             "rank": self.acc.process_index,
             "step": step,
