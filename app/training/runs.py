@@ -41,7 +41,7 @@ def run_state(out: Path) -> dict[str, Any]:
     state["run"] = latest is not None or (out / ckpt.ADAPTER_WEIGHTS).is_file()
     try:
         state["model"] = json.loads(saved.read_text(encoding="utf-8")).get("model", "")
-    except (OSError, ValueError, AttributeError):
+    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested thousands deep
         pass
     if latest is not None:
         state["checkpoint"], state["step"] = str(latest.path), latest.step
@@ -121,7 +121,7 @@ def read_history(out: Path, last_step: int | None = None) -> History:
         try:
             record = json.loads(line)
             step, loss = int(record["step"]), float(record["loss"])
-        except (ValueError, KeyError, TypeError):
+        except (ValueError, KeyError, TypeError, RecursionError):
             continue
         if last_step is not None and step > last_step:
             continue
@@ -154,7 +154,7 @@ def load_evaluation(out: Path) -> dict[str, Any] | None:
     """The run's last evaluation, None when it has none (or it cannot be read)."""
     try:
         result = json.loads((Path(out) / EVALUATION_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, RecursionError):
         return None
     if (
         not isinstance(result, dict)

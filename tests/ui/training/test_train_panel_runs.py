@@ -113,6 +113,15 @@ def test_run_folders_next_names_and_history(tmp_path):
     again = runs.read_history(root / "my-adapter")
     assert again.loss[-1] == (5, 9.0) and [s for s, _ in again.loss] == [1, 2, 3, 4, 5]
     assert runs.load_evaluation(root / "my-adapter") is None
+    # A line (or an evaluation file) nested thousands of levels deep is skipped like a torn one (issue 23)
+    deep = "[" * 100_000 + "]" * 100_000
+    with open(root / "my-adapter" / "metrics.jsonl", "a", encoding="utf-8") as f:
+        f.write(deep + '\n{"step": 6, "loss": 8.0}\n')
+    assert runs.read_history(root / "my-adapter").loss[-2:] == [(5, 9.0), (6, 8.0)]
+    (root / "my-adapter" / runs.EVALUATION_FILE).write_text(deep, encoding="utf-8")
+    assert runs.load_evaluation(root / "my-adapter") is None
+    (root / "my-adapter" / "train_config.json").write_text(deep, encoding="utf-8")
+    assert runs.run_state(root / "my-adapter")["model"] == ""
 
 
 def test_stopped_during_start_up_leaves_no_half_run(tmp_path):
