@@ -1,11 +1,12 @@
 """The demo recipe's margin: train the demo shapes adapter with several seeds (the product's own
 build, model/train/demo.py) and narrate the sample clip with each, through `narrate`.
 
-    .venv/bin/python -m bench.bench_demo                    # seeds 0 1 2 (about a minute each on 2 cores)
+    .venv/bin/python -m bench.bench_demo                    # seeds 0 1 2 (about five minutes each on 2 cores)
     .venv/bin/python -m bench.bench_demo --seeds 0 1 2 3 4
 
 A recipe with margin narrates the sample clip's two captions exactly, at their seconds, says
-nothing on footage without its shapes (60 s of grey, 60 s of noise, 120 s of black), and narrates a
+nothing on footage without its shapes (a minute each of grey, noise, colour bars, a desktop-like screen and
+a photo-like scene, two of black), and narrates a
 shape that appears five minutes into a grey stream with its caption and nothing else, with every seed,
 on every transformers version the project supports (run it in .venv-gpu-stack too). Prints one line
 per seed and a summary; exits 1 if any seed misses.
@@ -45,7 +46,7 @@ def narrate_with_seed(seed: int, work: Path) -> tuple[list[tuple[float, str]], f
     return [(r["t"], r["text"]) for r in records if r["text"]], built
 
 
-BLANKS = {"grey": 60, "noise": 60, "black": 120}  # footage without the demo's shapes, seconds
+BLANKS = {"grey": 60, "noise": 60, "black": 120, "bars": 60, "screen": 60, "photo": 60}  # footage without its shapes, s
 
 
 def blank_clips(folder: Path) -> dict[str, Path]:

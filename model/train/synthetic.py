@@ -59,11 +59,29 @@ def _lerp(a: float, b: float, u: float) -> float:
     return a + (b - a) * min(1.0, max(0.0, u))
 
 
-BACKGROUNDS = ("grey", "black", "noise", "gradient", "bright")  # footage without shapes: the demo learns silence
+# Footage without the demo's shapes, so the demo learns silence on it: plain frames, noise, a test
+# pattern (colour bars: red, green and blue areas that are not shapes), a desktop-like screen and a
+# photo-like scene.
+BACKGROUNDS = ("grey", "black", "noise", "gradient", "bright", "bars", "screen", "photo")
+_BARS = [(192, 192, 192), (0, 192, 192), (192, 192, 0), (0, 192, 0), (192, 0, 192), (0, 0, 192), (192, 0, 0)]  # BGR
+
+
+def _photo(size: tuple[int, int]) -> np.ndarray:
+    """A smooth, textured colour scene (a stand-in for a webcam photo), the same for every frame."""
+    import cv2
+
+    w, h = size
+    rng = np.random.default_rng(7)
+    coarse = rng.integers(20, 235, (6, 8, 3)).astype(np.uint8)
+    scene = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.int16)
+    return np.clip(scene + rng.integers(-12, 13, (h, w, 3)), 0, 255).astype(np.uint8)
 
 
 def background(kind: str, index: int, size: tuple[int, int]) -> np.ndarray:
-    """A BGR frame of footage with nothing of the demo's on it (``index``: the frame, for noise)."""
+    """A BGR frame of footage with nothing of the demo's on it (``index``: the frame, for noise, the
+    screen's scrolling text and the photo's flicker)."""
+    import cv2
+
     w, h = size
     if kind == "black":
         return np.zeros((h, w, 3), np.uint8)
@@ -74,6 +92,23 @@ def background(kind: str, index: int, size: tuple[int, int]) -> np.ndarray:
     if kind == "gradient":
         ramp = np.linspace(30, 220, w, dtype=np.float32)[None, :, None]
         return np.broadcast_to(ramp * np.array([1.0, 0.8, 0.6], np.float32), (h, w, 3)).astype(np.uint8).copy()
+    if kind == "bars":
+        img = np.zeros((h, w, 3), np.uint8)
+        for i, colour in enumerate(_BARS):
+            img[: int(h * 0.75), i * w // len(_BARS) : (i + 1) * w // len(_BARS)] = colour
+        img[int(h * 0.75) :] = (40, 40, 40)
+        return img
+    if kind == "screen":  # a dark desktop, a light window with a title bar and lines of text scrolling
+        img = np.full((h, w, 3), (60, 40, 30), np.uint8)
+        x0, y0, x1, y1 = w // 10, h // 8, w - w // 10, h - h // 6
+        cv2.rectangle(img, (x0, y0), (x1, y1), (235, 235, 235), -1)
+        cv2.rectangle(img, (x0, y0), (x1, y0 + h // 14), (120, 90, 60), -1)
+        for k in range(12):
+            y = y0 + h // 8 + ((k * h // 20 - index * 3) % (y1 - y0 - h // 6))
+            cv2.line(img, (x0 + 8, y), (x0 + 8 + (37 * (k + index // 8)) % (x1 - x0 - 16), y), (90, 90, 90), 2)
+        return img
+    if kind == "photo":
+        return np.clip(_photo(size).astype(np.int16) + (index % 5) - 2, 0, 255).astype(np.uint8)
     return np.full((h, w, 3), BACKGROUND, np.uint8)
 
 
@@ -165,18 +200,28 @@ def write_sliding_box(path: Path, seconds: int = 12, fps: int = 4, size: tuple[i
 
 
 def random_events(
-    rng: random.Random, max_events: int = 2, shapes: Sequence[str] | None = None, min_seconds: int = 0
+    rng: random.Random,
+    max_events: int = 2,
+    shapes: Sequence[str] | None = None,
+    min_seconds: int = 0,
+    lead: int = 0,
+    window: int = 0,
+    gap: int = 2,
 ) -> list[Event]:
-    """1..max_events events one after another, 2-3 s each, at least one empty second between; more
-    events while the last one ends before ``min_seconds``."""
+    """1..max_events events one after another, 2-3 s each, 1 to ``gap`` empty seconds between; more
+    events while the last one ends before ``min_seconds``. The first starts 1 to ``2 + lead`` seconds
+    in; with ``window`` (turns per training window) no event's turns, its answer's included, straddle
+    two windows: an answer whose shape was cut off into the previous window would teach inventing."""
     shapes = list(shapes or SHAPES)
     events: list[Event] = []
-    t = rng.randint(1, 2)
+    t = rng.randint(1, 2 + lead)
     count = rng.randint(1, max_events)
     while len(events) < count or t < min_seconds:
         length = rng.randint(2, 3)
+        if window and t // window != (t + length) // window:
+            t = (t // window + 1) * window + rng.randint(0, 1)
         events.append(Event(rng.choice(shapes), t, t + length))
-        t += length + rng.randint(1, 2)
+        t += length + rng.randint(1, gap)
     return events
 
 
@@ -204,25 +249,44 @@ def make_dataset(
     min_seconds: int = 0,
     empty_clips: int = 0,
     empty_seconds: tuple[int, int] = (20, 60),
+    lead: int = 0,
+    window: int = 0,
+    gap: int = 2,
+    varied: int = 0,
+    empty_kinds: int = len(BACKGROUNDS),
+    long_clips: int = 0,
+    long_seconds: int = 600,
+    long_gap: int = 30,
 ) -> Path:
     """Write ``n_clips`` clips under ``folder/videos`` and their raw annotations to
     ``folder/annotations.json`` (video paths relative to ``folder``); returns the JSON path.
     ``counters=False`` leaves out the frame and time counters (at 64x48 they cover more pixels than
-    the shapes do); ``min_seconds`` makes every clip at least that long."""
+    the shapes do); ``min_seconds`` makes every clip at least that long; ``lead`` and ``window``: see
+    ``random_events`` (shapes late in long clips, none cut by a training window's edge), ``gap`` too;
+    ``varied``: every ``varied``-th shape clip plays over another backdrop than grey (BACKGROUNDS);
+    ``empty_kinds``: the empty clips cycle through the first that many BACKGROUNDS; ``long_clips``: that many
+    grey streams of about ``long_seconds`` with a shape every 3 to ``long_gap + 3`` seconds (time labels
+    and counters far into a stream, so a shape at minute 5 is narrated as one at second 5; 2 frames a second)."""
     folder = Path(folder)
     rng = random.Random(seed)
     samples = []
     for k in range(n_clips):
         # Cycle through the shapes so every caption is seen even in a small set.
         first = list(SHAPES)[k % len(SHAPES)]
-        events = random_events(rng, max_events, min_seconds=min_seconds)
+        events = random_events(rng, max_events, min_seconds=min_seconds, lead=lead, window=window, gap=gap)
         events[0] = Event(first, events[0].appear, events[0].leave)
         seconds = events[-1].leave + rng.randint(1, 2)
+        backdrop = BACKGROUNDS[1 + (k // varied) % (len(BACKGROUNDS) - 1)] if varied and k % varied == 0 else "grey"
         rel = f"videos/shapes_{k:03d}.mp4"
-        write_clip(folder / rel, events, seconds, video_fps, size, counters)
+        write_clip(folder / rel, events, seconds, video_fps, size, counters and backdrop == "grey", backdrop)
+        samples.append(raw_sample(rel, events, question))
+    for k in range(long_clips):
+        events = random_events(rng, 1, min_seconds=long_seconds, lead=long_gap, window=window, gap=long_gap)
+        rel = f"videos/long_{k:03d}.mp4"
+        write_clip(folder / rel, events, events[-1].leave + rng.randint(1, 2), min(video_fps, 2), size, counters)
         samples.append(raw_sample(rel, events, question))
     for k in range(empty_clips):  # footage with nothing happening, as long as a minute: all Silence
-        backdrop = BACKGROUNDS[k % len(BACKGROUNDS)]
+        backdrop = BACKGROUNDS[k % empty_kinds]
         rel = f"videos/empty_{k:03d}_{backdrop}.mp4"
         write_clip(folder / rel, [], rng.randint(*empty_seconds), video_fps, size, counters and backdrop == "grey",
                    backdrop)  # fmt: skip

@@ -1,4 +1,4 @@
-"""The demo shapes adapter: built by the real trainer on first use (about a minute on 2 cores),
+"""The demo shapes adapter: built by the real trainer on first use (a few minutes on 2 cores),
 cached, and with it the demo model narrates the bundled sample clip's shapes at the right seconds."""
 
 from __future__ import annotations
@@ -54,6 +54,21 @@ def test_demo_narrates_the_sample_clips_shapes(demo_data, sample_clip, tmp_path,
     (t_ball, ball), (t_square, square) = said
     assert ball == BALL and 3 <= t_ball <= 5, said
     assert square == SQUARE and 6 <= t_square <= 8, said
+
+
+@pytest.mark.slow
+def test_the_demo_is_silent_without_its_shapes_and_narrates_one_late_in_a_long_stream(demo_data, tmp_path):
+    """Issue 18 item 9: honest on any footage, for streams of any length. Two minutes of colour bars
+    (red, green and blue areas that are not shapes; never in its training) get no answer, and a ball
+    that appears five minutes into a grey stream (past many window drops) gets its caption, at the
+    second it leaves, and nothing else (bench.bench_demo's clips)."""
+    from bench.bench_demo import LATE, late_clip, late_exact, said_on
+    from model.train.synthetic import write_clip
+
+    bars = write_clip(tmp_path / "bars.mp4", [], 120, video_fps=1, counters=False, backdrop="bars")
+    assert said_on(bars, tmp_path) == []
+    said = said_on(late_clip(tmp_path), tmp_path)
+    assert late_exact(said), (LATE, said)
 
 
 def test_demo_adapter_choice(monkeypatch, tmp_path, caplog):
