@@ -162,18 +162,17 @@ def check_model_folder(path: Path, need_weights: bool = True) -> str:
         raise ModelLoadError(
             f"{path}: unsupported architecture '{model_type or 'unknown'}'. Streamo Live runs {names} checkpoints."
         )
+    # No weights first (the folder is not a model at all), then the tokenizer, then each file's header.
+    weights = sorted(path.glob("*.safetensors")) if need_weights else []
+    if need_weights and not weights:
+        legacy = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
+        hint = f" It has {', '.join(legacy[:3])}: only safetensors weights are loaded (no pickles)." if legacy else ""
+        raise ModelLoadError(f"{path} has no *.safetensors weights.{hint}")
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise ModelLoadError(
             f"{path} has no tokenizer ({' or '.join(TOKENIZER_FILES)}); download the model again, or copy its "
             "tokenizer files into the folder."
         )
-    if not need_weights:
-        return model_type
-    weights = sorted(path.glob("*.safetensors"))
-    if not weights:
-        legacy = [p.name for p in path.glob("*.bin")] + [p.name for p in path.glob("*.pt*")]
-        hint = f" It has {', '.join(legacy[:3])}: only safetensors weights are loaded (no pickles)." if legacy else ""
-        raise ModelLoadError(f"{path} has no *.safetensors weights.{hint}")
     for w in weights:
         check_safetensors(w)
     return model_type
