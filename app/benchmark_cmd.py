@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from app.errors import CliError
+from model import json_text
 from model.device import KERNEL_MODES  # torch-free
 
 OVO_DESCRIPTION = (
@@ -341,11 +342,9 @@ def run_score(args: argparse.Namespace) -> int:
     except StoreError as e:
         raise CliError(str(e)) from None
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = json_text.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError, UnicodeDecodeError) as e:
         raise CliError(f"{path}: not a readable JSON file ({e})") from None
-    except RecursionError:
-        raise CliError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(results, dict) or not any(k in results for k in ("backward", "realtime", "forward")):
         raise CliError(f"{path}: not an OVO-Bench results file (expected backward, realtime and forward lists)")
     from app.benchmark.ovo_score import ScoreError

@@ -18,6 +18,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from model import json_text
 from model.atomic import write_text_atomic  # the one atomic writer (re-exported: exports' callers use it)
 
 log = logging.getLogger(__name__)
@@ -208,15 +209,14 @@ def read_jsonl(path: StrPath, skip_bad: bool = False, skipped: list[int] | None 
         if not line.strip():
             continue
         try:
-            records.append(json.loads(line))
-        except (json.JSONDecodeError, RecursionError) as e:  # RecursionError: brackets thousands of levels deep
-            why = e.msg if isinstance(e, json.JSONDecodeError) else "nested too deeply"
+            records.append(json_text.loads(line))
+        except json.JSONDecodeError as e:  # json_text.NestedTooDeep too: brackets thousands of levels deep
             if i == last:
                 log.warning("%s: ignoring incomplete last line %d", path, i + 1)
                 break
             if not skip_bad:
-                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({why})") from None
-            log.warning("%s: skipping line %d, which is not valid JSON (%s)", path, i + 1, why)
+                raise ValueError(f"{path}: line {i + 1} is not valid JSON ({e.msg})") from None
+            log.warning("%s: skipping line %d, which is not valid JSON (%s)", path, i + 1, e.msg)
             if skipped is not None:
                 skipped.append(i + 1)
     return records

@@ -34,6 +34,7 @@ from typing import Any
 from app.exports import JsonlWriter, Subtitle, read_jsonl, to_srt, to_vtt, write_text_atomic
 from app.live.records import SCHEMA, StepRecord, clean_text
 from app.live.subtitles import HOLD_SECONDS, asked_by_someone, transcript_cues
+from model import json_text
 from model.atomic import private_folder
 from model.locks import Lock, LockHeld, acquire
 from model.paths import data_dir
@@ -477,8 +478,8 @@ def rename_session(path: str | os.PathLike[str], title: str) -> None:
     _unless_busy(path)
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     try:
-        record = json.loads(lines[0]) if lines else {}
-    except (json.JSONDecodeError, RecursionError):
+        record = json_text.loads(lines[0]) if lines else {}
+    except json.JSONDecodeError:
         record = {}
     if not isinstance(record, dict) or record.get("type") != "session":
         raise ValueError(f"{path} is not a Streamo Live session (no session header)")

@@ -18,6 +18,7 @@ from typing import Any
 
 import torch
 
+from model import json_text
 from model import protocol as P
 from model.catalog import DEFAULT_3B, DEFAULT_7B, DEMO_MAX_PIXELS, DEMO_MODEL, PRECISIONS, SUPPORTED_MODEL_TYPES
 from model.device import KERNEL_MODES, free_cuda_memory, is_out_of_memory, resolve_device
@@ -81,14 +82,14 @@ def check_safetensors(path: Path) -> None:
             (n,) = struct.unpack("<Q", head)
             if n > size - 8 or n > 100 * 1024**2:
                 raise ValueError(f"header length {n} exceeds the file size {size}")
-            header = json.loads(f.read(n))
+            header = json_text.loads(f.read(n))
         if not isinstance(header, dict):  # a list raised AttributeError
             raise ValueError(f"its header is a JSON {type(header).__name__}, not a table of tensors")
         tensors = {k: v for k, v in header.items() if k != "__metadata__"}
         bad = next((k for k, v in tensors.items() if not _offsets(v)), None)
         if bad is not None:
             raise ValueError(f"tensor {bad!r} has no valid data_offsets")
-    except (ValueError, UnicodeDecodeError, RecursionError) as e:
+    except (ValueError, UnicodeDecodeError) as e:
         raise _not_safetensors(path, e) from None
     end = max((_offsets(v)[1] for v in tensors.values()), default=0)
     if 8 + n + end > size:
@@ -149,8 +150,8 @@ def check_model_folder(path: Path, need_weights: bool = True) -> str:
     if not config.is_file():
         raise ModelLoadError(f"{path} has no config.json; it is not a Hugging Face model folder.")
     try:
-        settings = json.loads(config.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as e:
+        settings = json_text.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ModelLoadError(f"{config}: unreadable JSON ({e}).") from None
     if not isinstance(settings, dict):  # a list or a number is no configuration (it raised AttributeError)
         raise ModelLoadError(

@@ -18,6 +18,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from model import json_text
+
 log = logging.getLogger(__name__)
 
 SILENCE = "</Silence>"
@@ -412,15 +414,15 @@ def parse_annotation_json(text: str, position: bool = True) -> Any:
     JSON Lines file). NaN and Infinity read as numbers (Python's JSON does): as times they are that
     sample's error (``parse_time``)."""
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        where = f" at line {e.lineno}, column {e.colno}" if position else ""
-        raise AnnotationError(f"not valid JSON ({e.msg}{where})") from None
-    except RecursionError:
+        return json_text.loads(text)
+    except json_text.NestedTooDeep:
         raise AnnotationError(
             "JSON nested too deeply to read (brackets inside brackets thousands of levels down): annotations "
             "are a list of samples, each a few levels deep"
         ) from None
+    except json.JSONDecodeError as e:
+        where = f" at line {e.lineno}, column {e.colno}" if position else ""
+        raise AnnotationError(f"not valid JSON ({e.msg}{where})") from None
 
 
 def load_raw_annotations(path: str | Path) -> list[dict]:

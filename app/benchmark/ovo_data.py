@@ -18,6 +18,8 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+from model import json_text
+
 _PROMPTS_FILE = Path(__file__).with_name("ovo_bench_prompts.json")
 
 
@@ -110,13 +112,11 @@ def load_annotations(path: str | Path) -> list[dict[str, Any]]:
     """The entries of an OVO-Bench annotation file, every field a run reads checked."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        data = json_text.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise OvoDataError(f"{path}: no such annotation file") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
         raise OvoDataError(f"{path}: not a readable JSON file ({e})") from None
-    except RecursionError:  # brackets thousands of levels deep: Python's reader gives up (a traceback)
-        raise OvoDataError(f"{path}: not a readable JSON file (nested too deeply)") from None
     if not isinstance(data, list):
         raise OvoDataError(f"{path}: expected a JSON list of entries, as in OVO-Bench's ovo_bench_new.json")
     seen: dict[str, int] = {}

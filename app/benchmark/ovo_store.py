@@ -31,6 +31,7 @@ from typing import Any
 
 from app.benchmark.ovo_data import CATEGORIES, CATEGORY_OF, Query, entry_key
 from app.exports import write_text_atomic
+from model import json_text
 
 RUN_FORMAT = "streamo-live ovo-bench run 1"
 
@@ -111,12 +112,9 @@ class RunStore:
 
     def _read(self, path: Path) -> dict[str, Any]:
         try:
-            state = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError, RecursionError) as e:
-            why = "nested too deeply" if isinstance(e, RecursionError) else e
-            raise StoreError(
-                f"--resume: {path} is unreadable ({why}); move it aside to run its queries again"
-            ) from None
+            state = json_text.loads(path.read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError) as e:
+            raise StoreError(f"--resume: {path} is unreadable ({e}); move it aside to run its queries again") from None
         if not isinstance(state, dict) or state.get("format") != RUN_FORMAT:
             raise StoreError(f"--resume: {path} is not a streamo-live OVO-Bench run file")
         before = state.get("settings", {})

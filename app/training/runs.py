@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from model import json_text
+
 CONFIG_FILE = "train_config.json"
 METRICS_FILE = "metrics.jsonl"
 EVALUATION_FILE = "evaluation.json"  # the Training tab's last base-vs-adapter comparison of this run
@@ -40,8 +42,8 @@ def run_state(out: Path) -> dict[str, Any]:
     latest = ckpt.latest_checkpoint(out)
     state["run"] = latest is not None or (out / ckpt.ADAPTER_WEIGHTS).is_file()
     try:
-        state["model"] = json.loads(saved.read_text(encoding="utf-8")).get("model", "")
-    except (OSError, ValueError, AttributeError, RecursionError):  # RecursionError: JSON nested thousands deep
+        state["model"] = json_text.loads(saved.read_text(encoding="utf-8")).get("model", "")
+    except (OSError, ValueError, AttributeError):
         pass
     if latest is not None:
         state["checkpoint"], state["step"] = str(latest.path), latest.step
@@ -119,9 +121,9 @@ def read_history(out: Path, last_step: int | None = None) -> History:
         return history
     for line in text.splitlines():
         try:
-            record = json.loads(line)
+            record = json_text.loads(line)
             step, loss = int(record["step"]), float(record["loss"])
-        except (ValueError, KeyError, TypeError, RecursionError):
+        except (ValueError, KeyError, TypeError):
             continue
         if last_step is not None and step > last_step:
             continue
@@ -153,8 +155,8 @@ def save_evaluation(out: Path, result: dict[str, Any]) -> None:
 def load_evaluation(out: Path) -> dict[str, Any] | None:
     """The run's last evaluation, None when it has none (or it cannot be read)."""
     try:
-        result = json.loads((Path(out) / EVALUATION_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError, RecursionError):
+        result = json_text.loads((Path(out) / EVALUATION_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
         return None
     if (
         not isinstance(result, dict)
