@@ -207,15 +207,19 @@ def rehearsal(args: argparse.Namespace, work: Path) -> list[dict]:
     return rows
 
 
+def write_rows(path: Path | None, rows: list[dict]) -> None:
+    """``--json``: the rows, when asked for."""
+    if path:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(rows, indent=2))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.ERROR)
     if args.rehearsal is not None:
         with tempfile.TemporaryDirectory(prefix="streamo-bench-rehearsal-") as tmp:
-            rows = rehearsal(args, Path(tmp))
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(rows, indent=2))
+            write_rows(args.json, rehearsal(args, Path(tmp)))
         return 0
     import torch
 
@@ -253,9 +257,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             print("CUDA: no GPU (the QLoRA figures need one)")
         print_table(rows)
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
+    write_rows(args.json, rows)
     return 0
 
 

@@ -44,7 +44,6 @@ RECIPE = {
     "empty_max": 120,
     "lead": 0,
     "gap": 2,
-    "varied": 0,
     "empty_kinds": 5,
     "window": DEMO_MAX_TURNS,  # the window Live runs the demo with
     "long": 12,
@@ -121,7 +120,6 @@ def ensure_demo_adapter(progress: ProgressFn | None = None, stop: threading.Even
             lead=RECIPE["lead"],
             window=RECIPE["window"],
             gap=RECIPE["gap"],
-            varied=RECIPE["varied"],
             empty_kinds=RECIPE["empty_kinds"],
             long_clips=RECIPE["long"],
             long_seconds=RECIPE["long_seconds"],

@@ -252,7 +252,6 @@ def make_dataset(
     lead: int = 0,
     window: int = 0,
     gap: int = 2,
-    varied: int = 0,
     empty_kinds: int = len(BACKGROUNDS),
     long_clips: int = 0,
     long_seconds: int = 600,
@@ -263,7 +262,6 @@ def make_dataset(
     ``counters=False`` leaves out the frame and time counters (at 64x48 they cover more pixels than
     the shapes do); ``min_seconds`` makes every clip at least that long; ``lead`` and ``window``: see
     ``random_events`` (shapes late in long clips, none cut by a training window's edge), ``gap`` too;
-    ``varied``: every ``varied``-th shape clip plays over another backdrop than grey (BACKGROUNDS);
     ``empty_kinds``: the empty clips cycle through the first that many BACKGROUNDS; ``long_clips``: that many
     grey streams of about ``long_seconds`` with a shape every 3 to ``long_gap + 3`` seconds (time labels
     and counters far into a stream, so a shape at minute 5 is narrated as one at second 5; 2 frames a second)."""
@@ -276,9 +274,8 @@ def make_dataset(
         events = random_events(rng, max_events, min_seconds=min_seconds, lead=lead, window=window, gap=gap)
         events[0] = Event(first, events[0].appear, events[0].leave)
         seconds = events[-1].leave + rng.randint(1, 2)
-        backdrop = BACKGROUNDS[1 + (k // varied) % (len(BACKGROUNDS) - 1)] if varied and k % varied == 0 else "grey"
         rel = f"videos/shapes_{k:03d}.mp4"
-        write_clip(folder / rel, events, seconds, video_fps, size, counters and backdrop == "grey", backdrop)
+        write_clip(folder / rel, events, seconds, video_fps, size, counters)
         samples.append(raw_sample(rel, events, question))
     for k in range(long_clips):
         events = random_events(rng, 1, min_seconds=long_seconds, lead=long_gap, window=window, gap=long_gap)
