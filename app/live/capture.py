@@ -62,6 +62,10 @@ class Capture:
         self._stopped = False
         self.done = False  # run() returned
         self.finished = False  # the file played to its end (not stopped, not failed)
+        # A file read at the model's pace that played to its end leaves its clock running: the model
+        # still steps the last frame, and the consumer ends the clock when it is done (the runner's
+        # close, or stop()).
+        self._clock_to_consumer = False
         self.error: str | None = None
         self.info: Any = None
 
@@ -112,7 +116,8 @@ class Capture:
             log.exception("capture of %s failed", self.spec)
             self._fail(f"Capture from {self.spec} failed: {type(e).__name__}: {e}")
         finally:
-            self._stop_clock()
+            if not self._clock_to_consumer:
+                self._stop_clock()
             self.done = True
         return False
 
@@ -151,6 +156,7 @@ class Capture:
                 return False
             if wait:  # let the model take the last frame before saying the file is done
                 self.mailbox.put(None, wait=True)
+                self._clock_to_consumer = True  # it is stepping that frame now: its second goes on
             self.finished = source.kind == "file"
             return self.finished
         finally:

@@ -82,6 +82,7 @@ class LiveRunner:
     ) -> None:
         self.engine = engine
         self.clock = clock
+        self._clock_run: int | None = None  # the clock's run the last step was on
         self.log = log
         self.events = events or RunEvents()
         self.subtitles = SubtitleTimeline(hold)
@@ -135,6 +136,7 @@ class LiveRunner:
 
         if self.clock is not None:
             self.clock.sync(t)  # the model is at second t now (never moves the clock back)
+            self._clock_run = self.clock.run  # the clock's run this one steps; close() ends it
         try:
             result = self.engine.step(image, t=t, on_token=on_token)
         except Exception as e:  # noqa: BLE001 - reported in the window / terminal; the log is on disk
@@ -212,7 +214,11 @@ class LiveRunner:
             self.log.write_note(text, level)
 
     def close(self) -> None:
-        """End the run: the log gets its end record (also after a failure or a stop)."""
+        """End the run: its stream clock stops (a file read at the model's pace leaves it running
+        while its last frame is stepped), and the log gets its end record (also after a failure or
+        a stop)."""
+        if self.clock is not None and self._clock_run is not None:
+            self.clock.stop(self._clock_run)  # only if no newer run started on it
         if self.log is not None:
             self.log.close()
 

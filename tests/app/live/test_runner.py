@@ -130,7 +130,9 @@ def test_a_file_at_the_models_pace_runs_the_stream_clock_on_the_models_steps(tmp
 
     class Slow(FakeEngine):
         def step(self, image, t=None, on_token=None):
-            time.sleep(0.3 if t == 1.0 else 0.0)  # a slow step must not push the stream past its interval
+            # A slow step must not push the stream past its interval; a slow last step must still
+            # find the clock at its second (the file has ended, the model has not).
+            time.sleep(0.3 if t in (1.0, 4.0) else 0.0)
             seen.append((t, runner.clock.now()))
             return super().step(image, t, on_token)
 
