@@ -8,20 +8,20 @@ shares per process, so ``--resume`` continues exactly where the last checkpoint 
 
 Events (dicts with an ``"event"`` key) go to ``on_event``: start, issue, step, eval, checkpoint,
 done, stopped, error. The command line prints them; the app's training process forwards them over
-a queue. Only the main process writes the output folder.
+a queue. Only the main process writes the output folder; what it saves (checkpoints, the best held-out
+step, the final adapter) is model/train/saving.py's.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import random
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +60,7 @@ from model.train.run_folder import (  # noqa: F401 - TrainingError, prepare_conf
     prepare_config,
     write_settings,
 )
-from model.train.stopping import EarlyStop
+from model.train.saving import Saver, load_trained_state, plain_parallel
 from model.train.video import FrameCache
 
 log = logging.getLogger(__name__)
@@ -284,7 +284,7 @@ class Trainer:
         self.start_step = 0
         latest = ckpt.latest_checkpoint(self.out) if cfg.resume else None
         if latest is not None:
-            self._load_trained_state(model, ckpt.load_adapter_state(latest))
+            load_trained_state(model, ckpt.load_adapter_state(latest), self.full)
             self.start_step = latest.step
         params = trainable_parameters(model)
         optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay, betas=(0.9, cfg.beta2))
@@ -297,6 +297,10 @@ class Trainer:
         self.params = sharding.trainable_after_prepare(acc, self.model, params)
         if sharding.mode(acc) is not None:
             self.device = acc.device  # the shards' device (the base was loaded into CPU memory)
+        self.saver = Saver(acc=acc, model=self.model, optimizer=self.optimizer, scheduler=self.scheduler,
+                           loaded=self.loaded, config=cfg, plan=self.plan, out=self.out, full=self.full,
+                           device=self.device, eval_split=self.eval_split, start_step=self.start_step,
+                           summary=self.summary, emit=self.emit, clock=self.clock)  # fmt: skip
         self.image_id = self.loaded.tokenizer.convert_tokens_to_ids(P.IMAGE_PAD)
         self.state_ids = torch.tensor(self.loaded.state_ids, device=self.device)
         self.last_checkpoint = latest
@@ -370,20 +374,6 @@ class Trainer:
 
         return [f"memory: {line}" for line in gather_object([mine])]
 
-    def _load_trained_state(self, model: Any, state: dict[str, torch.Tensor]) -> None:
-        """A checkpoint's trained weights into ``model``: the adapter, or (release recipe) the
-        language model's and merger's own weights."""
-        if not self.full:
-            from peft import set_peft_model_state_dict
-
-            set_peft_model_state_dict(model, state)
-            return
-        missing = set(state) - {n for n, _ in model.named_parameters()}
-        if missing:
-            raise TrainingError(f"the checkpoint's weights do not fit this model ({sorted(missing)[:3]} ...): "
-                                "resume with the base model it was trained from")  # fmt: skip
-        model.load_state_dict(state, strict=False)
-
     # ------------------------------------------------------------------------------------------
     # The loop
 
@@ -392,12 +382,12 @@ class Trainer:
         step = self.start_step
         started, first = time.perf_counter(), step
         metrics: dict[str, Any] = {}
-        early = self._early_stop_rule()
+        early = self.saver.early_stop_rule()
         early_stopped: dict[str, int] | None = None
-        self._saved_at = self.clock()  # --save-minutes counts training time since the last save
+        self.saver.saved_at = self.clock()  # --save-minutes counts training time since the last save
         while step < self.total:
             if self._stop_agreed(stop):
-                self.last_checkpoint = self._save(step)
+                self.last_checkpoint = self.saver.save(step)
                 self.emit("stopped", step=step, total_steps=self.total, checkpoint=str(self._ckpt_path()))
                 return self._result("stopped", step, metrics)
             indices = step_windows(step, len(self.train_set), self.steps_per_epoch, acc.num_processes,
@@ -424,7 +414,7 @@ class Trainer:
             if step % self.eval_every == 0 or step == self.total:
                 record[self.eval_split] = metrics = self.evaluate()
                 self.emit("eval", step=step, split=self.eval_split, **metrics)
-                self._track_best(step, metrics)
+                self.saver.track_best(step, metrics)
                 if self.eval_split == "heldout" and early.update(step, metrics.get("loss")):
                     early_stopped = {"step": step, "best_step": early.best_step}
             elapsed = time.perf_counter() - started
@@ -442,10 +432,10 @@ class Trainer:
                          cfg.early_stop, early.best_step, step)  # fmt: skip
                 self.summary["early_stopped"] = early_stopped
                 break
-            if (step % self.save_every == 0 or self._minutes_up()) and step < self.total:
-                self.last_checkpoint = self._save(step)
-        self.last_checkpoint = self._save(step)
-        self._save_final(step, metrics)
+            if (step % self.save_every == 0 or self.saver.minutes_up()) and step < self.total:
+                self.last_checkpoint = self.saver.save(step)
+        self.last_checkpoint = self.saver.save(step)
+        self.saver.save_final(step, metrics)
         self.emit("done", step=step, total_steps=self.total, adapter=str(self.out), metrics=metrics,
                   selected=self.summary.get("selected"), early_stopped=early_stopped)  # fmt: skip
         return self._result("done", step, metrics)
@@ -499,7 +489,7 @@ class Trainer:
         """Per-class state accuracy (argmax over the three state rows, the engine's rule) and the loss
         on the evaluation windows, shared out over the processes and summed."""
         acc = self.acc
-        model = self.acc.unwrap_model(self.model) if self._plain_parallel() else self.model
+        model = self.acc.unwrap_model(self.model) if plain_parallel(self.acc) else self.model
         model.eval()  # unwrapped: DDP would sync buffers on every forward, and shares are uneven
         n_cls = len(P.STATE_TOKENS)
         counts = torch.zeros(2 * n_cls + 2, device=self.device)  # correct[3], total[3], loss sum, items
@@ -537,19 +527,7 @@ class Trainer:
         }
 
     # ------------------------------------------------------------------------------------------
-    # Stopping, saving, errors
-
-    def _minutes_up(self) -> bool:
-        """--save-minutes: the main process's clock says so, for every process (they save together)."""
-        if not self.config.save_minutes:
-            return False
-        flag = torch.tensor(float(self.clock() - self._saved_at >= 60 * self.config.save_minutes),
-                            device=self.device)  # fmt: skip
-        if self.acc.num_processes > 1:
-            from accelerate.utils import broadcast
-
-            flag = broadcast(flag, from_process=0)
-        return bool(flag.item())
+    # Stopping and errors (saving: model/train/saving.py)
 
     def _stop_agreed(self, stop: StopOnInterrupt) -> bool:
         """Every process stops at the same step boundary."""
@@ -558,153 +536,8 @@ class Trainer:
             flag = self.acc.reduce(flag, reduction="sum")
         return bool(flag.item() > 0)
 
-    def _plain_parallel(self) -> bool:
-        """Single process or DDP: every process holds the whole model and optimiser."""
-        from accelerate.utils import DistributedType
-
-        plain = (DistributedType.NO, DistributedType.MULTI_CPU, DistributedType.MULTI_GPU)
-        return self.acc.distributed_type in plain
-
-    def _adapter_state(self) -> dict[str, torch.Tensor]:
-        from peft import get_peft_model_state_dict
-
-        unwrapped = self.acc.unwrap_model(self.model)
-        if self.full:  # the trained weights only (the frozen vision tower is the base's)
-            from model.train.lora import is_trained_in_full
-
-            whole = unwrapped.state_dict() if self._plain_parallel() else self.acc.get_state_dict(self.model)
-            seen: set[int] = set()  # tied embeddings: the LM head is the embedding, saved once
-            state = {}
-            for k, v in whole.items():
-                if is_trained_in_full(k) and v.data_ptr() not in seen:
-                    seen.add(v.data_ptr())
-                    state[k] = v
-            return state
-        if self._plain_parallel():
-            return get_peft_model_state_dict(unwrapped)
-        whole = self.acc.get_state_dict(self.model)  # gathered on the main process only (collective)
-        return get_peft_model_state_dict(unwrapped, state_dict=whole) if self.acc.is_main_process else {}
-
-    def _save(self, step: int) -> ckpt.Checkpoint | None:
-        state = self._adapter_state()  # every process takes part (sharded runs gather here)
-        self._saved_at = self.clock()
-        result = None
-        if self.acc.is_main_process:
-            plain = self._plain_parallel()
-            unwrapped = self.acc.unwrap_model(self.model)
-            result = ckpt.save_checkpoint(
-                self.out,
-                step,
-                state,
-                self._weights_config(unwrapped),
-                self.optimizer.optimizer if plain else None,  # the torch optimiser inside accelerate's wrapper
-                self.scheduler if plain else None,
-                {
-                    "total_steps": self.total,
-                    "steps_per_epoch": self.steps_per_epoch,
-                    "processes": self.acc.num_processes,
-                },
-                self.config.keep_checkpoints,
-            )
-            self.emit("checkpoint", step=step, path=str(result.path))
-        self.acc.wait_for_everyone()
-        return result
-
-    def _weights_config(self, unwrapped: Any) -> Any:
-        """What a checkpoint's weights are: the peft config, or a note on the full fine-tuning."""
-        if self.full:
-            from model.train.lora import FullConfig
-
-            return FullConfig(str(self.loaded.source))
-        return unwrapped.peft_config["default"]
-
     def _ckpt_path(self) -> Path | None:
         return self.last_checkpoint.path if self.last_checkpoint is not None else None
-
-    # The best held-out step: its adapter state in OUT/best/ (atomic, survives a resume); the final
-    # adapter is that step's unless --keep-last (issue 18: held-out loss fell to step 160, rose to 800).
-    def _best_dir(self) -> Path:
-        return self.out / "best"
-
-    def _best(self) -> dict[str, Any] | None:
-        try:
-            return json.loads((self._best_dir() / "best.json").read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return None
-
-    def _best_so_far(self) -> float | None:
-        """The lowest held-out loss recorded (a resumed run's too), the same on every process."""
-        if not hasattr(self, "_best_loss"):
-            best = self._best() if self.acc.is_main_process else None
-            found = [best["loss"] if best else None, best["step"] if best else None]
-            if self.acc.num_processes > 1:  # only the main process may see the folder (several machines)
-                from accelerate.utils import broadcast_object_list
-
-                broadcast_object_list(found)
-            self._best_loss, self._best_step = found
-        return self._best_loss
-
-    def _early_stop_rule(self) -> EarlyStop:
-        """``--early-stop``'s rule, carrying a resumed run's lowest held-out loss and its step."""
-        patience = self.config.early_stop if self.eval_split == "heldout" else 0
-        if not patience or not self.start_step:
-            return EarlyStop(patience)
-        loss = self._best_so_far()
-        return EarlyStop.resumed(patience, loss, self._best_step, self.start_step, self.eval_every)
-
-    def _track_best(self, step: int, metrics: dict[str, Any]) -> None:
-        loss = metrics.get("loss")  # reduced over the processes: the same everywhere
-        if self.eval_split != "heldout" or loss is None or self.config.keep_last:
-            return
-        best = self._best_so_far()
-        if best is not None and best <= loss:
-            return
-        self._best_loss = loss
-        state = self._adapter_state()  # every process takes part (sharded runs gather here)
-        if self.acc.is_main_process:
-            ckpt.save_best(self.out, self._best_dir(), state, {"step": step, "loss": loss, "metrics": metrics})
-
-    def _final_choice(self, step: int, metrics: dict[str, Any]) -> tuple[dict[str, torch.Tensor] | None, int, dict]:
-        """(the best step's adapter state or None for the last, the step, its metrics)."""
-        best = self._best()
-        last_loss = metrics.get("loss") if isinstance(metrics, dict) else None
-        if self.config.keep_last or best is None or best["step"] == step or last_loss is None:
-            return None, step, metrics
-        if best["loss"] >= last_loss:
-            return None, step, metrics
-        from safetensors.torch import load_file
-
-        log.info("held-out loss was lowest at step %d (%.4f; step %d: %.4f): that step's adapter is kept",
-                 best["step"], best["loss"], step, last_loss)  # fmt: skip
-        self.summary["selected"] = {"step": best["step"], "heldout_loss": best["loss"], "last_step": step,
-                                    "last_heldout_loss": last_loss}  # fmt: skip
-        return load_file(str(self._best_dir() / ckpt.ADAPTER_WEIGHTS)), best["step"], best["metrics"]
-
-    def _save_final(self, step: int, metrics: dict[str, Any]) -> None:
-        """The adapter at the top of the output folder, with its card: the step with the lowest
-        held-out loss (``--keep-last``: the last step)."""
-        from safetensors.torch import save_file
-
-        from model.train.lora import write_card
-
-        state = self._adapter_state()
-        if not self.acc.is_main_process:
-            return
-        best_state, step, metrics = self._final_choice(step, metrics)
-        state = best_state if best_state is not None else state
-        unwrapped = self.acc.unwrap_model(self.model)
-        card = write_card(self.loaded, asdict(self.config), self.summary, step, metrics, self.config.command)
-        with ckpt.final_folder(self.out) as tmp:  # fsynced, moved to the top file by file, the weights last
-            if self.full:  # a whole model folder (the step's trained weights on the base's frozen ones)
-                if best_state is not None:
-                    unwrapped.load_state_dict(best_state, strict=False)
-                unwrapped.save_pretrained(str(tmp), safe_serialization=True)
-            else:
-                weights = {k: v.detach().contiguous().cpu() for k, v in state.items()}
-                save_file(weights, str(tmp / ckpt.ADAPTER_WEIGHTS))
-                unwrapped.peft_config["default"].save_pretrained(str(tmp))
-            self.loaded.processor.save_pretrained(str(tmp))
-            (tmp / "README.md").write_text(card, encoding="utf-8")
 
     def _oom(self, step: int, indices: list[int], error: BaseException) -> OutOfMemory:
         cfg = self.config
