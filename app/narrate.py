@@ -401,11 +401,15 @@ def _run(
     if args.seconds is not None:
         total = min(total, args.seconds) if total else args.seconds
 
+    from model.train.demo import demo_check_note
+
     loaded = load_cli_model(args)
     label = active_model_label(args.model, str(loaded.adapter) if loaded.adapter else None, card=True)
     if label == "demo shapes model":
         print("demo shapes model: a toy trained on synthetic clips; it narrates a red ball, a blue square and a "
               "green triangle, and knows nothing else", file=sys.stderr)  # fmt: skip
+        if note := demo_check_note(loaded.adapter):
+            print(f"warning: {note}", file=sys.stderr)
     elif loaded.is_demo and not loaded.adapter:
         print("demo model: a tiny random network; its words are meaningless (pipeline demo)", file=sys.stderr)
     else:

@@ -10,6 +10,11 @@ a photo-like scene, two of black), and narrates a
 shape that appears five minutes into a grey stream with its caption and nothing else, with every seed,
 on every transformers version the project supports (run it in .venv-gpu-stack too). Prints one line
 per seed and a summary; exits 1 if any seed misses.
+
+Each seed is one build (``--attempts 1``, the default here: the recipe's own margin); the product
+builds up to ``demo.ATTEMPTS`` times, retrying with the next seed when a build fails its self-check
+(``model.train.demo_check``, the same verdicts through the engine directly). Each line also prints what
+that self-check found, so the two paths can be compared.
 """
 
 from __future__ import annotations
@@ -22,10 +27,9 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-SAMPLE = REPO / "assets" / "sample.mp4"
-# scripts/make_sample_clip.py: the ball leaves at 4 s, the square at 7 s
-EXPECTED = {"ball": (3, 5), "square": (6, 8)}
+from model.train.demo_check import BLANKS, LATE, SAMPLE, blank_clips, exact, late_clip, late_exact
+
+__all__ = ["BLANKS", "LATE", "SAMPLE", "blank_clips", "exact", "late_clip", "late_exact", "said_on"]
 
 
 def narrate_with_seed(seed: int, work: Path) -> tuple[list[tuple[float, str]], float]:
@@ -44,29 +48,6 @@ def narrate_with_seed(seed: int, work: Path) -> tuple[list[tuple[float, str]], f
         raise SystemExit(f"seed {seed}: narrate failed")
     records = [r for r in map(json.loads, jsonl.read_text().splitlines()) if r["type"] == "step"]
     return [(r["t"], r["text"]) for r in records if r["text"]], built
-
-
-BLANKS = {"grey": 60, "noise": 60, "black": 120, "bars": 60, "screen": 60, "photo": 60}  # footage without its shapes, s
-
-
-def blank_clips(folder: Path) -> dict[str, Path]:
-    from model.train.synthetic import write_clip
-
-    return {
-        k: write_clip(folder / f"{k}.mp4", [], s, video_fps=2, counters=False, backdrop=k) for k, s in BLANKS.items()
-    }
-
-
-# A shape late in a long stream: five minutes of the sample clip's grey, then the ball from 300 s to 303 s
-# (its caption due at 303 s, the first second without it), then 7 s more.
-LATE = {"appear": 300, "leave": 303, "seconds": 310}
-
-
-def late_clip(folder: Path) -> Path:
-    from model.train.synthetic import Event, write_clip
-
-    event = Event("ball", LATE["appear"], LATE["leave"])
-    return write_clip(folder / "late.mp4", [event], LATE["seconds"], video_fps=2)
 
 
 def said_on(clip: Path, work: Path) -> list[tuple[float, str]]:
@@ -88,30 +69,17 @@ def responses_on(clip: Path, work: Path) -> int:
     return len(said_on(clip, work))
 
 
-def late_exact(said: list[tuple[float, str]]) -> bool:
-    from model.train.synthetic import SHAPES
-
-    return len(said) == 1 and said[0][1] == SHAPES["ball"].caption and abs(said[0][0] - LATE["leave"]) <= 1
-
-
-def exact(said: list[tuple[float, str]]) -> bool:
-    from model.train.synthetic import SHAPES
-
-    if len(said) != len(EXPECTED):
-        return False
-    return all(
-        any(text == SHAPES[key].caption and lo <= t <= hi for t, text in said) for key, (lo, hi) in EXPECTED.items()
-    )
-
-
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=N", help="try another recipe, e.g. steps=1600")
+    ap.add_argument("--attempts", type=int, default=1, help="builds per seed, as the product retries (default 1)")
     args = ap.parse_args(argv)
     import transformers
 
     from model.train import demo
+
+    demo.ATTEMPTS = max(1, args.attempts)
 
     for item in args.set:
         key, _, value = item.partition("=")
@@ -129,13 +97,14 @@ def main(argv: list[str] | None = None) -> int:
                 said, built = narrate_with_seed(seed, Path(d))
                 invented = {k: responses_on(clip, Path(d)) for k, clip in blanks.items()}
                 at_five = said_on(late, Path(d))
+                own = demo.demo_check_problems(demo.demo_adapter_dir())
             good, quiet, in_time = exact(said), not any(invented.values()), late_exact(at_five)
             ok += good
             silent += quiet
             late_ok += in_time
             print(f"seed {seed}: sample {'exact' if good else 'MISSED'}, {'silent' if quiet else 'NOT silent'} on "
                   f"footage without shapes {invented}, the ball at minute 5 {'exact' if in_time else 'MISSED'} "
-                  f"{at_five[:4]}; {built:.0f} s build; said {said}")  # fmt: skip
+                  f"{at_five[:4]}; {built:.0f} s build; said {said}; the build's self-check: {own or 'passed'}")  # fmt: skip
     n = len(args.seeds)
     print(f"{ok}/{n} seeds narrate the sample clip exactly, {silent}/{n} stay silent on footage without shapes, "
           f"{late_ok}/{n} narrate a shape at minute 5 exactly (transformers {transformers.__version__}, "

@@ -16,6 +16,7 @@ from app.live.qt import LiveController
 from app.session import load_session
 from app.settings import LiveOptions, ModelOptions, OverlayOptions, Settings, SourceOptions
 from model.catalog import active_model_label
+from model.train.demo import demo_check_note
 from ui.banner import MessageBanner
 from ui.live_tab import LiveTab
 from ui.menus import menu_action
@@ -480,7 +481,8 @@ class MainWindow(QMainWindow):
             self.show_message(
                 "info",
                 "Demo shapes model loaded: a toy trained on synthetic clips. It narrates a red ball, a blue square "
-                "and a green triangle (press Try the sample clip under Source, or choose assets/sample.mp4) and knows nothing else.",
+                "and a green triangle (press Try the sample clip under Source, or choose assets/sample.mp4) and knows nothing else."
+                + (f" Note: {note[0].upper()}{note[1:]}" if (note := demo_check_note(adapter)) else ""),
             )
         elif getattr(info, "is_demo", False):
             self.show_message(

@@ -216,3 +216,27 @@ def test_the_run_menu_follows_the_run_and_a_model_switch_asks_first(make_harness
     monkeypatch.setattr(w.controller, "state", RunState.RUNNING)
     w.load_model(ModelOptions(source="demo"))
     assert asked and "stops the live run" in asked[0] and loads == []  # Cancel: the run goes on
+
+
+def test_a_demo_build_that_failed_its_self_check_says_so(make_harness, monkeypatch, tmp_path: Path):
+    """The demo adapter kept although no build passed its self-check (model/train/demo.py): the
+    window's "Demo shapes model loaded" message names the first problem and the folder to delete."""
+    import json
+
+    from app.live.qt import ModelInfo
+    from model.train.demo import demo_adapter_dir
+
+    monkeypatch.setenv("STREAMO_LIVE_DATA", str(tmp_path))
+    folder = demo_adapter_dir()
+    folder.mkdir(parents=True)
+    problem = "60 s of bars footage without shapes: said 'A red ball rolls across the frame.' at 12 s"
+    (folder / "streamo_demo.json").write_text(json.dumps({"check": {"problems": [problem, "another"]}}))
+    h = make_harness()
+    info = ModelInfo(ModelOptions(source="demo"), "cpu", "fp32", "torch", True, (), 0.1, adapter=str(folder))
+    h.window.on_model_ready(info)
+    text = h.window.banner.text()
+    assert "Demo shapes model loaded" in text and f"did not pass its self-check ({problem}; and 1 more)" in text
+    assert f"Delete {folder} to train it again" in text
+    (folder / "streamo_demo.json").write_text(json.dumps({"check": {"problems": []}}))
+    h.window.on_model_ready(info)
+    assert "Demo shapes model loaded" in h.window.banner.text() and "self-check" not in h.window.banner.text()
