@@ -126,7 +126,8 @@ def check_build(adapter: Path, folder: Path, progress: ProgressFn | None = None)
     said: dict[str, Said] = {}
     for k, (name, path) in enumerate(clips.items()):
         if progress:
-            progress(k, len(clips), f"Checking the demo shapes adapter: {name} clip ({k + 1} of {len(clips)})")
+            # a few seconds in all: no step count (total 0 reads as "busy"), the clip in the words
+            progress(0, 0, f"Checking the demo shapes adapter on its test clips ({name}, {k + 1} of {len(clips)})")
         frames, _, _ = decode_by_time(path, engine.opts.fps)  # RGB, as the file source gives them
         engine.reset()
         said[name] = []

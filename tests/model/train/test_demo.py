@@ -37,7 +37,7 @@ def test_built_once_with_progress_then_cached(demo_data):
     builds = len(json.loads((path / "streamo_demo.json").read_text())["check"]["builds"])
     assert steps and steps == list(range(1, demo.RECIPE["steps"] + 1)) * (len(steps) // demo.RECIPE["steps"])
     assert len(steps) // demo.RECIPE["steps"] <= builds
-    assert any(w.startswith("Checking the demo shapes adapter: sample clip") for d, t, w in progress)
+    assert "Checking the demo shapes adapter on its test clips (sample, 1 of 8)" in (w for d, t, w in progress)
     # The build passed its own check (the sample clip, six kinds of blank footage, a ball at minute 5,
     # through the live engine), which the narrate tests below then confirm through the CLI.
     assert demo.demo_check_problems(path) == [], json.loads((path / "streamo_demo.json").read_text())["check"]
