@@ -131,8 +131,9 @@ def ensure_demo_adapter(
 
     Each build checks itself (``check``: ``model.train.demo_check.check_build``, the sample clip, six
     kinds of footage without shapes and a ball at minute 5, through the live engine) and, when it
-    fails, trains again on the same clips with the next seed, up to ``ATTEMPTS`` builds; if none
-    passes, the one with the fewest problems is kept and its problems are recorded
+    fails, checks its last checkpoints, then trains again on the same clips with the next seed, up to
+    ``ATTEMPTS`` builds; if none passes, the best is kept (silent on blank footage first, then the
+    fewest problems) and its problems are recorded
     (:func:`demo_check_problems`: ``narrate`` and the window say so). Builds in a private folder and
     renames it into place, so two processes never see half of one."""
     from model.loading import ensure_demo_checkpoint
@@ -172,9 +173,13 @@ def ensure_demo_adapter(
             seed = RECIPE["seed"] + attempt
             out = _train_once(work, annotations, seed, attempt, say, stop)
             for weights, step in _candidates(out):
-                found = check(weights, work / "check", say)
+                try:
+                    found = check(weights, work / "check", say)
+                except Exception as e:  # noqa: BLE001 - a check that cannot run must not cost the build
+                    log.exception("the demo build's self-check failed to run")
+                    found = [f"{NOT_CHECKED} ({type(e).__name__}: {e})"]
                 tried.append({"seed": seed, "step": step, "problems": found})
-                if best is None or _worse(best[0], found):
+                if best is None or _better(found, best[0]):
                     best = (found, weights, seed, step, out)
                 if not found:
                     break
@@ -206,12 +211,20 @@ ATTEMPTS = 4
 CHECK_EVERY, CHECKPOINTS_CHECKED = 300, 3
 
 
-def _worse(kept: list[str], found: list[str]) -> bool:
-    """Whether the build with problems ``found`` beats the one kept so far: speaking on footage without
-    shapes is the worst failure (the demo must stay silent on anything but its shapes), then how many."""
+NOT_CHECKED = "the self-check could not run"
+
+
+def _better(found: list[str], kept: list[str]) -> bool:
+    """Whether weights with problems ``found`` beat those kept so far: speaking on footage without
+    shapes is the worst failure (the demo must stay silent on anything but its shapes), then how many;
+    weights the check could not run on rank below all that were checked."""
     from model.train.demo_check import speaks_on_blank
 
-    rank = lambda problems: (sum(map(speaks_on_blank, problems)), len(problems))  # noqa: E731
+    rank = lambda problems: (  # noqa: E731 - weights never checked rank last: nothing is known of them
+        any(p.startswith(NOT_CHECKED) for p in problems),
+        sum(map(speaks_on_blank, problems)),
+        len(problems),
+    )
     return rank(found) < rank(kept)
 
 

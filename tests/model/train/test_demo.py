@@ -64,6 +64,23 @@ def test_demo_narrates_the_sample_clips_shapes(demo_data, sample_clip, tmp_path,
 
 
 @pytest.mark.slow
+def test_narrate_warns_when_the_kept_build_failed_its_self_check(demo_data, sample_clip, tmp_path, capsys):
+    _, path, _ = demo_data
+    marker_file = path / "streamo_demo.json"
+    kept = marker_file.read_text()
+    marker = json.loads(kept)
+    marker["check"] = {**marker["check"], "problems": ["a ball at minute 5: said nothing"]}
+    marker_file.write_text(json.dumps(marker))
+    try:
+        assert cli_main(["narrate", "--source", str(sample_clip), "--model", "demo", "--seconds", "2", "--quiet"]) == 0
+    finally:
+        marker_file.write_text(kept)
+    err = capsys.readouterr().err
+    assert "warning: the demo shapes adapter built on this machine did not pass its self-check " in err
+    assert "(a ball at minute 5: said nothing)" in err and f"Delete {path} to train it again" in err
+
+
+@pytest.mark.slow
 def test_the_demo_is_silent_without_its_shapes_and_narrates_one_late_in_a_long_stream(demo_data, tmp_path):
     """Issue 18 item 9: honest on any footage, for streams of any length. Two minutes of colour bars
     (red, green and blue areas that are not shapes; never in its training) get no answer, and a ball
@@ -195,6 +212,21 @@ def test_when_no_build_passes_the_best_is_kept_and_says_so(fake_builds, caplog):
     assert "did not pass its self-check (the sample clip: said 'A green triangle falls.' at 4 s)" in note
     assert f"Delete {path} to train it again" in note
     assert "no demo build of 3 passed its check; keeping seed 1's" in caplog.text
+
+
+def test_a_check_that_cannot_run_costs_a_try_not_the_build(fake_builds):
+    def check(adapter, folder, progress):
+        if adapter.name == "adapter-0":
+            raise RuntimeError("cannot decode the sample clip")
+        return ["a ball at minute 5: said nothing"]
+
+    path = demo.ensure_demo_adapter(check=check)
+    assert fake_builds == [0, 1, 2] and (path / "adapter_model.safetensors").exists()
+    assert "the self-check could not run (RuntimeError: cannot decode the sample clip)" not in demo.demo_check_problems(
+        path
+    )
+    builds = json.loads((path / "streamo_demo.json").read_text())["check"]["builds"]
+    assert builds[0]["problems"] == ["the self-check could not run (RuntimeError: cannot decode the sample clip)"]
 
 
 def test_speaking_on_blank_footage_is_the_worst_failure(fake_builds):
