@@ -27,9 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from model.train.demo_check import BLANKS, LATE, SAMPLE, blank_clips, exact, late_clip, late_exact
-
-__all__ = ["BLANKS", "LATE", "SAMPLE", "blank_clips", "exact", "late_clip", "late_exact", "said_on"]
+from model.train.demo_check import SAMPLE, blank_clips, exact, late_clip, late_exact
 
 
 def narrate_with_seed(seed: int, work: Path) -> tuple[list[tuple[float, str]], float]:

@@ -94,8 +94,8 @@ def demo_adapter_ready() -> Path | None:
 def demo_check_problems(adapter: Path | str | None) -> list[str]:
     """What the kept demo build's self-check found wrong (``model.train.demo_check``); empty when it
     passed, or for any other adapter."""
-    marker = _read_marker(Path(adapter)) if adapter else None
-    found = (marker or {}).get("check", {}).get("problems", []) if isinstance(marker, dict) else []
+    check = (_read_marker(Path(adapter)) or {}).get("check") if adapter else None
+    found = check.get("problems") if isinstance(check, dict) else None
     return [str(p) for p in found] if isinstance(found, list) else []
 
 
@@ -121,6 +121,12 @@ def _remove_abandoned_builds(final: Path) -> None:
             shutil.rmtree(folder, ignore_errors=True)
 
 
+#: Builds tried (seeds RECIPE["seed"], +1, ...) before the best one is kept without passing its check.
+ATTEMPTS = 4
+#: Each build also keeps its checkpoints of the last steps (every ``CHECK_EVERY``): when the last step
+#: fails its check, these are checked too (newest first; a check takes seconds, a build minutes), as a
+#: held-out check picks a run's best checkpoint.
+CHECK_EVERY, CHECKPOINTS_CHECKED = 300, 3
 CheckFn = Callable[[Path, Path, ProgressFn | None], list[str]]  # (adapter, clip folder, progress) -> problems
 
 
@@ -137,10 +143,10 @@ def ensure_demo_adapter(
     (:func:`demo_check_problems`: ``narrate`` and the window say so). Builds in a private folder and
     renames it into place, so two processes never see half of one."""
     from model.loading import ensure_demo_checkpoint
+    from model.train.demo_check import check_build, not_checked, severity
     from model.train.synthetic import make_dataset
 
-    if check is None:
-        from model.train.demo_check import check_build as check
+    check = check or check_build
     ready = demo_adapter_ready()
     if ready is not None:
         return ready
@@ -177,9 +183,9 @@ def ensure_demo_adapter(
                     found = check(weights, work / "check", say)
                 except Exception as e:  # noqa: BLE001 - a check that cannot run must not cost the build
                     log.exception("the demo build's self-check failed to run")
-                    found = [f"{NOT_CHECKED} ({type(e).__name__}: {e})"]
+                    found = not_checked(e)
                 tried.append({"seed": seed, "step": step, "problems": found})
-                if best is None or _better(found, best[0]):
+                if best is None or severity(found) < severity(best[0]):
                     best = (found, weights, seed, step, out)
                 if not found:
                     break
@@ -201,31 +207,6 @@ def ensure_demo_adapter(
         shutil.rmtree(work, ignore_errors=True)
     log.info("demo shapes adapter ready in %s", final)
     return final
-
-
-#: Builds tried (seeds RECIPE["seed"], +1, ...) before the best one is kept without passing its check.
-ATTEMPTS = 4
-#: Each build also keeps its checkpoints of the last steps (every ``CHECK_EVERY``): when the last step
-#: fails its check, these are checked too (newest first; a check takes seconds, a build minutes), as a
-#: held-out check picks a run's best checkpoint.
-CHECK_EVERY, CHECKPOINTS_CHECKED = 300, 3
-
-
-NOT_CHECKED = "the self-check could not run"
-
-
-def _better(found: list[str], kept: list[str]) -> bool:
-    """Whether weights with problems ``found`` beat those kept so far: speaking on footage without
-    shapes is the worst failure (the demo must stay silent on anything but its shapes), then how many;
-    weights the check could not run on rank below all that were checked."""
-    from model.train.demo_check import speaks_on_blank
-
-    rank = lambda problems: (  # noqa: E731 - weights never checked rank last: nothing is known of them
-        any(p.startswith(NOT_CHECKED) for p in problems),
-        sum(map(speaks_on_blank, problems)),
-        len(problems),
-    )
-    return rank(found) < rank(kept)
 
 
 def _candidates(out: Path) -> list[tuple[Path, int]]:

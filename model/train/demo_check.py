@@ -36,6 +36,8 @@ LATE = {"appear": 300, "leave": 303, "seconds": 310}
 
 #: How a problem on footage without shapes is worded (:func:`speaks_on_blank` finds them by it).
 ON_BLANK = "footage without shapes"
+#: How a check that could not run is worded (:func:`not_checked`, :func:`severity`).
+NOT_CHECKED = "the self-check could not run"
 
 Said = list[tuple[float, str]]  # (stream second, answer) of each response
 
@@ -89,6 +91,18 @@ def problems(sample: Said | None, blanks: dict[str, Said], late: Said) -> list[s
 def speaks_on_blank(problem: str) -> bool:
     """Whether a problem of :func:`problems` is an answer on footage without shapes."""
     return f" {ON_BLANK}: " in problem
+
+
+def not_checked(error: Exception) -> list[str]:
+    """The problems of weights the check could not run on (a clip that fails to decode, say)."""
+    return [f"{NOT_CHECKED} ({type(error).__name__}: {error})"]
+
+
+def severity(found: list[str]) -> tuple[bool, int, int]:
+    """How bad a build with problems ``found`` is, for choosing between builds (lower is better):
+    weights the check could not run on rank last (nothing is known of them), then speaking on footage
+    without shapes (the demo must stay silent on anything but its shapes), then how many problems."""
+    return any(p.startswith(NOT_CHECKED) for p in found), sum(map(speaks_on_blank, found)), len(found)
 
 
 def _show(said: Said, most: int = 3) -> str:

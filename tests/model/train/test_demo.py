@@ -86,7 +86,8 @@ def test_the_demo_is_silent_without_its_shapes_and_narrates_one_late_in_a_long_s
     (red, green and blue areas that are not shapes; never in its training) get no answer, and a ball
     that appears five minutes into a grey stream (past many window drops) gets its caption, at the
     second it leaves, and nothing else (bench.bench_demo's clips)."""
-    from bench.bench_demo import LATE, late_clip, late_exact, said_on
+    from bench.bench_demo import said_on
+    from model.train.demo_check import LATE, late_clip, late_exact
     from model.train.synthetic import write_clip
 
     bars = write_clip(tmp_path / "bars.mp4", [], 120, video_fps=1, counters=False, backdrop="bars")
