@@ -9,8 +9,11 @@ real ``Microphone``'s PortAudio callback (only the ``sounddevice`` module is a s
 Two figures, each for the first utterance after listening is armed (a fresh recogniser, and the process's
 first Silero; the question starts 0.3 s after the microphone opens) and warm:
 - barge-in: the Speaker speaks a long answer into a stand-in output stream (blocking writes at real time);
-  from the question's speech onset in the microphone's playback to the last block the Speaker wrote.
-  Headphones mode (``headphones=True``), so the figure does not depend on echo cancellation.
+  from the question's speech onset in the microphone's playback to the end of the answer's sound (its last
+  block played, or the moment the device dropped what it still held). Twice: with headphones
+  (``headphones=True``), and without them, a simulated room carrying what the stream plays back into the
+  microphone (50 ms later, x0.5, low-passed) and the echo canceller taking it out, the question 10 dB under
+  the echo (it starts 6 s into the answer: the canceller has learnt the room and settled).
 - end of speech -> question entered: from the end of the question's speech in the playback to the moment
   ``VoiceInput`` handed the question on (the VAD's hangover plus whatever recognition is not hidden in it).
 Goals: barge-in under 300 ms warm; the first utterance no slower than a warm one; end of speech -> question
@@ -113,11 +116,16 @@ class _InputStream:
     def _feed(self) -> None:
         audio, buf = self.sd.audio, np.zeros((self.block, 1), np.float32)
         t0 = self.sd.mic_started = time.perf_counter()  # sample 0 of the playback is "now"
+        room = self.sd.room
+        if room is not None:
+            room.open(t0, len(audio))
         pos = 0
         while not self._stop.is_set() and pos + self.block <= len(audio):
             # A block reaches the callback once it has been recorded: at its last sample's time.
             self._stop.wait(max(0.0, t0 + (pos + self.block) / self.rate - time.perf_counter()))
             buf[:, 0] = audio[pos : pos + self.block]
+            if room is not None:
+                buf[:, 0] += room.heard(pos, self.block)
             self.callback(buf, self.block, None, None)
             pos += self.block
         self.active = False
@@ -136,11 +144,13 @@ class _InputStream:
 
 class _OutputStream:
     """``sounddevice.OutputStream`` look-alike in blocking-write mode: ``write`` returns once the device buffer
-    (two blocks) has room, as a real stream does; the time of each write is kept."""
+    (two blocks) has room, as a real stream does. It keeps when its sound ends (``sd.sound_end``: the end of the
+    last block written, or the moment ``abort`` dropped what was still to play) and hands what it plays to the
+    room, when there is one."""
 
     def __init__(self, sd: BenchSoundDevice, samplerate=22050, blocksize=441, **_: object) -> None:
         self.sd, self.rate = sd, int(samplerate)
-        self.buffer_s = 2 * int(blocksize) / self.rate
+        self.buffer_s = self.latency = 2 * int(blocksize) / self.rate  # its buffer, as PortAudio reports it
         self.played_until = 0.0
 
     def start(self) -> None:
@@ -148,15 +158,75 @@ class _OutputStream:
 
     def write(self, data: np.ndarray) -> bool:
         now = time.perf_counter()
-        self.sd.writes.append(now)
-        self.played_until = max(self.played_until, now) + len(data) / self.rate
+        begin = max(self.played_until, now)
+        self.played_until = begin + len(data) / self.rate
+        self.sd.sound_end = self.played_until
+        if self.sd.room is not None:
+            self.sd.room.play(np.asarray(data, np.float32)[:, 0], self.rate, begin)
         time.sleep(max(0.0, self.played_until - self.buffer_s - time.perf_counter()))
         return False
+
+    def abort(self) -> None:
+        now = time.perf_counter()
+        self.sd.sound_end = min(self.sd.sound_end, now)
+        if self.sd.room is not None:
+            self.sd.room.cut(now)
+        self.played_until = now
 
     def stop(self) -> None:
         pass
 
-    abort = close = stop
+    close = stop
+
+
+class Room:
+    """What the bench's speakers play reaches its microphone ``delay_s`` later, times ``gain``, low-passed (a
+    loudspeaker and a small room, as ``tests/app/voice/test_echo.py`` simulates them): the echo the canceller
+    must take out."""
+
+    def __init__(self, delay_s: float = 0.05, gain: float = 0.5) -> None:
+        self.delay_s, self.gain = delay_s, gain
+        self.taps = np.array([0.6, 0.3, 0.1], np.float32)
+        self.lock = threading.Lock()
+        self.t0 = 0.0
+        self.echo = np.zeros(0, np.float32)
+        self.resampler = None  # one stream of sound (from a start to an abort), resampled as one
+        self.cursor = 0
+
+    def open(self, t0: float, n: int) -> None:
+        """The microphone's sample 0 is heard at perf_counter ``t0``; it hears ``n`` samples."""
+        with self.lock:
+            self.t0, self.echo, self.resampler = t0, np.zeros(n + 16000, np.float32), None
+
+    def _pos(self, t: float) -> int:
+        return int(round((t - self.t0 + self.delay_s) * 16000))
+
+    def play(self, block: np.ndarray, rate: int, begin: float) -> None:
+        """The device plays ``block`` from ``begin`` on: back to back with the block before, or (the first block
+        after a start) from ``begin``. The whole stream is resampled and filtered as one signal, as air and
+        loudspeakers are continuous: a block edge in the echo would be a distortion no canceller can model."""
+        from app.voice.audio import Resampler
+
+        with self.lock:
+            if self.resampler is None:
+                self.resampler, self.cursor = Resampler(rate, 16000, quality="QQ"), self._pos(begin)
+            x = np.convolve(self.resampler.process(block), self.taps) * self.gain  # its tail is added, not lost
+            pos = self.cursor
+            lo, hi = max(0, pos), min(len(self.echo), pos + len(x))
+            if hi > lo:
+                self.echo[lo:hi] += x[lo - pos : hi - pos]
+            self.cursor += len(x) - len(self.taps) + 1
+
+    def cut(self, t: float) -> None:
+        """The device stopped at ``t``: nothing it was still to play reaches the microphone."""
+        with self.lock:
+            self.echo[max(0, self._pos(t)) :] = 0.0
+            self.resampler = None
+
+    def heard(self, pos: int, n: int) -> np.ndarray:
+        with self.lock:
+            out = self.echo[pos : pos + n].copy()
+        return np.pad(out, (0, n - len(out)))
 
 
 class BenchSoundDevice:
@@ -168,7 +238,8 @@ class BenchSoundDevice:
     def __init__(self) -> None:
         self.audio = np.zeros(0, np.float32)
         self.mic_started = 0.0
-        self.writes: list[float] = []
+        self.sound_end = 0.0
+        self.room: Room | None = None
         self.devices = [
             {"name": "bench mic", "index": 0, "hostapi": 0, "max_input_channels": 1, "max_output_channels": 0,
              "default_samplerate": 16000.0},
@@ -200,15 +271,17 @@ class BenchSoundDevice:
 ANSWER = " ".join(["The person walks to the table, picks up a red cup and puts it down again."] * 6)
 
 
-def _trial(recognizer, sd: BenchSoundDevice, audio: np.ndarray, speaker=None, timeout: float = 60.0):
-    """Listen to one playback of ``audio``: (the microphone's start on perf_counter, the Heard, or None)."""
+def _trial(recognizer, sd: BenchSoundDevice, audio: np.ndarray, speaker=None, timeout: float = 60.0, echo=None):
+    """Listen to one playback of ``audio``: (the microphone's start on perf_counter, the Heard, or None). With
+    ``echo`` (a canceller fed by ``speaker``) the microphone hears the room, through the canceller; without it,
+    headphones."""
     from app.voice.audio import Microphone
     from app.voice.input import VoiceInput
 
     sd.audio = audio
     done, heard = threading.Event(), []
     voice = VoiceInput(
-        recognizer, lambda q: None, Microphone(sd=sd), speaker=speaker, headphones=True,
+        recognizer, lambda q: None, Microphone(sd=sd), speaker=speaker, headphones=echo is None, echo=echo,
         on_heard=lambda h: (heard.append(h), done.set()),
     )  # fmt: skip
     voice.start()  # warms up the recogniser and Silero, then opens the microphone
@@ -217,28 +290,54 @@ def _trial(recognizer, sd: BenchSoundDevice, audio: np.ndarray, speaker=None, ti
     return sd.mic_started, (heard[0] if heard else None)
 
 
-def measure_barge_in(make_recognizer, question: np.ndarray, trials: int) -> tuple[float | None, list[float]]:
-    """Speech onset in the playback -> the last block the Speaker wrote (seconds): first, then warm trials."""
-    from app.voice.tts import Speaker
+#: Through echo cancellation the question is this many dB under the answer's echo, and starts this long after the
+#: microphone opens: the canceller has learnt the room and settled (app.voice.echo.SETTLE_S), as for every answer
+#: after the first one it hears (tests/app/voice/test_echo.py asks while it settles).
+ECHO_QUESTION_DB, ECHO_LEAD_S = -10.0, 6.0
+
+
+def _active_rms(x: np.ndarray) -> float:
+    loud = x[np.abs(x) > 1e-3]
+    return float(np.sqrt(np.mean(np.square(loud, dtype=np.float64))))
+
+
+def measure_barge_in(
+    make_recognizer, question: np.ndarray, trials: int, echo: bool = False
+) -> tuple[float | None, list[float]]:
+    """Speech onset in the playback -> the end of the answer's sound (its last block played, or where the device
+    dropped the rest), in seconds: first, then warm trials. Headphones, or with ``echo`` a room that carries the
+    answer back into the microphone and the echo canceller taking it out, the question ``ECHO_QUESTION_DB`` under
+    the echo."""
+    from app.voice.echo import EchoCanceller, EchoReference
+    from app.voice.tts import Speaker, synthesize
 
     sd = BenchSoundDevice()
-    speaker = Speaker(sd=sd)
+    reference = EchoReference() if echo else None
+    speaker = Speaker(sd=sd, reference=reference)
     recognizer = make_recognizer()
+    if echo:
+        sd.room = Room()
+        far, rate = synthesize(ANSWER.split(".")[0])
+        from app.voice.audio import resample
+
+        echo_level = _active_rms(np.convolve(resample(far, rate, 16000) * sd.room.gain, sd.room.taps))
+        question = question * (echo_level * 10 ** (ECHO_QUESTION_DB / 20) / _active_rms(question))
     first, warm = None, []
     try:
         for k in range(trials + 1):
-            lead = 0.3 if k == 0 else 1.0
+            lead = ECHO_LEAD_S if echo else 0.3 if k == 0 else 1.0
             audio = np.concatenate([_quiet(lead), question, _quiet(1.5)])
-            sd.writes.clear()
+            audio += np.random.default_rng(k).standard_normal(len(audio)).astype(np.float32) * 0.001
+            sd.sound_end = 0.0
             speaker.say(ANSWER)
             deadline = time.perf_counter() + 30
             while not speaker.speaking and time.perf_counter() < deadline:
                 time.sleep(0.01)
-            started, _ = _trial(recognizer, sd, audio, speaker=speaker)
+            canceller = EchoCanceller(reference) if echo else None
+            started, heard = _trial(recognizer, sd, audio, speaker=speaker, echo=canceller)
             onset = started + lead
-            after = [t for t in sd.writes if t >= onset]
-            if not speaker.speaking and after:
-                lat = after[-1] - onset
+            if not speaker.speaking and heard is not None and sd.sound_end > onset:
+                lat = sd.sound_end - onset
                 first, warm = (lat, warm) if k == 0 else (first, [*warm, lat])
             speaker.stop()
             speaker.wait(5)
@@ -323,9 +422,13 @@ def main(argv: list[str] | None = None) -> int:
             continue
         first, warm = measure_barge_in(make, question, args.trials)
         print(_row(f"barge-in ({model}, headphones)", device, first, warm))
+        first, warm = measure_barge_in(make, question, args.trials, echo=True)
+        print(_row(f"barge-in ({model}, echo cancelled)", device, first, warm))
         first, warm = measure_end_to_question(make, question, args.trials)
         print(_row(f"end of speech -> question ({model})", device, first, warm))
-    print("barge-in = question onset in the microphone's playback -> the Speaker's last block written; goal < 300 ms")
+    print("barge-in = question onset in the microphone's playback -> the end of the answer's sound; goal < 300 ms")
+    print(f"echo cancelled = a room carries the answer back into the microphone, the question {-ECHO_QUESTION_DB:.0f} "
+          "dB under its echo; the canceller takes the echo out")  # fmt: skip
     print("end of speech -> question = VAD hangover (500 ms) + recognition not hidden in it; goal < 600 ms")
     return 0
 

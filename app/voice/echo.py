@@ -36,13 +36,16 @@ import numpy as np
 from app.voice import VoiceError
 from app.voice.audio import RECOGNITION_RATE, Resampler
 
-__all__ = ["FRAME", "LEARN_S", "EchoCanceller", "EchoReference", "load_apm"]
+__all__ = ["FRAME", "LEARN_S", "SETTLE_S", "EchoCanceller", "EchoReference", "load_apm"]
 
 #: Samples per frame the audio processing module takes at 16 kHz: exactly 10 ms.
 FRAME = RECOGNITION_RATE // 100
 #: Seconds of the speaker's sound AEC3 needs after a reset before its output is trusted (its first 0.5-1 s of
 #: an answer can leak enough echo for the VAD, and bursts were seen up to 2 s; tests/app/voice/test_echo.py).
 LEARN_S = 3.0
+#: ... and before what it leaves of the echo is faint enough that a window scoring app.voice.input.HINT alone means
+#: the user (leftover echo scored up to 0.16 half a second after LEARN_S).
+SETTLE_S = LEARN_S + 1.5
 
 UNAVAILABLE = (
     "Echo cancellation is unavailable: the WebRTC audio processing of the 'livekit' package could not be loaded "
@@ -126,6 +129,17 @@ class EchoReference:
             if len(self._buf) > self.keep:
                 cut = len(self._buf) - self.keep
                 self._buf, self._start = self._buf[cut:], self._start + cut
+
+    def cut(self, at: float | None = None) -> None:
+        """The device dropped what it had not yet played at monotonic ``at`` (now): an aborted stream (a barge-in,
+        a hold, Stop). Nothing after ``at`` will be heard, so nothing after it is kept: the canceller would take an
+        echo that never comes out of the microphone, which leaves the answer's own sound, inverted, in its output."""
+        pos = self.position(time.monotonic() if at is None else at)
+        with self._lock:
+            if pos < self._start + len(self._buf):
+                self._buf = self._buf[: max(0, pos - self._start)]
+            if self._cursor is not None:
+                self._cursor = min(self._cursor, pos)
 
     def take(self, start: int, n: int) -> np.ndarray:
         """The samples at positions ``start .. start + n`` (silence where the speaker wrote nothing); what lies
@@ -243,3 +257,8 @@ class EchoCanceller:
         """True until the canceller has heard ``LEARN_S`` of the speaker since :meth:`reset`: AEC3 is still
         finding the delay and the room, and echo leaks through (the caller mutes the microphone meanwhile)."""
         return self.far_frames * FRAME < LEARN_S * self.rate
+
+    @property
+    def settled(self) -> bool:
+        """The canceller has heard ``SETTLE_S`` of the speaker since :meth:`reset`: what echo it leaves is faint."""
+        return self.far_frames * FRAME >= SETTLE_S * self.rate

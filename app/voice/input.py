@@ -18,7 +18,11 @@ audio is cleaned of the answer's echo, and the user talking over the answer for 
 interrupts it (barge-in) and is recognised (after the canceller's first ``LEARN_S`` of the
 speaker, while it learns the room, the microphone is muted as below). With ``headphones`` there is no echo, and speech
 interrupts at once. With neither, the microphone's audio is ignored while the answer plays.
-Pressing push-to-talk always interrupts it.
+Pressing push-to-talk always interrupts it. The answer does not wait for the interruption to be sure: the first
+hint that the user may be talking (a window the VAD scores at ``HINT`` of its threshold, or at ``FAINT`` of it as
+the sound jumps) holds it (``Speaker.hold``: silent at once), so the user's next syllables are heard without the
+answer over them; speech that then lasts is the barge-in, and anything else (a cough) releases the answer after
+``HOLD_S``, and it goes on.
 
 Turn-taking. Recognition has a bounded queue (``max_queue``); an utterance still waiting ``stale_s``
 after it was spoken (the recogniser fell behind) is merged into the one queued after it, or dropped
@@ -52,6 +56,7 @@ from app.live.clock import Spoken
 from app.live.records import Question
 from app.voice import VoiceError
 from app.voice.asr import WHISPER_WINDOW_S, Transcript, unheard
+from app.voice.audio import level_dbfs
 from app.voice.vad import PushToTalk, Segmenter, Utterance, VadSettings, segment
 
 log = logging.getLogger(__name__)
@@ -64,6 +69,28 @@ OFF, LISTENING, HEARING, RECOGNISING = "off", "listening", "hearing", "recognisi
 #: echo (the canceller re-adapting after the room or the delay changed) is shorter, and stopping an answer for
 #: it would be a false barge-in. The segmenter's ``min_speech_ms`` (250 ms) usually covers it already.
 ECHO_GUARD_S = 0.2
+#: A window whose speech probability reaches this share of the VAD's threshold, while an answer plays, holds the
+#: answer (silent, not ended) until it is clear whether the user is talking. Through a settled echo canceller a
+#: question 10 dB under the answer's echo scores 0.1-0.4 in its first 150 ms (the canceller's suppressor masks
+#: part of it, so it crosses the threshold itself only 0.25-0.6 s later) while the echo alone scores under 0.05
+#: (tests/app/voice/test_echo.py, bench/bench_voice.py); once the answer is silent, the rest of the question is
+#: heard as it is.
+HINT = 0.2
+#: ... or a window scoring this share of it together with the sound jumping ``JUMP_DB`` above the loudest read of the
+#: second before (within ``JOIN_S`` of each other). A question's first syllable, partly masked by the canceller,
+#: scores 0.05-0.15, too little alone, but its sound rises 25-30 dB over what the canceller leaves of the echo: the
+#: jump takes a faint score for the user, and a jump whose sound is not speech-like (a knock, a click) scores under it.
+FAINT, JUMP_DB, JOIN_S = 0.1, 12.0, 0.07
+#: The second of sound before a read that its jump is measured against.
+LEVEL_WINDOW_S = 1.0
+#: A held answer goes on once nothing has scored ``HINT`` for this long and no utterance of ``min_speech_ms`` has
+#: begun (a cough, a knock, a word to someone else).
+HOLD_S = 0.4
+#: After an answer was held for nothing, for this long only a window the VAD takes for speech (its threshold, not
+#: ``HINT`` or ``FAINT`` of it) holds it again: noise that keeps scoring must not stutter the answer, and the user
+#: must still be heard. While the echo canceller settles (``app.voice.echo.SETTLE_S``) a score of ``HINT`` alone does
+#: not hold it either (leftover echo scored up to 0.16 then), a faint score with a jump of the sound does.
+HOLD_BACKOFF_S = 1.5
 
 
 @dataclass(frozen=True)
@@ -106,7 +133,8 @@ class MicTimes:
     sample at most ``len(read)`` earlier. Thread-safe (push-to-talk releases on another thread)."""
 
     def __init__(self, rate: int = 16000, keep: int = 8192) -> None:
-        self.rate, self.keep = rate, keep  # 8192 reads of 30 ms: four minutes of history
+        # 8192 reads that held audio (a 20 ms block or more each): 2.7 minutes of history at least.
+        self.rate, self.keep = rate, keep
         self._ends: list[int] = []  # samples heard up to and including each read
         self._monos: list[float] = []
         self._n = 0
@@ -165,7 +193,7 @@ class VoiceInput:
         on_heard: Callable[[Heard], None] | None = None,
         segmenter: Segmenter | None = None,
         echo: Any = None,
-        poll_ms: int = 30,
+        poll_ms: int = 10,
         monotonic: Callable[[], float] = time.monotonic,
         on_partial: Callable[[str], None] | None = None,
         on_notice: Callable[[str], None] | None = None,
@@ -190,6 +218,11 @@ class VoiceInput:
         self.state = OFF
         self.level = 0.0
         self.ignored_seconds = 0.0  # audio dropped while the assistant spoke
+        self._held_at: float | None = None  # microphone seconds when the answer was held (possible speech)
+        self._released_at = -HOLD_BACKOFF_S  # ... when a hold last let it go on
+        self._hinted_at = 0.0  # ... and when a window last scored a hint of speech
+        self._levels: deque[tuple[float, float]] = deque()  # (seconds, dBFS) of the reads while an answer plays
+        self._jump_at = self._faint_at = -1.0  # the latest jump of the sound, the latest faint score
         self.times = MicTimes(int(getattr(microphone, "rate", 16000)))
         self._stop = threading.Event()
         # The recognition thread's work, under _cv: utterances in order (at most max_queue), then the
@@ -243,6 +276,7 @@ class VoiceInput:
 
     def stop(self) -> None:
         self._stop.set()
+        self._release()
         self._close_work()
         for th in self._threads:
             if th is not threading.current_thread():
@@ -373,10 +407,57 @@ class VoiceInput:
             self._queue(utterance)
         if speaking and self._talked_over(utterances):
             self.speaker.stop()  # barge-in: the user talks over the answer
+            self._held_at = None
+        elif speaking:
+            self._hold_or_release(samples)
+        else:
+            self._held_at = None
+            self._levels.clear()
         if self.segmenter.in_speech:
             self._set_state(HEARING)
         elif self.state == HEARING:
             self._set_state(LISTENING)
+
+    def _hold_or_release(self, samples: np.ndarray) -> None:
+        """While an answer plays and nobody is sure yet: hold it at the first hint of speech, let it go on when
+        the hint came to nothing (see ``HINT``)."""
+        hold = getattr(self.speaker, "hold", None)
+        if hold is None:
+            return
+        now, seg, threshold = self.times.seconds, self.segmenter, self.vad_settings.threshold
+        if self._held_at is not None:
+            if seg.peak >= HINT * threshold:
+                self._hinted_at = now
+            elif now - self._hinted_at >= HOLD_S and not seg.in_speech:
+                self._release()
+            return
+        backoff = now - self._released_at < HOLD_BACKOFF_S
+        settling = not (self.headphones or self.echo is None or self.echo.settled)
+        if len(samples):
+            self._level_jump(now, level_dbfs(samples))
+        if seg.peak >= FAINT * threshold:
+            self._faint_at = now
+        joined = now - self._jump_at <= JOIN_S and now - self._faint_at <= JOIN_S
+        hint = seg.peak >= HINT * threshold and not settling
+        if seg.peak >= threshold or (not backoff and (hint or joined)):
+            hold()
+            self._held_at = self._hinted_at = now
+            self._levels.clear()  # the answer is silent now: what comes after it is not measured against it
+
+    def _level_jump(self, now: float, level: float) -> None:
+        """Keep the sound's level while the answer plays; note when it jumps above the second before."""
+        levels = self._levels
+        if levels and now - levels[0][0] >= LEVEL_WINDOW_S / 2:  # a second to compare with (half of one at least)
+            if level >= max(lv for _, lv in levels) + JUMP_DB:
+                self._jump_at = now
+        levels.append((now, level))
+        while now - levels[0][0] > LEVEL_WINDOW_S:
+            levels.popleft()
+
+    def _release(self) -> None:
+        if self._held_at is not None and self.speaker is not None:
+            self.speaker.release()
+            self._held_at, self._released_at = None, self.times.seconds
 
     def _talked_over(self, utterances: list[Utterance]) -> bool:
         """While an answer plays: has the user started talking? With headphones any speech counts; through

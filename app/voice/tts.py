@@ -53,6 +53,8 @@ TEST_SENTENCE = "This is how Streamo Live will speak its answers."
 DEFAULT_RATE = 200  # words per minute when none is chosen (pyttsx3's own default)
 TRACK_RATE = 22050  # espeak-ng's own rate: the track needs no resampling by default
 CHUNK_S = 0.02  # playback granularity: the longest an interruption waits for a write to return
+#: A hold (possible speech over the answer, ``Speaker.hold``) lasts at most this long if nobody releases it.
+HOLD_MAX_S = 2.0
 FADE_S = 0.005  # a cut answer fades out over this long instead of clicking
 SETTLE_S = 0.05  # pyttsx3: a whole file must also stop growing for this long before it is read
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
@@ -437,7 +439,10 @@ class Speaker:
     ``say`` never blocks: it queues the text for the speaker thread, which has the engine thread
     synthesise it sentence by sentence and writes the samples to a sounddevice ``OutputStream`` in
     20 ms chunks. A newer ``say`` (``interrupt=True``, the default), ``stop()`` or a barge-in cut the
-    current utterance within a chunk plus the device's buffer. ``speaking`` is True while audio
+    current utterance within a chunk plus the device's buffer. ``hold()`` silences it at once (the device's
+    buffer dropped) without ending it: the listening side heard what may be the user starting to talk, and
+    either ``stop()`` s the answer once it is sure or ``release()`` s it, and the answer goes on from a little
+    before where it was cut. ``speaking`` is True while audio
     plays (the microphone side ignores input then, unless headphones are on or it cancels the echo:
     ``reference`` gets every block written, for ``app.voice.echo``). ``on_state`` hears
     "started" and "stopped" from the speaker thread; ``on_error`` hears a VoiceError from it
@@ -471,6 +476,8 @@ class Speaker:
         self._lock = threading.Lock()
         self._gen = 0  # bumped by every interruption; a chunk of an older generation is not written
         self._speaking = False
+        self._held = threading.Event()  # hold(): write nothing until release(), stop() or a newer answer
+        self.holds = 0  # how many times an answer was held (a test's and the benchmark's count)
         self._idle = threading.Event()
         self._idle.set()
         self._closed = False
@@ -525,7 +532,23 @@ class Speaker:
             self._idle.clear()
             self._queue.put((self._gen, text))
 
+    def hold(self) -> None:
+        """The user may be starting to talk over the answer: silence it now (what the device holds is dropped)
+        until :meth:`release` (it goes on) or :meth:`stop` (it ends); after ``HOLD_MAX_S`` it goes on by itself.
+        Nothing when nothing is playing."""
+        if self._speaking:
+            self._held.set()
+
+    def release(self) -> None:
+        """It was not the user after all (a cough, a knock): the held answer goes on."""
+        self._held.clear()
+
+    @property
+    def held(self) -> bool:
+        return self._held.is_set()
+
     def _interrupt_locked(self) -> None:
+        self._held.clear()
         self._gen += 1
         try:
             while True:
@@ -657,6 +680,7 @@ class Speaker:
             if stream is not None:
                 self._close_stream(stream, drain=self._current(gen))
                 self._speaking = False
+                self._held.clear()
                 self._notify("stopped")
 
     def _open(self, rate: int) -> tuple[Any, int]:
@@ -686,22 +710,50 @@ class Speaker:
 
     def _play(self, gen: int, stream: Any, audio: np.ndarray, block: int) -> bool:
         """Write ``audio`` in chunks of ``block`` samples (20 ms); False when interrupted."""
-        for i in range(0, audio.size, block):
+        i = 0
+        while i < audio.size:
             if not self._current(gen):
                 return False
+            if self._held.is_set():
+                if not self._wait_held(gen, stream):
+                    return False
+                # What the device held when it was dropped is played again (and a chunk more): the user hears
+                # the answer go on from where they heard it stop, not from a word later.
+                i = max(0, i - block - int(round(float(getattr(stream, "latency", 0.0) or 0.0) * self._out_rate)))
+                continue
             chunk = audio[i : i + block] * np.float32(self._volume)
             stream.write(chunk.reshape(-1, 1))
             reference = self.reference
             if reference is not None:  # accepted by the device, so played from now on: the echo to come
                 reference.write(chunk, self._out_rate)
+            i += block
         return self._current(gen)
 
-    @staticmethod
-    def _close_stream(stream: Any, drain: bool) -> None:
+    def _wait_held(self, gen: int, stream: Any) -> bool:
+        """Held: drop what the device still holds (heard at once), wait for release, stop or ``HOLD_MAX_S``,
+        and start the stream again; False when the answer was interrupted meanwhile."""
+        self.holds += 1
+        self._abort(stream)
+        deadline = time.monotonic() + HOLD_MAX_S
+        while self._held.is_set() and self._current(gen) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._held.clear()
+        if not self._current(gen):
+            return False
+        stream.start()
+        return True
+
+    def _abort(self, stream: Any) -> None:
+        """Drop what the device still holds (heard at once), and from the echo reference too: it is never played."""
+        stream.abort()
+        if self.reference is not None:
+            self.reference.cut()
+
+    def _close_stream(self, stream: Any, drain: bool) -> None:
         try:
             if drain:
                 stream.stop()  # plays out what the device still holds
             else:
-                stream.abort()  # drops it: an interruption is heard at once
+                self._abort(stream)  # an interruption is heard at once
         finally:
             stream.close()

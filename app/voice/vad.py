@@ -237,6 +237,7 @@ class Segmenter:
         self._audio_from = 0  # where its audio begins (the pre-roll, or a cut)
         self._silence_since: int | None = None  # where the current run of silence began
         self._pause: tuple[int, int] | None = None  # the latest pause inside the utterance (for a clean cut)
+        self.peak = 0.0  # the highest speech probability of the windows the latest push() decided
 
     # what an indicator shows -------------------------------------------------------------------------------
     @property
@@ -279,6 +280,7 @@ class Segmenter:
         self._n_in += len(x)
         if self._resampler is not None:
             x = self._resampler.process(x)
+        self.peak = 0.0
         return self._windows(x)
 
     def flush(self) -> list[Utterance]:
@@ -326,6 +328,7 @@ class Segmenter:
         self._chunks.append(window.copy())
         self._pos = end
         p = self.vad.probability(window)
+        self.peak = max(self.peak, float(p))
         speech = p >= s.threshold
         silence = p < max(s.threshold - HYSTERESIS, 0.01)
         out: list[Utterance] = []

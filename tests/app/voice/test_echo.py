@@ -28,7 +28,8 @@ ECHO_DELAY_S = 0.05  # from the output device to the microphone (device latencie
 ECHO_GAIN = 0.5
 ROOM = np.array([0.6, 0.3, 0.1], dtype=np.float32)  # a gentle low-pass: the loudspeaker and the room
 QUESTION_DB = -10.0  # the question's level relative to the echo's
-QUESTION_AT = 4.5  # seconds after the microphone opens
+QUESTION_AT = 4.5  # seconds after the microphone opens: the canceller has learnt the room, and settles (SETTLE_S)
+SETTLED_AT = 5.8  # ... and has settled: a faint first syllable holds the answer
 
 
 def active_rms(x: np.ndarray) -> float:
@@ -151,6 +152,18 @@ def test_the_reference_is_placed_on_the_clock():
     assert not ref.take(ref.position(20.0), FRAME).any() and ref.take(ref.position(21.5), FRAME).any()
 
 
+def test_what_the_device_dropped_is_cut_from_the_reference():
+    ref = EchoReference()
+    block = np.full(320, 0.5, np.float32)  # 20 ms at 16 kHz
+    for k in range(5):
+        ref.write(block, 16000, at=10.0 + 0.02 * k)  # 100 ms written ...
+    ref.cut(at=10.05)  # ... and the stream aborted 50 ms in: the rest never plays
+    got = ref.take(ref.position(10.0), 1600)
+    assert got[:800].min() == 0.5 and not got[800:].any()
+    ref.write(block, 16000, at=10.5)  # the next answer starts where the clock is
+    assert ref.take(ref.position(10.5), 320).min() == 0.5
+
+
 def test_samples_beyond_full_scale_are_clipped_not_wrapped():
     c = EchoCanceller(EchoReference())
     loud = np.full(16 * FRAME, 1.5, np.float32)  # a DC step would be removed by the high-pass: use a square wave
@@ -255,15 +268,20 @@ class RoomOutputStream:
     def __init__(self, room: Room, samplerate, blocksize=0, **_):
         self.room, self.samplerate = room, int(samplerate)
         self.blocksize = int(blocksize) or self.samplerate // 50
+        self.latency = 2 * self.blocksize / self.samplerate  # its buffer, as PortAudio reports it
         self.pending = np.zeros(0, np.float32)
         self.cond = threading.Condition()
         self.active = self.draining = self.aborted = False
         self.played = 0  # samples
         self.last_played = 0.0  # monotonic time of the last block with sound
-        self.thread = threading.Thread(target=self._play, name="fake-output", daemon=True)
+        self.thread: threading.Thread | None = None
 
-    def start(self):
-        self.active = True
+    def start(self):  # also after abort(), as PortAudio allows: the sound lands where the clock is then
+        with self.room.lock:
+            if self.room.stream is self:
+                self.room.stream = None
+        self.active, self.aborted, self.draining, self.pending = True, False, False, np.zeros(0, np.float32)
+        self.thread = threading.Thread(target=self._play, name="fake-output", daemon=True)
         self.thread.start()
 
     def write(self, data):
@@ -294,14 +312,16 @@ class RoomOutputStream:
 
     def stop(self):
         self.draining = True
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
         self.active = False
 
     def abort(self):
         with self.cond:
             self.aborted, self.active = True, False
             self.cond.notify_all()
-        self.thread.join()
+        if self.thread is not None:
+            self.thread.join()
 
     def close(self):
         pass
@@ -318,8 +338,14 @@ class Counting:
         return "a question"
 
 
-def run_loop(answer, speech, with_question: bool):
-    """The answer plays while the microphone hears its echo (and the question): what was heard and when."""
+COUGH_S = 0.08  # a syllable of the question, alone: too short to be a question (with Silero's lag, 120 ms of it
+# lasts 256 ms, over the segmenter's 250 ms minimum, in some window phases), long enough to hold the answer
+
+
+def run_loop(answer, speech, user: str, at: float = QUESTION_AT):
+    """The answer plays while the microphone hears its echo and what the ``user`` does ``at`` seconds: "asks"
+    (the question, ``QUESTION_DB`` under the echo), "coughs" (``COUGH_S`` of it, as loud as the echo) or
+    "nothing": what was heard and when."""
     from app.voice.audio import Microphone
     from app.voice.input import VoiceInput
     from app.voice.tts import Speaker
@@ -335,9 +361,20 @@ def run_loop(answer, speech, with_question: bool):
     far16 = resample(far, far_rate, RECOGNITION_RATE)
     echo_level = active_rms(np.convolve(far16 * ECHO_GAIN, ROOM))
     q = q * (echo_level * 10 ** (QUESTION_DB / 20) / active_rms(q))
-    q_start = int(QUESTION_AT * RECOGNITION_RATE)
-    if with_question:
+    q_start = int(at * RECOGNITION_RATE)
+    if user == "asks":
         near[q_start : q_start + len(q)] += q
+    elif user == "knocks":  # three knocks on the table: loud, sudden, nothing like speech
+        rng = np.random.default_rng(3)
+        for k in range(3):
+            n = int(0.03 * RECOGNITION_RATE)
+            knock = rng.standard_normal(n).astype(np.float32) * np.exp(-np.arange(n) / (0.005 * RECOGNITION_RATE))
+            at = q_start + int((1.5 + k * 0.25) * RECOGNITION_RATE)  # once the canceller has settled (SETTLE_S)
+            near[at : at + n] += knock * np.float32(echo_level * 4)
+    elif user == "coughs":
+        n = int(COUGH_S * RECOGNITION_RATE)
+        loudest = int(np.argmax(np.convolve(np.abs(q), np.ones(n), "valid")))
+        near[q_start : q_start + n] += q[loudest : loudest + n] * 10 ** (-QUESTION_DB / 20)
     room = Room(near)
     reference = EchoReference()
     states: list[tuple[float, str]] = []
@@ -367,21 +404,23 @@ def run_loop(answer, speech, with_question: bool):
     stopped = next((t for t, s in states if s == "stopped"), None)
     last_played = max(s.last_played for s in speakers.streams) - opened
     spans = [(h.started - voice.times.at(0.0), h.ended - voice.times.at(0.0)) for h in heard]
-    q_span = (QUESTION_AT, QUESTION_AT + len(q) / RECOGNITION_RATE)
+    q_span = (at, at + len(q) / RECOGNITION_RATE)
     played_s = sum(s.played for s in speakers.streams) / far_rate
     return spans, q_span, started, None if stopped is None else stopped - opened, last_played, played_s, voice
 
 
-def test_talking_over_an_answer_stops_it_and_is_heard(answer, speech):
-    spans, (q0, q1), started, stopped, last_played, _, voice = run_loop(answer, speech, with_question=True)
+@pytest.mark.parametrize("at", [QUESTION_AT, SETTLED_AT], ids=["settling", "settled"])
+def test_talking_over_an_answer_stops_it_and_is_heard(answer, speech, at):
+    spans, (q0, q1), started, stopped, last_played, _, voice = run_loop(answer, speech, "asks", at)
     assert started < q0 - 0.5, f"the answer started at {started:.2f} s, too late for the question at {q0} s"
     assert len(spans) == 1, spans  # one question, overlapping where it was said
     (s0, s1) = spans[0]
     assert s0 < q1 and s1 > q0, (spans, (q0, q1))
     assert stopped is not None and q0 < stopped < q0 + 1.5, (stopped, q0)
     assert last_played < q0 + 1.5
+    assert voice.speaker.holds == 1  # silent at its first syllables (held), then stopped
     print(
-        f"question {q0:.2f}-{q1:.2f} s, segmented {s0:.2f}-{s1:.2f} s; barge-in: the answer's last block played "
+        f"question {q0:.2f}-{q1:.2f} s ({'settling' if at == QUESTION_AT else 'settled'}), segmented {s0:.2f}-{s1:.2f} s; barge-in: the answer's last block played "
         f"{(last_played - q0) * 1000:.0f} ms after the question's onset (speaker stopped after {(stopped - q0) * 1000:.0f} ms)"
     )
     assert voice.ignored_seconds < 4.0  # muted only while the canceller learnt the room (LEARN_S of its sound)
@@ -389,11 +428,31 @@ def test_talking_over_an_answer_stops_it_and_is_heard(answer, speech):
 
 def test_the_echo_alone_is_neither_a_question_nor_an_interruption(answer, speech):
     far, far_rate = answer
-    spans, _, started, stopped, last_played, played_s, voice = run_loop(answer, speech, with_question=False)
+    spans, _, started, stopped, last_played, played_s, voice = run_loop(answer, speech, "nothing")
     assert spans == []
     assert played_s >= len(far) / far_rate - 0.05  # the answer played to its end
+    assert voice.speaker.holds == 0  # ... without a pause: the echo never looked like the user starting to talk
     assert voice.echo.far_frames > 600
     assert voice.ignored_seconds < 4.0  # muted only while the canceller learnt the room (LEARN_S of its sound)
+
+
+def test_a_cough_over_an_answer_holds_it_and_the_answer_goes_on(answer, speech):
+    """A burst too short to be a question: the answer goes silent the moment it starts (it may be the user talking),
+    then goes on from where it was cut once the burst came to nothing; it is not a question."""
+    far, far_rate = answer
+    spans, _, started, stopped, last_played, played_s, voice = run_loop(answer, speech, "coughs", SETTLED_AT)
+    assert spans == []
+    assert voice.speaker.holds == 1
+    assert played_s >= len(far) / far_rate - 0.05  # the whole answer was played (the cut part again)
+    assert stopped is not None and stopped > SETTLED_AT + 1.0  # it ended by itself, after the cough
+
+
+def test_knocks_over_an_answer_do_not_hold_it(answer, speech):
+    """Sound that jumps far above the echo's leftovers but is nothing like speech: the answer plays on unbroken."""
+    far, far_rate = answer
+    spans, _, started, stopped, last_played, played_s, voice = run_loop(answer, speech, "knocks")
+    assert spans == [] and voice.speaker.holds == 0
+    assert played_s >= len(far) / far_rate - 0.05
 
 
 def test_the_setting_is_on_by_default_and_kept(tmp_path):

@@ -32,10 +32,16 @@ def recognizer():
 
 
 class Speaking:
-    """A speaker stand-in: speaking while ``on``; records stops (barge-in)."""
+    """A speaker stand-in: speaking while ``on``; records holds, releases and stops (barge-in)."""
 
     def __init__(self, on: bool = True) -> None:
-        self.speaking, self.stops = on, 0
+        self.speaking, self.stops, self.holds, self.releases = on, 0, 0, 0
+
+    def hold(self) -> None:
+        self.holds += 1
+
+    def release(self) -> None:
+        self.releases += 1
 
     def stop(self) -> None:
         self.stops += 1
@@ -102,6 +108,55 @@ def test_the_assistants_own_voice_is_not_a_question(recording, recognizer):
     speaker = Speaking(on=True)
     heard, _, _ = listen(recognizer, FakeSoundDevice(rec.samples, rate=16000), speaker=speaker, headphones=True)
     assert len(heard) == 1 and speaker.stops == 1
+
+
+class ScriptedVad:
+    """A VAD that says what it is told, one probability per 32 ms window."""
+
+    def __init__(self, probabilities: list[float]) -> None:
+        self.left = list(probabilities)
+
+    def probability(self, window: np.ndarray) -> float:
+        return self.left.pop(0)
+
+    def reset(self) -> None:
+        pass
+
+
+def test_a_hint_of_speech_holds_the_answer_and_a_false_one_lets_it_go_on():
+    """The answer holds at a window of HINT x threshold; nothing following for HOLD_S lets it go on; for
+    HOLD_BACKOFF_S after that only a window at the threshold holds it; a burst too short to be speech is let go
+    too; after the back-off a hint holds it again."""
+    from types import SimpleNamespace
+
+    from app.voice.input import HINT, HOLD_BACKOFF_S, HOLD_S
+    from app.voice.vad import WINDOW, Segmenter, VadSettings
+
+    window_s = WINDOW / 16000
+    hint = HINT * VadSettings().threshold + 0.01
+    quiet = [0.0] * 20
+    after_hold = int(HOLD_S / window_s) + 2
+    script = [*quiet, hint, *[0.0] * after_hold, hint, *quiet[:5], 0.9, *[0.0] * after_hold]
+    script += [0.0] * int(HOLD_BACKOFF_S / window_s + 2) + [hint, 0.0]  # the back-off since the last release, then
+    speaker = Speaking(on=True)
+    voice = VoiceInput(
+        None, lambda q: None, SimpleNamespace(rate=16000), speaker=speaker, headphones=True,
+        segmenter=Segmenter(vad=ScriptedVad(script)),
+    )  # fmt: skip
+    seen = []
+    for k in range(len(script)):
+        voice.times.add(WINDOW, float(k))
+        voice._take(np.zeros(WINDOW, np.float32))
+        seen.append((speaker.holds, speaker.releases))
+    first = script.index(hint)
+    assert seen[first - 1] == (0, 0) and seen[first] == (1, 0)  # held at the first hint, not before
+    assert seen[first + after_hold] == (1, 1)  # ... and let go: nothing followed it
+    second_hint = first + 1 + after_hold
+    assert seen[second_hint] == (1, 1)  # in the back-off a hint does not hold it ...
+    burst = script.index(0.9)
+    assert seen[burst] == (2, 1)  # ... a window the VAD takes for speech does
+    assert seen[burst + after_hold] == (2, 2)  # 32 ms of it, then nothing: let go
+    assert seen[-1] == (3, 2) and speaker.stops == 0  # after the back-off, a hint holds it again
 
 
 def test_push_to_talk_takes_what_was_said_while_held(recording, recognizer):

@@ -51,6 +51,7 @@ class FakeOutputStream:
         self.sd, self.samplerate, self.device = sd, float(samplerate), device
         self.blocksize = int(blocksize) or int(samplerate) // 100
         self.capacity = 2 * self.blocksize
+        self.latency = self.capacity / self.samplerate  # what PortAudio reports: the buffer's length, in seconds
         self.pending = np.zeros(0, dtype=np.float32)
         self.cond = threading.Condition()
         self.active = self.closed = self.draining = False
@@ -465,6 +466,48 @@ def test_stop_silences_within_200_ms(speaker, sd, synthesized):
     assert speaker.wait(1)
     time.sleep(0.1)
     assert len(sd.streams) == 1  # nothing else was played after the stop
+
+
+def test_a_held_answer_is_silent_at_once_and_goes_on_from_where_it_was_cut(speaker, sd, synthesized):
+    speaker.say(LONG_ANSWER)
+    assert wait_for(lambda: sd.streams and sum(b.size for _, b in sd.streams[0].played) > 0.3 * 22050, 10)
+    stream = sd.streams[0]
+    t0 = time.monotonic()
+    speaker.hold()
+    assert wait_for(lambda: stream.aborted, 0.2)  # what the device held is dropped: silent at once
+    heard_before = sum(b.size for t, b in stream.played if t <= t0 + 0.1)
+    time.sleep(0.3)
+    assert speaker.speaking and speaker.held
+    assert not [t for t, _ in stream.played if t0 + 0.1 < t], "audio played while the answer was held"
+    speaker.release()
+    assert speaker.wait(20)
+    expected = np.concatenate(synthesized)
+    played = sd.played()
+    assert played.size >= expected.size  # nothing was skipped: the cut part is played again
+    # It went on from no later than where it was cut.
+    resumed = played[heard_before : heard_before + 2205]
+    matches = [i for i in range(0, heard_before + 1) if np.allclose(expected[i : i + 2205], resumed, atol=1e-6)]
+    assert matches and matches[0] <= heard_before, "the answer did not go on from where it was cut"
+    assert np.allclose(played[-4410:], expected[-4410:], atol=1e-6)  # ... to its end
+    assert speaker.holds == 1 and speaker.states == ["started", "stopped"] and len(sd.streams) == 1
+
+
+def test_a_held_answer_ends_on_stop_and_goes_on_by_itself_if_nobody_decides(speaker, sd, synthesized, monkeypatch):
+    speaker.say(LONG_ANSWER)
+    assert wait_for(lambda: sd.streams and sd.streams[0].played, 10)
+    speaker.hold()
+    assert wait_for(lambda: sd.streams[0].aborted, 0.2)
+    speaker.stop()  # the user was talking: the answer ends
+    assert wait_for(lambda: not speaker.speaking, 0.5) and speaker.wait(1) and not speaker.held
+    speaker.hold()  # nothing is playing: nothing to hold
+    assert not speaker.held
+    monkeypatch.setattr(tts, "HOLD_MAX_S", 0.2)
+    speaker.say("One. Two. Three.")
+    assert wait_for(lambda: len(sd.streams) == 2 and sd.streams[1].played, 10)
+    speaker.hold()  # ... and nobody releases or stops it: it goes on by itself
+    assert speaker.wait(10)
+    assert speaker.holds == 2 and not speaker.held
+    assert sum(b.size for _, b in sd.streams[1].played) >= sum(c.size for c in synthesized[-3:])  # all three
 
 
 def test_a_newer_answer_interrupts(speaker, sd, synthesized):
