@@ -308,6 +308,7 @@ def measure_barge_in(
     dropped the rest), in seconds: first, then warm trials. Headphones, or with ``echo`` a room that carries the
     answer back into the microphone and the echo canceller taking it out, the question ``ECHO_QUESTION_DB`` under
     the echo."""
+    from app.voice.audio import resample
     from app.voice.echo import EchoCanceller, EchoReference
     from app.voice.tts import Speaker, synthesize
 
@@ -318,8 +319,6 @@ def measure_barge_in(
     if echo:
         sd.room = Room()
         far, rate = synthesize(ANSWER.split(".")[0])
-        from app.voice.audio import resample
-
         echo_level = _active_rms(np.convolve(resample(far, rate, 16000) * sd.room.gain, sd.room.taps))
         question = question * (echo_level * 10 ** (ECHO_QUESTION_DB / 20) / _active_rms(question))
     first, warm = None, []
