@@ -9,6 +9,7 @@ streamo-live voice transcribe FILE.wav --asr-model ID|PATH|demo [--language en]
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -26,10 +27,12 @@ def register(sub: argparse._SubParsersAction) -> None:
     d.set_defaults(func=run_devices)
 
     s = vs.add_parser("segment", help="find the utterances in a recording (voice activity)", formatter_class=fmt)
-    s.add_argument("file", help="a WAV file")
+    s.add_argument("file", help="an audio file (WAV, FLAC, OGG, MP3)")
     s.add_argument("--json", action="store_true", help="one JSON list instead of lines")
     s.add_argument("--threshold", type=float, default=0.5, help="speech probability that starts speech")
-    s.add_argument("--min-silence-ms", type=int, default=500, help="silence that ends an utterance")
+    s.add_argument(
+        "--min-silence-ms", type=int, default=None, help="silence that ends an utterance (default: the app's hangover)"
+    )
     s.set_defaults(func=run_segment)
 
     y = vs.add_parser("say", help="speak TEXT with the answer voice into a WAV file", formatter_class=fmt)
@@ -90,10 +93,11 @@ def run_segment(args: argparse.Namespace) -> int:
     from app.voice.vad import VadSettings, segment
     from app.voice.wav import open_audio
 
+    settings = VadSettings(threshold=args.threshold)
+    if args.min_silence_ms is not None:
+        settings = dataclasses.replace(settings, min_silence_ms=args.min_silence_ms)
     with open_audio(args.file) as f:  # in blocks: an hour-long recording stays in bounded memory
-        utterances = segment(
-            f.blocks(), f.rate, VadSettings(threshold=args.threshold, min_silence_ms=args.min_silence_ms)
-        )
+        utterances = segment(f.blocks(), f.rate, settings)
     if args.json:
         print(json.dumps([{"start": round(u.start, 3), "end": round(u.end, 3)} for u in utterances]))
     else:

@@ -5,6 +5,7 @@ real ``Microphone``'s PortAudio callback (only the ``sounddevice`` module is a s
     .venv/bin/python -m bench.bench_voice                 # the demo Whisper on the CPU; Whisper base/small on a GPU
     .venv/bin/python -m bench.bench_voice --trials 10
     .venv/bin/python -m bench.bench_voice --vad-rtf       # the VAD's real-time factor, idle and with torch busy
+    .venv/bin/python -m bench.bench_voice --pauses [--noise-dbfs -60]  # the segmenter alone: when it ends, pauses
 
 Two figures, each for the first utterance after listening is armed (a fresh recogniser, and the process's
 first Silero; the question starts 0.3 s after the microphone opens) and warm:
@@ -94,6 +95,59 @@ def vad_rtf(seconds: float = 60.0, torch_seconds: float = 15.0) -> int:
             load.join()
         print(f"{name:44} {idle:8.3f} {busy:11.3f}")
     print("real-time factor = compute seconds per audio second; above 1 the VAD falls behind the microphone")
+    return 0
+
+
+def pauses(noise_dbfs: float = -60.0, block: int = 320) -> int:
+    """Print how the app's ``Segmenter`` (with Silero) ends the question and bridges a pause, fed 20 ms blocks
+    as fast as it takes them, over ``noise_dbfs`` white noise: the end of the sound -> the block that ended the
+    utterance, over 8 alignments of the end in the VAD's windows; and, at each gap between words past
+    ``fragment_s`` (where the short hangover applies), the longest pause (the gap's own quiet taken out, 10 ms
+    steps, 4 alignments) that stays one question."""
+    from app.voice.audio import level_dbfs
+    from app.voice.vad import Segmenter, SileroVad, VadSettings
+
+    settings, vad, rng = VadSettings(), SileroVad(), np.random.default_rng(0)
+    q = _question()
+
+    def quiet(seconds: float) -> np.ndarray:
+        return np.zeros(int(seconds * 16000), np.float32)
+
+    def ends(parts: list[np.ndarray]) -> list[float]:
+        x = np.concatenate(parts)
+        x = x + rng.standard_normal(len(x)).astype(np.float32) * np.float32(10 ** (noise_dbfs / 20))
+        seg, out = Segmenter(settings, vad=vad), []
+        for i in range(0, len(x), block):
+            out += [(i + block) / 16000] * len(seg.push(x[i : i + block]))
+        return out
+
+    lat = []
+    for lead in np.arange(1.0, 1.032, 0.004):
+        (at,) = ends([quiet(lead), q, quiet(2.0)])
+        lat.append(1e3 * (at - lead - len(q) / 16000))
+    print(f"hangover {settings.min_silence_ms} ms, noise {noise_dbfs:.0f} dBFS; end of sound -> utterance ended: "
+          f"median {statistics.median(lat):.0f} ms, {min(lat):.0f}-{max(lat):.0f} ms over {len(lat)} alignments")  # fmt: skip
+    hop = 160
+    lv = [level_dbfs(q[i : i + hop]) for i in range(0, len(q) - hop, hop)]
+    for i in range(len(lv)):
+        if not (
+            settings.fragment_s * 16000 < i * hop < len(q) - 3200 and lv[i] < -45 and lv[i] == min(lv[i - 5 : i + 6])
+        ):
+            continue
+        a = b = i * hop
+        while a >= hop and level_dbfs(q[a - hop : a]) < -45:
+            a -= hop
+        while b + hop <= len(q) and level_dbfs(q[b : b + hop]) < -45:
+            b += hop
+        longest = None
+        for pause in np.arange(0.40, 0.80, 0.01):
+            leads = (1.0, 1.007, 1.015, 1.023)
+            if any(len(ends([quiet(lead), q[:a], quiet(pause), q[b:], quiet(2.0)])) != 1 for lead in leads):
+                break
+            longest = pause
+        said = "none" if longest is None else f"{longest:.2f} s"
+        print(f"gap between words at {i * hop / 16000:.2f} s (its own quiet {(b - a) / 16:.0f} ms): longest pause "
+              f"that stays one question {said}")  # fmt: skip
     return 0
 
 
@@ -389,9 +443,13 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.bench_voice", description=__doc__.split("\n\n")[0])
     ap.add_argument("--trials", type=int, default=5)
     ap.add_argument("--vad-rtf", action="store_true", help="print the VAD's real-time factor, idle and under load")
+    ap.add_argument("--pauses", action="store_true", help="the segmenter alone: when it ends, what pause it bridges")
+    ap.add_argument("--noise-dbfs", type=float, default=-60.0, help="with --pauses: the white noise under the question")
     args = ap.parse_args(argv)
     if args.vad_rtf:
         return vad_rtf()
+    if args.pauses:
+        return pauses(args.noise_dbfs)
 
     import torch
 
@@ -428,7 +486,10 @@ def main(argv: list[str] | None = None) -> int:
     print("barge-in = question onset in the microphone's playback -> the end of the answer's sound; goal < 300 ms")
     print(f"echo cancelled = a room carries the answer back into the microphone, the question {-ECHO_QUESTION_DB:.0f} "
           "dB under its echo; the canceller takes the echo out")  # fmt: skip
-    print("end of speech -> question = VAD hangover (500 ms) + recognition not hidden in it; goal < 600 ms")
+    from app.voice.vad import VadSettings
+
+    print(f"end of speech -> question = VAD hangover ({VadSettings().min_silence_ms} ms of silence, timed by the level) "
+          "+ recognition not hidden in it; goal < 600 ms")  # fmt: skip
     return 0
 
 

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from app.voice import VoiceError
-from app.voice.audio import RECOGNITION_RATE, Resampler
+from app.voice.audio import RECOGNITION_RATE, Resampler, level_dbfs
 
 __all__ = [
     "WINDOW",
@@ -38,6 +38,19 @@ WINDOW = 512
 #: Below ``threshold - HYSTERESIS`` counts as silence once speech has started; between the two nothing changes,
 #: so a probability hovering around the threshold does not chop an utterance (Silero's own rule).
 HYSTERESIS = 0.15
+
+#: Silero hears the end of speech late: its probability takes 60-100 ms to fall through the hysteresis band after
+#: the sound stops, and the next word's start up to 120 ms late. The level times both instead, per ``SUB``
+#: samples (8 ms). A silence starts where the sound fell to within ``QUIET_DB`` of the quietest part of the window
+#: Silero calls silent (at most ``BACKDATE_MS`` back), when the speech was ``CLEAR_DB`` louder than that; in a
+#: noisier room the soft ends of words drown, and Silero's start stands. During a silence its level follows the
+#: quietest part of each window, and a part ``RISE_DB`` over it (and over ``RISE_FLOOR_DBFS``) keeps the
+#: utterance open while the level stays up, ``ONSET_WINDOWS`` windows at most, while Silero decides whether it is
+#: the next word; a rise that lasts that long without Silero taking it for speech (the music getting louder) is
+#: the silence's level from then on, so it holds the end once.
+SUB = 128
+QUIET_DB, CLEAR_DB, RISE_DB, RISE_FLOOR_DBFS = 6.0, 20.0, 6.0, -60.0
+BACKDATE_MS, ONSET_WINDOWS = 250, 6
 
 
 # --- the model ----------------------------------------------------------------------------------------------
@@ -159,10 +172,11 @@ class VadSettings:
 
     threshold: float = 0.5  # speech probability at which speech starts
     min_speech_ms: int = 250  # shorter bursts (a cough, a click) are ignored
-    min_silence_ms: int = 500  # the hangover: silence this long ends an utterance
+    min_silence_ms: int = 540  # the hangover: silence this long (timed by the level: see SUB) ends an utterance
     # ... unless less than fragment_s of speech came before the silence: then fragment_silence_ms. A pause after
-    # a few words ("what is the person ... holding?") is rarely the end of a question, and Silero hears a 0.5 s
-    # pause as ~0.55 s of silence; a whole question keeps the short hangover, so it is answered sooner.
+    # a few words ("what is the person ... holding?") is rarely the end of a question; a whole question keeps the
+    # short hangover, so it is answered sooner. 540 ms bridges a 0.5 s pause between words with 30 ms to spare
+    # and takes a question about 550 ms after its sound ends (bench_voice --pauses).
     fragment_s: float = 1.5
     fragment_silence_ms: int = 800
     max_utterance_s: float = 15.0  # longer speech is cut (at a pause when there is one)
@@ -237,6 +251,9 @@ class Segmenter:
         self._audio_from = 0  # where its audio begins (the pre-roll, or a cut)
         self._silence_since: int | None = None  # where the current run of silence began
         self._pause: tuple[int, int] | None = None  # the latest pause inside the utterance (for a clean cut)
+        self._speech_db: list[float] = []  # the level of each window of the utterance Silero took for speech
+        self._quiet_db = 0.0  # the level of the current silence
+        self._rising_at: int | None = None  # where the level rose in the current silence (maybe the next word)
         self.peak = 0.0  # the highest speech probability of the windows the latest push() decided
 
     # what an indicator shows -------------------------------------------------------------------------------
@@ -318,6 +335,12 @@ class Segmenter:
         out: list[Utterance] = []
         for i in range(n):
             out += self._decide(x[i * WINDOW : (i + 1) * WINDOW])
+        if self._speaking and self._silence_since is not None and self._rising_at is None and self._pending.size:
+            # The hangover ends inside the audio waiting for its window: end there when that audio stays at the
+            # silence's level, rather than up to a window later.
+            due = self._silence_since + self._hangover() - self._pos
+            if 0 < due <= self._pending.size and max(_sub_db(self._pending[:due])) < self._rise_db():
+                out += self._end_silence(self._pos)
         return out
 
     def _decide(self, window: np.ndarray) -> list[Utterance]:
@@ -337,26 +360,70 @@ class Segmenter:
                 self._speaking, self._seg_start, self._silence_since, self._pause = True, start, None, None
                 self._audio_from = max(self._chunks_start, start - self._ms(s.pre_roll_ms))
                 self._confirmed = WINDOW >= self._ms(s.min_speech_ms)
+                self._speech_db = [level_dbfs(window)]
             else:
                 self._trim(end - self._ms(s.pre_roll_ms))
             return out
         if speech:
             if self._silence_since is not None and start - self._silence_since >= self._ms(100):
                 self._pause = (self._silence_since, start)  # a breath between phrases: a good place to cut
-            self._silence_since = None
+            self._silence_since, self._rising_at = None, None
+            self._speech_db.append(level_dbfs(window))
             if end - self._seg_start >= self._ms(s.min_speech_ms):
                 self._confirmed = True
         elif silence and self._silence_since is None:
-            self._silence_since = start
-        if self._silence_since is not None and end - self._silence_since >= self._hangover():
-            post = min(self._ms(s.post_roll_ms), self._ms(s.min_silence_ms))
-            u = self._finish(self._silence_since, audio_to=self._silence_since + post)
-            if u is not None:
-                out.append(u)
-            self._trim(end - self._ms(s.pre_roll_ms))
+            self._silence_since = self._silence_start(start, window)
+        elif self._silence_since is not None:
+            self._watch_level(start, window)
+        if (
+            self._silence_since is not None
+            and end - self._silence_since >= self._hangover()
+            and self._rising_at is None
+        ):
+            out += self._end_silence(end)
         elif end - self._seg_start >= self._ms(s.max_utterance_s * 1000.0):
             out += self._cut(end)
         return out
+
+    def _end_silence(self, decided: int) -> list[Utterance]:
+        """The hangover is over: the utterance ends where its silence began (``decided``: the samples seen)."""
+        s = self.settings
+        post = min(self._ms(s.post_roll_ms), self._ms(s.min_silence_ms))
+        u = self._finish(self._silence_since, audio_to=self._silence_since + post)
+        self._trim(decided - self._ms(s.pre_roll_ms))
+        return [u] if u is not None else []
+
+    def _rise_db(self) -> float:
+        """A level this high in a silence may be the next word."""
+        return max(self._quiet_db + RISE_DB, RISE_FLOOR_DBFS)
+
+    def _silence_start(self, start: int, window: np.ndarray) -> int:
+        """Silero calls the window at ``start`` silent: where the silence began, by the level (see ``SUB``)."""
+        levels = _sub_db(window)
+        self._quiet_db, self._rising_at = min(levels), None
+        if not self._speech_db or float(np.median(self._speech_db)) < self._quiet_db + CLEAR_DB:
+            return start  # no clear drop to time it by (noise as loud as the speech): Silero's start
+        loud = [i for i, v in enumerate(levels) if v > self._quiet_db + QUIET_DB]
+        if loud:  # the sound stops inside this window
+            return start + (loud[-1] + 1) * SUB
+        a = max(self._seg_start, self._chunks_start, start - self._ms(BACKDATE_MS))
+        audio = np.concatenate(self._chunks)[a - self._chunks_start : start - self._chunks_start]
+        b = start
+        while b - SUB >= a and level_dbfs(audio[b - SUB - a : b - a]) <= self._quiet_db + QUIET_DB:
+            b -= SUB
+        return b
+
+    def _watch_level(self, start: int, window: np.ndarray) -> None:
+        """A window of the current silence: its quietest part lowers the silence's level; a rise may be the next
+        word (it lasts while the level stays up, ``ONSET_WINDOWS`` at most); a rise that lasted that long without
+        Silero taking it for speech sets the silence's level."""
+        levels = _sub_db(window)
+        if max(levels) < self._rise_db():
+            self._rising_at, self._quiet_db = None, min(self._quiet_db, min(levels))
+        elif self._rising_at is None:
+            self._rising_at = start
+        elif start + WINDOW - self._rising_at >= ONSET_WINDOWS * WINDOW:
+            self._rising_at, self._quiet_db = None, min(levels)
 
     def _cut(self, end: int) -> list[Utterance]:
         """The utterance reached max_utterance_s: end it (at its latest pause when that is past halfway) and
@@ -407,6 +474,11 @@ class Segmenter:
         in progress, or the next one's pre-roll, needs)."""
         while self._chunks and self._chunks_start + len(self._chunks[0]) <= keep_from:
             self._chunks_start += len(self._chunks.pop(0))
+
+
+def _sub_db(window: np.ndarray) -> list[float]:
+    """The level of each ``SUB`` samples of a window (the last part may be shorter)."""
+    return [level_dbfs(window[i : i + SUB]) for i in range(0, len(window), SUB)]
 
 
 def segment(

@@ -173,6 +173,90 @@ def test_pause_shorter_than_the_hangover_does_not_split(speech, compose):
     assert abs(utterances[0].end - (1.0 + 2 * speech.seconds + 0.25)) < 0.3
 
 
+def _ended_at(settings: VadSettings, x: np.ndarray, block: int = 320) -> list[tuple[Utterance, float]]:
+    """Push ``x`` in microphone blocks (20 ms): each utterance with the time of the block that ended it."""
+    seg, out = Segmenter(settings), []
+    for i in range(0, len(x), block):
+        out += [(u, (i + block) / RATE) for u in seg.push(x[i : i + block])]
+    return out
+
+
+def test_the_silence_is_timed_by_the_level_not_by_silero_lag(speech, compose):
+    """Silero's probability falls through the hysteresis band 60-100 ms after the sound stops; the level times
+    the silence, so the utterance ends the hangover (plus a window and a block) after the sound, not ~100 ms
+    later, and its end is where the sound ended."""
+    s = speech16(speech)
+    settings = VadSettings()
+    for lead in (1.0, 1.011, 1.023):  # the end falls at different places in the windows
+        (u, at), *rest = _ended_at(settings, compose([lead, s, 2.0], RATE))
+        sound_end = lead + len(s) / RATE
+        assert not rest
+        assert -0.05 < u.end - sound_end < 0.02
+        assert at - sound_end < settings.min_silence_ms / 1000 + (WINDOW + 320) / RATE
+
+
+def _word_gaps(s: np.ndarray, after: float) -> list[int]:
+    """The quietest 10 ms of each stretch between words past ``after`` s (and 0.2 s before the end)."""
+    from app.voice.audio import level_dbfs
+
+    hop = RATE // 100
+    lv = np.array([level_dbfs(s[i : i + hop]) for i in range(0, len(s) - hop, hop)])
+    return [
+        i * hop
+        for i in range(len(lv))
+        if after * RATE < i * hop < len(s) - 0.2 * RATE and lv[i] == lv[max(0, i - 5) : i + 6].min() and lv[i] < -45
+    ]
+
+
+def test_a_half_second_pause_at_any_word_gap_keeps_one_question_and_a_longer_one_ends_it(speech, compose):
+    """After a whole question's worth of speech (past ``fragment_s``) the hangover is the short one: a 0.5 s pause
+    between any two words is bridged (the next word's rise holds the utterance open while Silero decides), a
+    0.8 s pause ends the question there."""
+    s = speech16(speech)
+    settings = VadSettings()
+    gaps = _word_gaps(s, after=settings.fragment_s)
+    assert gaps, "no pause between words past fragment_s in the synthesised question"
+    for cut in gaps:
+        for lead in (1.0, 1.011, 1.023):
+            bridged = _ended_at(settings, compose([lead, s[:cut], 0.5, s[cut:], 2.0], RATE))
+            assert len(bridged) == 1, (cut / RATE, lead, [(u.start, u.end) for u, _ in bridged])
+        split = _ended_at(settings, compose([1.0, s[:cut], 0.8, s[cut:], 2.0], RATE))
+        assert len(split) == 2 and split[0][0].end == pytest.approx(1.0 + cut / RATE, abs=0.05)
+
+
+def test_a_knock_or_louder_noise_in_the_silence_holds_the_end_once_and_briefly(speech, compose):
+    """A rise in the level during the hangover that Silero does not take for speech (a knock; the noise getting
+    louder and staying so) keeps the utterance open for ONSET_WINDOWS windows at most, then the utterance ends
+    where the speech did."""
+    s = speech16(speech)
+    settings = VadSettings()
+    hangover, hold = settings.min_silence_ms / 1000, vad_module.ONSET_WINDOWS * WINDOW / RATE
+    rng = np.random.default_rng(3)
+    knock = np.concatenate([0.3 * rng.standard_normal(320), np.zeros(int(1.5 * RATE))]).astype(np.float32)
+    louder = (0.03 * rng.standard_normal(int(2.0 * RATE))).astype(np.float32)  # -30 dBFS noise from then on
+    for after in (knock, louder):
+        x = compose([1.0, s, 0.45, after], RATE)
+        (u, at), *rest = _ended_at(settings, x)
+        sound_end = 1.0 + len(s) / RATE
+        assert not rest and -0.05 < u.end - sound_end < 0.02
+        assert hangover < at - sound_end < hangover + hold + (WINDOW + 320) / RATE
+
+
+def test_noise_as_loud_as_the_speech_leaves_the_silence_to_silero(speech, compose):
+    """No clear drop in the level (speech over -10 dBFS-ish noise): the silence starts where Silero says."""
+    seg = Segmenter(VadSettings())
+    s = speech16(speech)
+    noise = (0.05 * np.random.default_rng(4).standard_normal(int(5 * RATE))).astype(np.float32)
+    x = noise.copy()
+    x[RATE : RATE + len(s)] += s
+    starts = []
+    original = seg._silence_start
+    seg._silence_start = lambda start, window: starts.append((start, original(start, window))) or starts[-1][1]
+    for i in range(0, len(x), 320):
+        seg.push(x[i : i + 320])
+    assert starts and all(backdated == start for start, backdated in starts)
+
+
 def test_long_speech_is_cut_at_max_utterance(speech, compose):
     s = speech16(speech)
     x = compose([0.5, s, 0.15, s, 0.15, s, 0.5], RATE)  # ~6.5 s without a hangover-long pause
