@@ -363,7 +363,7 @@ def _write_spoken_track(path: str, items: list[tuple[float, str]], duration: flo
     import soundfile
 
     from app.voice import VoiceError
-    from app.voice.tts import TRACK_RATE, synthesize_track
+    from app.voice.synth import TRACK_RATE, synthesize_track
     from app.voice.wav import write_wav
 
     try:

@@ -110,7 +110,7 @@ def run_segment(args: argparse.Namespace) -> int:
 
 @_voice_error
 def run_say(args: argparse.Namespace) -> int:
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
     from app.voice.wav import write_wav
 
     if not args.text.strip():

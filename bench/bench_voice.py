@@ -364,7 +364,8 @@ def measure_barge_in(
     the echo."""
     from app.voice.audio import resample
     from app.voice.echo import EchoCanceller, EchoReference
-    from app.voice.tts import Speaker, synthesize
+    from app.voice.synth import synthesize
+    from app.voice.tts import Speaker
 
     sd = BenchSoundDevice()
     reference = EchoReference() if echo else None
@@ -422,7 +423,7 @@ def _question() -> np.ndarray:
     """The spoken question at 16 kHz, trimmed to where its sound is (its end is the end of speech), over
     -60 dBFS noise (a quiet room), as the playback holds it."""
     from app.voice.audio import level_dbfs, resample
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
 
     speech, rate = synthesize("What is the person holding in their left hand?")
     x = resample(speech, rate, 16000)

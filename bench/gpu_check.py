@@ -362,7 +362,7 @@ def _question_audio(run: Run):
 
         speech, rate = read_wav(wav)
     else:
-        from app.voice.tts import synthesize
+        from app.voice.synth import synthesize
 
         speech, rate = synthesize("What is the person holding in their left hand?")
     speech = resample(speech, rate, 16000)

@@ -32,7 +32,7 @@ fetch "silero-vad==$SILERO"
 if [ ! -f "$WHL/question.wav" ]; then
   $PY - <<'PYEOF'
 from app.voice.audio import resample
-from app.voice.tts import synthesize
+from app.voice.synth import synthesize
 from app.voice.wav import write_wav
 
 speech, rate = synthesize("What is the person holding in their left hand?")

@@ -89,7 +89,7 @@ class VoiceSettingsDialog(QDialog):
         self.voice = QComboBox()
         self.voice.addItem("Default voice", "")
         try:
-            from app.voice.tts import voices
+            from app.voice.synth import voices
 
             for vid, name in voices():
                 self.voice.addItem(name, vid)

@@ -425,6 +425,8 @@ class VoiceInput:
         if hold is None:
             return
         now, seg, threshold = self.times.seconds, self.segmenter, self.vad_settings.threshold
+        if self._held_at is not None and not getattr(self.speaker, "held", True):
+            self._held_at, self._released_at = None, now  # it went on by itself (HOLD_MAX_S): as if let go
         if self._held_at is not None:
             if seg.peak >= HINT * threshold:
                 self._hinted_at = now

@@ -203,7 +203,7 @@ def test_a_fifo_or_a_url_as_the_source_is_a_one_line_error(tmp_path, capsys):
 
 def test_long_speech_is_synthesised_in_pieces():
     """25,000 characters of text to speech segfaulted the engine."""
-    from app.voice.tts import MAX_CHUNK_CHARS, _chunks
+    from app.voice.synth import MAX_CHUNK_CHARS, _chunks
 
     text = " ".join(f"Sentence number {i} says a few words." for i in range(700))  # ~25,000 characters
     pieces = _chunks(text)

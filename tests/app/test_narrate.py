@@ -251,12 +251,12 @@ def test_questions_keep_their_own_cues_until_the_next_question(stand_in, tmp_pat
 def test_a_spoken_track_that_could_not_be_made_is_never_reported(stand_in, tmp_path, capsys, monkeypatch):
     """--speak-to with a speech engine that fails: the track is not claimed, the command fails with the
     engine's own words, and the subtitles and the session are kept."""
-    from app.voice import tts
+    from app.voice import synth
 
     program = tmp_path / "espeak-ng"
     program.write_text(f"#!{sys.executable}\nimport sys\nsys.stderr.write('Error: no voice data\\n')\nsys.exit(1)\n")
     program.chmod(0o755)
-    monkeypatch.setattr(tts, "ESPEAK", str(program))
+    monkeypatch.setattr(synth, "ESPEAK", str(program))
     video = make_video(tmp_path / "clip.mp4", seconds=3)
     srt, track = tmp_path / "s.srt", tmp_path / "answers.wav"
     args = ["narrate", "--source", str(video), "--model", "stand-in", "--quiet", "--srt", str(srt),

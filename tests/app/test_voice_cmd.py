@@ -18,7 +18,7 @@ from app.exports import read_jsonl
 @pytest.fixture(scope="module")
 def spoken(tmp_path_factory):
     """A question spoken by espeak-ng with 1.5 s of silence before it and 1 s after, as a WAV."""
-    from app.voice.tts import ENGINE_MISSING, engine_installed, synthesize
+    from app.voice.synth import ENGINE_MISSING, engine_installed, synthesize
     from app.voice.wav import write_wav
 
     if not engine_installed():  # only a missing engine skips; one that fails fails the tests
@@ -111,7 +111,7 @@ LONG_TEXT = (
 def test_voice_say_writes_the_whole_answer_in_fresh_processes(tmp_path):
     """The first synthesis of a process is where pyttsx3's espeak driver raced (it returned before the audio
     was written); each run here is a new process with a long first text. docs/voice.md has the 50-run count."""
-    from app.voice.tts import ENGINE_MISSING, engine_installed
+    from app.voice.synth import ENGINE_MISSING, engine_installed
     from app.voice.wav import read_wav
 
     if not engine_installed():

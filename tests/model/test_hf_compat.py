@@ -59,7 +59,7 @@ def test_narrate_prints_no_transformers_deprecation(sample_clip, tmp_path, capsy
     """What a user sees: `narrate --model demo` with a spoken question (the engine, the demo Whisper
     through transformers' ASR pipeline) says nothing about deprecated arguments."""
     from app.cli import main as cli_main
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
     from app.voice.wav import write_wav
 
     speech, rate = synthesize("What is rolling across the floor?")

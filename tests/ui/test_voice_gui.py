@@ -22,7 +22,7 @@ def spoken_clip():
     """1.5 s of quiet, a spoken question (espeak-ng), 2 s of quiet, at 16 kHz."""
     from app.voice import VoiceError
     from app.voice.audio import resample
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
 
     try:
         speech, rate = synthesize("What is the red ball doing?")
@@ -113,7 +113,7 @@ def test_voice_armed_before_start_times_questions_from_the_runs_start(
     """Hands-free on while no run goes (as the window opens with it ticked); Start comes ~1.5 s later and
     the question ends ~4.5 s into the microphone: it enters at the run's second, not the microphone's."""
     from app.voice.audio import resample
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
 
     speech, rate = synthesize("What is the red ball doing?")
     speech = resample(speech, rate, 16000)

@@ -1,11 +1,15 @@
 """Fixtures of the voice tests: a spoken question synthesised once with espeak-ng, recordings
 built from it ("1.5 s silence + speech + 2 s silence" over faint noise) with the true speech span known, an
-energy-based stand-in for the VAD model, and a check that no fake audio thread outlives its test."""
+energy-based stand-in for the VAD model, and a check that no fake audio thread outlives its test. For the
+synthesis and playback tests (test_synth.py, test_tts.py): a long answer, every clip synthesised, a stand-in
+espeak-ng program, and the ``espeak_only`` mark."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,7 +54,7 @@ def speech() -> Speech:
     """The question spoken by espeak-ng (through the app's synthesis), trimmed to its voiced span. Skips
     only where no speech engine is installed at all (CI installs espeak-ng); an engine that is there
     but fails is a failure."""
-    from app.voice.tts import ENGINE_MISSING, engine_installed, synthesize
+    from app.voice.synth import ENGINE_MISSING, engine_installed, synthesize
 
     if not engine_installed():
         pytest.skip(ENGINE_MISSING)
@@ -119,3 +123,59 @@ def no_leftover_audio_threads():
     for t in left:
         t.join(2.0)
     assert not [t.name for t in left if t.is_alive()]
+
+
+# ---------------------------------------------------------------------------------------------
+# Synthesis and playback (test_synth.py, test_tts.py)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "espeak_only: espeak-ng is the engine (Linux); skipped elsewhere")
+
+
+def pytest_runtest_setup(item):
+    from app.voice import synth
+
+    if item.get_closest_marker("espeak_only") is not None and not synth._uses_espeak():
+        pytest.skip("espeak-ng is the engine on Linux only")
+
+
+@pytest.fixture(scope="session")
+def long_answer() -> str:
+    """Three sentences, several seconds spoken: long enough to stop, hold or cut while it plays."""
+    return (
+        "A red circle appears on the left side of the screen. It moves slowly to the right. "
+        "Then a blue square enters from the top and stays in the middle for a while."
+    )
+
+
+@pytest.fixture
+def synthesized(monkeypatch) -> list[np.ndarray]:
+    """Every clip the engine thread synthesises, in order. espeak-ng's output varies by a few samples from
+    one call to the next, so playback is compared with what was synthesised for it, not with a second run."""
+    from app.voice import synth
+
+    clips: list[np.ndarray] = []
+    real = synth._synthesize_now
+
+    def recording(*args):
+        audio, rate = real(*args)
+        clips.append(audio)
+        return audio, rate
+
+    monkeypatch.setattr(synth, "_synthesize_now", recording)
+    return clips
+
+
+def make_fake_espeak(folder: Path, code: str) -> str:
+    """A stand-in ``espeak-ng`` program: Python ``code`` with ``out`` (its ``-w`` file) and ``sys``/``wave``."""
+    program = folder / "espeak-ng"
+    program.write_text(f"#!{sys.executable}\nimport sys, wave\nout = sys.argv[sys.argv.index('-w') + 1]\n{code}\n")
+    program.chmod(0o755)
+    return str(program)
+
+
+@pytest.fixture(scope="session")
+def fake_espeak():
+    """:func:`make_fake_espeak` for the tests (not imported: see :func:`compose`)."""
+    return make_fake_espeak

@@ -17,10 +17,10 @@ RATE = 16000
 
 @pytest.fixture(scope="module")
 def utterance() -> np.ndarray:
-    """1.5 s of espeak-ng speech at 16 kHz. Synthesised through app.voice.tts (pyttsx3's save_to_file on
+    """1.5 s of espeak-ng speech at 16 kHz. Synthesised through app.voice.synth (pyttsx3's save_to_file on
     the one thread that owns the engine) rather than a second pyttsx3 engine here: espeak-ng is one per
     process, and two threads driving it would race with the speech tests."""
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
 
     audio, rate = synthesize("What is happening on the screen right now? Tell me when the door opens.")
     assert rate > 0 and audio.size > 0

@@ -40,7 +40,7 @@ def active_rms(x: np.ndarray) -> float:
 
 @pytest.fixture(scope="module")
 def answer() -> tuple[np.ndarray, int]:
-    from app.voice.tts import synthesize
+    from app.voice.synth import synthesize
 
     x, rate = synthesize(ANSWER)
     assert len(x) > 3 * rate, "the synthesised answer is too short for these tests"

@@ -35,17 +35,17 @@ class Speaking:
     """A speaker stand-in: speaking while ``on``; records holds, releases and stops (barge-in)."""
 
     def __init__(self, on: bool = True) -> None:
-        self.speaking, self.stops, self.holds, self.releases = on, 0, 0, 0
+        self.speaking, self.stops, self.holds, self.releases, self.held = on, 0, 0, 0, False
 
     def hold(self) -> None:
-        self.holds += 1
+        self.holds, self.held = self.holds + 1, True
 
     def release(self) -> None:
-        self.releases += 1
+        self.releases, self.held = self.releases + 1, False
 
     def stop(self) -> None:
         self.stops += 1
-        self.speaking = False
+        self.speaking = self.held = False
 
 
 def listen(recognizer, sd, **kwargs) -> tuple[list[Spoken], list[str], VoiceInput]:
@@ -157,6 +157,35 @@ def test_a_hint_of_speech_holds_the_answer_and_a_false_one_lets_it_go_on():
     assert seen[burst] == (2, 1)  # ... a window the VAD takes for speech does
     assert seen[burst + after_hold] == (2, 2)  # 32 ms of it, then nothing: let go
     assert seen[-1] == (3, 2) and speaker.stops == 0  # after the back-off, a hint holds it again
+
+
+def test_a_hold_the_speaker_ended_by_itself_is_not_kept_and_the_next_speech_holds_again():
+    """Speaker.hold ends by itself after HOLD_MAX_S (the answer goes on). VoiceInput must see that: it does not
+    keep counting the answer as held (so it would never hold it again), it backs off as after a release, and the
+    next window the VAD takes for speech holds the answer again."""
+    from types import SimpleNamespace
+
+    from app.voice.input import HINT, HOLD_BACKOFF_S
+    from app.voice.vad import WINDOW, Segmenter, VadSettings
+
+    window_s = WINDOW / 16000
+    hint = HINT * VadSettings().threshold + 0.01
+    hints = [hint] * 10  # hint after hint, never sure: the answer stays held, until the speaker ends the hold
+    script = [*[0.0] * 20, *hints, *[0.0] * int(HOLD_BACKOFF_S / window_s + 2), 0.9, 0.0]
+    speaker = Speaking(on=True)
+    voice = VoiceInput(
+        None, lambda q: None, SimpleNamespace(rate=16000), speaker=speaker, headphones=True,
+        segmenter=Segmenter(vad=ScriptedVad(script)),
+    )  # fmt: skip
+    first = script.index(hint)
+    for k in range(len(script)):
+        if k == first + 5:
+            speaker.held = False  # HOLD_MAX_S passed: the speaker let the answer go on by itself
+        voice.times.add(WINDOW, float(k))
+        voice._take(np.zeros(WINDOW, np.float32))
+        if k == first + 6:
+            assert voice._held_at is None  # seen at the next read
+    assert speaker.holds == 2 and speaker.releases == 0 and speaker.stops == 0  # the speech window held it again
 
 
 def test_push_to_talk_takes_what_was_said_while_held(recording, recognizer):
