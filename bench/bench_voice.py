@@ -101,7 +101,7 @@ def vad_rtf(seconds: float = 60.0, torch_seconds: float = 15.0) -> int:
 def pauses(noise_dbfs: float = -60.0, block: int = 320) -> int:
     """Print how the app's ``Segmenter`` (with Silero) ends the question and bridges a pause, fed 20 ms blocks
     as fast as it takes them, over ``noise_dbfs`` white noise: the end of the sound -> the block that ended the
-    utterance, over 8 alignments of the end in the VAD's windows; and, at each gap between words past
+    utterance, over 9 alignments of the end in the VAD's windows; and, at each gap between words past
     ``fragment_s`` (where the short hangover applies), the longest pause (the gap's own quiet taken out, 10 ms
     steps, 4 alignments) that stays one question."""
     from app.voice.audio import level_dbfs
@@ -109,9 +109,6 @@ def pauses(noise_dbfs: float = -60.0, block: int = 320) -> int:
 
     settings, vad, rng = VadSettings(), SileroVad(), np.random.default_rng(0)
     q = _question()
-
-    def quiet(seconds: float) -> np.ndarray:
-        return np.zeros(int(seconds * 16000), np.float32)
 
     def ends(parts: list[np.ndarray]) -> list[float]:
         x = np.concatenate(parts)
@@ -123,7 +120,7 @@ def pauses(noise_dbfs: float = -60.0, block: int = 320) -> int:
 
     lat = []
     for lead in np.arange(1.0, 1.032, 0.004):
-        (at,) = ends([quiet(lead), q, quiet(2.0)])
+        (at,) = ends([_quiet(lead), q, _quiet(2.0)])
         lat.append(1e3 * (at - lead - len(q) / 16000))
     print(f"hangover {settings.min_silence_ms} ms, noise {noise_dbfs:.0f} dBFS; end of sound -> utterance ended: "
           f"median {statistics.median(lat):.0f} ms, {min(lat):.0f}-{max(lat):.0f} ms over {len(lat)} alignments")  # fmt: skip
@@ -142,7 +139,7 @@ def pauses(noise_dbfs: float = -60.0, block: int = 320) -> int:
         longest = None
         for pause in np.arange(0.40, 0.80, 0.01):
             leads = (1.0, 1.007, 1.015, 1.023)
-            if any(len(ends([quiet(lead), q[:a], quiet(pause), q[b:], quiet(2.0)])) != 1 for lead in leads):
+            if any(len(ends([_quiet(lead), q[:a], _quiet(pause), q[b:], _quiet(2.0)])) != 1 for lead in leads):
                 break
             longest = pause
         said = "none" if longest is None else f"{longest:.2f} s"

@@ -340,7 +340,7 @@ class Segmenter:
             # silence's level, rather than up to a window later.
             due = self._silence_since + self._hangover() - self._pos
             if 0 < due <= self._pending.size and max(_sub_db(self._pending[:due])) < self._rise_db():
-                out += self._end_silence(self._pos)
+                out += self._end_silence()
         return out
 
     def _decide(self, window: np.ndarray) -> list[Utterance]:
@@ -380,17 +380,17 @@ class Segmenter:
             and end - self._silence_since >= self._hangover()
             and self._rising_at is None
         ):
-            out += self._end_silence(end)
+            out += self._end_silence()
         elif end - self._seg_start >= self._ms(s.max_utterance_s * 1000.0):
             out += self._cut(end)
         return out
 
-    def _end_silence(self, decided: int) -> list[Utterance]:
-        """The hangover is over: the utterance ends where its silence began (``decided``: the samples seen)."""
+    def _end_silence(self) -> list[Utterance]:
+        """The hangover is over: the utterance ends where its silence began."""
         s = self.settings
         post = min(self._ms(s.post_roll_ms), self._ms(s.min_silence_ms))
         u = self._finish(self._silence_since, audio_to=self._silence_since + post)
-        self._trim(decided - self._ms(s.pre_roll_ms))
+        self._trim(self._pos - self._ms(s.pre_roll_ms))
         return [u] if u is not None else []
 
     def _rise_db(self) -> float:
@@ -407,7 +407,13 @@ class Segmenter:
         if loud:  # the sound stops inside this window
             return start + (loud[-1] + 1) * SUB
         a = max(self._seg_start, self._chunks_start, start - self._ms(BACKDATE_MS))
-        audio = np.concatenate(self._chunks)[a - self._chunks_start : start - self._chunks_start]
+        recent, first = [], self._pos  # the latest chunks, back to a (not the whole utterance's audio)
+        for chunk in reversed(self._chunks):
+            if first <= a:
+                break
+            first -= len(chunk)
+            recent.append(chunk)
+        audio = np.concatenate(recent[::-1])[a - first : start - first]
         b = start
         while b - SUB >= a and level_dbfs(audio[b - SUB - a : b - a]) <= self._quiet_db + QUIET_DB:
             b -= SUB
