@@ -92,7 +92,7 @@ class VoiceControl(QObject):
             self.hands_free_action.setChecked(on)
         if on:
             self.host.start_listening()
-        elif self.host.listening:
+        else:  # listening, or still loading its model: either way it must not listen on
             self.host.stop_listening()
 
     def on_microphone(self, problem: str) -> None:

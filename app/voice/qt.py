@@ -63,6 +63,10 @@ class VoiceHost(QObject):
         self.current_state = OFF
         self._last_download_emit = 0.0
         self._press_when_ready = False  # the talk key went down while listening was still off
+        # Each start and stop of listening counts, under the lock: a start still loading when listening was turned
+        # off (or the window closed) finds it out when the microphone opens, and closes it again.
+        self._listen_lock = threading.Lock()
+        self._listen_turn = 0
         self._meter = QTimer(self)
         self._meter.setInterval(50)
         self._meter.timeout.connect(self._poll_level)
@@ -79,7 +83,10 @@ class VoiceHost(QObject):
         if self.listening or self.current_state == LOADING_ASR:
             return
         self.state.emit(LOADING_ASR)
-        threading.Thread(target=self._load_and_listen, name="voice-start", daemon=True).start()
+        with self._listen_lock:
+            self._listen_turn += 1
+            turn = self._listen_turn
+        threading.Thread(target=self._load_and_listen, args=(turn,), name="voice-start", daemon=True).start()
 
     def check_microphone(self) -> None:
         """Look for the chosen microphone off the GUI thread (PortAudio's first query can take a while);
@@ -99,7 +106,7 @@ class VoiceHost(QObject):
             return f"No microphone could be found ({type(e).__name__}: {e}); typed questions still work."
         return ""
 
-    def _load_and_listen(self) -> None:
+    def _load_and_listen(self, turn: int) -> None:
         problem = self.microphone_problem()
         if problem:
             self.state.emit(OFF)
@@ -109,7 +116,7 @@ class VoiceHost(QObject):
         try:
             recognizer = self._recognizer_for(self.options)
             recognizer.load()
-            self._listen(recognizer)
+            self._listen(recognizer, turn)
         except VoiceError as e:
             self.state.emit(OFF)
             self.error.emit(str(e))
@@ -130,7 +137,7 @@ class VoiceHost(QObject):
         self._last_download_emit = now
         self.download.emit(done, total, filename)
 
-    def _listen(self, recognizer: Any) -> None:
+    def _listen(self, recognizer: Any, turn: int) -> None:
         from app.voice.audio import Microphone
 
         o = self.options
@@ -151,7 +158,13 @@ class VoiceHost(QObject):
             on_notice=self.notice.emit,
         )
         voice.start()  # VoiceError (no microphone) goes to the caller
-        self.input = voice
+        with self._listen_lock:
+            wanted = turn == self._listen_turn
+            if wanted:
+                self.input = voice
+        if not wanted:  # turned off (or the window closed) while it loaded
+            voice.stop()
+            return
         if self._press_when_ready and voice.mode == PUSH_TO_TALK:
             voice.press()
         self._opened.emit()
@@ -190,7 +203,9 @@ class VoiceHost(QObject):
         self.state.emit(OFF)
 
     def stop_listening(self) -> None:
-        voice, self.input = self.input, None
+        with self._listen_lock:
+            self._listen_turn += 1
+            voice, self.input = self.input, None
         self._meter.stop()
         if voice is not None:
             voice.stop()

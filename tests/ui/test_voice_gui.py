@@ -275,3 +275,41 @@ def test_the_voice_row_shows_the_words_so_far_and_a_question_not_caught(make_har
     notes = [m.text for m in h2.window.banner.history if m.topic == "voice"]
     assert notes and notes[-1].startswith("I didn't catch that") and "say it again" in notes[-1]
     h2.window.live_tab.voice.hands_free.setChecked(False)
+
+
+def test_voice_turned_off_while_its_model_loads_does_not_start_listening(make_harness, spoken_clip, demo_asr):
+    """Hands-free off (or the window closed) while the recognition model still loads: when the load ends the
+    microphone is not left listening, unseen, behind a voice row that says off; turning it on again listens."""
+    import threading
+
+    audio, _, _ = spoken_clip
+    loading, go_on = threading.Event(), threading.Event()
+
+    class SlowLoad:
+        """The demo model, whose load waits until the test lets it go on."""
+
+        def __init__(self) -> None:
+            self.model = demo_asr(None)
+
+        def load(self) -> None:
+            loading.set()
+            go_on.wait(30)
+
+        def __getattr__(self, name):
+            return getattr(self.model, name)
+
+    slow = SlowLoad()
+    h = voice_harness(make_harness, FakeSoundDevice(audio, rate=16000, speed=1.0), lambda options: slow)
+    panel, host = h.window.live_tab.voice, h.window.voice.host
+    panel.hands_free.setChecked(True)
+    assert loading.wait(10)
+    panel.hands_free.setChecked(False)  # while the model loads
+    go_on.set()
+    h.qtbot.waitUntil(lambda: not any(t.name == "voice-start" for t in threading.enumerate()), timeout=10_000)
+    assert host.input is None and not host.listening
+    assert not any(t.name == "voice-listen" and t.is_alive() for t in threading.enumerate())
+    assert panel.status.text() != "listening"
+    with h.qtbot.waitSignal(host.state, check_params_cb=lambda s: s == "listening", timeout=30_000):
+        panel.hands_free.setChecked(True)  # on again: it listens
+    assert host.listening
+    panel.hands_free.setChecked(False)
