@@ -269,11 +269,12 @@ class RoomOutputStream:
     first block written plays one block later, whichever thread runs first (a fixed offset against the echo
     reference, which the canceller learns once), and the rest follow back to back, however late the thread that
     hands blocks to the room is scheduled (``late_s`` makes it that late, as a loaded machine does; behind its
-    clock, it waits for the block its lateness kept the writer from writing). A clock read
-    on that thread raced the first write instead: when the thread came first it played a block of silence, when
-    the write did it played the answer at once, so after a hold the echo could come 20 ms earlier or later than
-    before, the canceller leaked the resumed answer while it found the new delay, and a cough became a question
-    (seen on CI)."""
+    clock, it waits for the block its lateness kept the writer from writing).
+
+    A clock read on that thread raced the first write instead: when the thread came first it played a block of
+    silence, when the write did it played the answer at once, so after a hold the echo could come 20 ms earlier
+    or later than before, the canceller leaked the resumed answer while it found the new delay, and a cough
+    became a question (seen on CI)."""
 
     late_s = 0.0
 
